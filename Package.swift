@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "SkelLab",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(name: "TensorCore", targets: ["TensorCore"]),
+    .executable(name: "skellab-bench", targets: ["SkellabBench"]),
+  ],
+  targets: [
+    // System libraries, found through pkg-config (scripts/setup.sh installs them).
+    .systemLibrary(
+      name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(
+      name: "CReadline", path: "Sources/CReadline", pkgConfig: "readline",
+      providers: [.apt(["libreadline-dev"])]),
+
+    // The tensor engine: float32 tensors, reverse-mode autograd, BLAS-backed products.
+    .target(
+      name: "TensorCore", dependencies: ["CBLAS"],
+      swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+
+    // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
+    .executableTarget(
+      name: "SkellabBench", dependencies: ["TensorCore", "CBLAS"], path: "Sources/SkellabBench"),
+
+    // Shared test helpers: fixture reader, finite-difference gradient check, comparisons.
+    .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
+    .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,170 @@
+/// One node of the dynamic autograd graph: a leaf that requires gradients, or the result of an
+/// op with the closure that maps its output gradient to its inputs' gradients.
+package final class GradNode {
+  /// The op that produced the value (`matmul`, `add`), for error messages.
+  package let op: String
+  /// The inputs' nodes, aligned with the gradients `backward` returns (nil: no gradient needed).
+  package let inputs: [GradNode?]
+  /// Maps the gradient of the output to the gradients of the inputs; nil for a leaf.
+  package let backward: ((Tensor) throws -> [Tensor?])?
+  /// The shape of the value, checked against every gradient that flows in.
+  package let shape: [Int]
+  /// The accumulated gradient of a leaf.
+  package var grad: Tensor?
+
+  package init(
+    op: String, inputs: [GradNode?], shape: [Int], backward: ((Tensor) throws -> [Tensor?])?
+  ) {
+    self.op = op
+    self.inputs = inputs
+    self.shape = shape
+    self.backward = backward
+  }
+
+  package var isLeaf: Bool { backward == nil }
+}
+
+/// Gradient recording: whether ops record, and how a recorded op joins the graph.
+public enum Autograd {
+  @TaskLocal static var isRecording = true
+
+  /// Whether ops currently record onto the tape (false inside `noGrad`).
+  public static var isEnabled: Bool { isRecording }
+
+  /// Runs `body` with nothing recorded: teacher forwards, evaluation and optimiser updates.
+  public static func noGrad<R>(_ body: () throws -> R) rethrows -> R {
+    try $isRecording.withValue(false) { try body() }
+  }
+
+  /// Attaches `output` to the graph when recording is on and some input requires gradients.
+  /// `backward` receives the output gradient and returns one gradient (or nil) per input, each
+  /// of its input's shape; it runs with recording off.
+  package static func record(
+    _ op: String, _ output: Tensor, _ inputs: [Tensor],
+    backward: @escaping (Tensor) throws -> [Tensor?]
+  ) -> Tensor {
+    guard isRecording, inputs.contains(where: { $0.node != nil }) else { return output }
+    var result = output
+    result.node = GradNode(
+      op: op, inputs: inputs.map(\.node), shape: output.shape, backward: backward)
+    return result
+  }
+
+  /// Back-propagates `seed` (the gradient of `root`'s value) through the graph, accumulating
+  /// into the `grad` of every leaf reached.
+  static func run(from root: GradNode, seed: Tensor) throws {
+    // Topological order by an explicit-stack depth-first search (deep graphs must not
+    // overflow the call stack).
+    var order: [GradNode] = []
+    var visited = Set<ObjectIdentifier>()
+    var stack: [(node: GradNode, next: Int)] = [(root, 0)]
+    visited.insert(ObjectIdentifier(root))
+    while var top = stack.popLast() {
+      if top.next < top.node.inputs.count {
+        let child = top.node.inputs[top.next]
+        top.next += 1
+        stack.append(top)
+        if let child, visited.insert(ObjectIdentifier(child)).inserted {
+          stack.append((child, 0))
+        }
+      } else {
+        order.append(top.node)
+      }
+    }
+    var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+    try noGrad {
+      for node in order.reversed() {
+        guard let grad = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+        guard let backward = node.backward else {
+          node.grad = try node.grad.map { try $0 + grad } ?? grad
+          continue
+        }
+        let inputGrads = try backward(grad)
+        for (input, inputGrad) in zip(node.inputs, inputGrads) {
+          guard let input, let inputGrad else { continue }
+          guard inputGrad.shape == input.shape else {
+            throw TensorError(
+              "backward",
+              "gradient of shape \(shapeString(inputGrad.shape)) from '\(node.op)' does not match "
+                + "its input of shape \(shapeString(input.shape))")
+          }
+          let key = ObjectIdentifier(input)
+          pending[key] = try pending[key].map { try $0 + inputGrad } ?? inputGrad
+        }
+      }
+    }
+  }
+}
+
+extension Tensor {
+  /// Whether gradients flow to this tensor (a leaf that asked for them, or a value computed
+  /// from one while recording).
+  public var requiresGrad: Bool { node != nil }
+
+  /// Whether this tensor is a leaf of the graph (made by the user, not computed by an op).
+  public var isLeaf: Bool { node?.isLeaf ?? true }
+
+  /// Turns gradient tracking on or off for a leaf. Throws for a computed tensor, whose
+  /// gradient requirement follows from its inputs (use `detach()` first).
+  public mutating func setRequiresGrad(_ flag: Bool) throws {
+    guard isLeaf else {
+      throw TensorError(
+        "requires_grad",
+        "only leaf tensors can change requires_grad; this one was computed by '\(node?.op ?? "")' "
+          + "(detach it first)")
+    }
+    if flag {
+      if node == nil { node = GradNode(op: "leaf", inputs: [], shape: shape, backward: nil) }
+    } else {
+      node = nil
+    }
+  }
+
+  /// The same tensor as a leaf that requires gradients.
+  public func requiringGrad() -> Tensor {
+    var leaf = detached()
+    leaf.node = GradNode(op: "leaf", inputs: [], shape: shape, backward: nil)
+    return leaf
+  }
+
+  /// The accumulated gradient of a leaf after `backward()`, or nil.
+  public var grad: Tensor? {
+    get { node?.grad }
+    nonmutating set { node?.grad = newValue }
+  }
+
+  /// The same values, cut from the graph: no gradient flows through the result.
+  public func detached() -> Tensor {
+    var result = self
+    result.node = nil
+    return result
+  }
+
+  /// Computes the gradient of this one-element tensor with respect to every leaf it depends on,
+  /// adding it to each leaf's `grad`. With `gradient`, back-propagates that upstream gradient
+  /// from a tensor of any shape.
+  public func backward(gradient: Tensor? = nil) throws {
+    guard let node else {
+      throw TensorError(
+        "backward", "tensor of shape \(shapeString(shape)) does not require grad "
+          + "(no input had requires_grad set, or it was computed under no_grad)")
+    }
+    let seed: Tensor
+    if let gradient {
+      guard gradient.shape == shape else {
+        throw TensorError(
+          "backward", "gradient of shape \(shapeString(gradient.shape)) for a tensor of shape "
+            + "\(shapeString(shape))")
+      }
+      seed = gradient.detached()
+    } else {
+      guard count == 1 else {
+        throw TensorError(
+          "backward", "backward() needs a one-element tensor, got shape \(shapeString(shape)); "
+            + "reduce it (sum or mean) first")
+      }
+      seed = Tensor.full(shape, 1)
+    }
+    try Autograd.run(from: node, seed: seed)
+  }
+}

@@ -1,0 +1,136 @@
+/// Shape arithmetic shared by every op: element counts, strides, axes and broadcasting.
+/// Every function throws a `TensorError` naming `op` when a user-supplied value is wrong.
+package enum Shape {
+  /// Row-major strides for `shape`: the last axis is contiguous.
+  package static func contiguousStrides(_ shape: [Int]) -> [Int] {
+    var strides = [Int](repeating: 1, count: shape.count)
+    var running = 1
+    for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+      strides[axis] = running
+      running &*= max(shape[axis], 1)
+    }
+    return strides
+  }
+
+  /// The number of elements of `shape`; throws on a negative size or an overflowing product.
+  package static func elementCount(_ shape: [Int], op: String) throws -> Int {
+    var count = 1
+    for size in shape {
+      guard size >= 0 else {
+        throw TensorError(op, "shape \(shapeString(shape)) has a negative size \(size)")
+      }
+      let (product, overflow) = count.multipliedReportingOverflow(by: size)
+      guard !overflow, product <= 1 << 40 else {
+        throw TensorError(op, "shape \(shapeString(shape)) has too many elements")
+      }
+      count = product
+    }
+    return count
+  }
+
+  /// Maps a possibly negative `axis` into `0..<rank`.
+  package static func normalizeAxis(_ axis: Int, rank: Int, op: String) throws -> Int {
+    let resolved = axis < 0 ? axis + rank : axis
+    guard resolved >= 0, resolved < rank else {
+      throw TensorError(op, "axis \(axis) is out of range for a tensor of rank \(rank)")
+    }
+    return resolved
+  }
+
+  /// Normalises a list of axes, rejecting repeats; `nil` means every axis.
+  package static func normalizeAxes(_ axes: [Int]?, rank: Int, op: String) throws -> [Int] {
+    guard let axes else { return Array(0..<rank) }
+    var seen = Set<Int>()
+    var result: [Int] = []
+    for axis in axes {
+      let resolved = try normalizeAxis(axis, rank: rank, op: op)
+      guard seen.insert(resolved).inserted else {
+        throw TensorError(op, "axis \(axis) is repeated in \(axes)")
+      }
+      result.append(resolved)
+    }
+    return result.sorted()
+  }
+
+  /// The NumPy broadcast of two shapes: align on the right, sizes equal or 1.
+  package static func broadcast(_ a: [Int], _ b: [Int], op: String) throws -> [Int] {
+    let rank = max(a.count, b.count)
+    var result = [Int](repeating: 1, count: rank)
+    for i in 0..<rank {
+      let da = i < rank - a.count ? 1 : a[i - (rank - a.count)]
+      let db = i < rank - b.count ? 1 : b[i - (rank - b.count)]
+      if da == db || db == 1 {
+        result[i] = da
+      } else if da == 1 {
+        result[i] = db
+      } else {
+        throw TensorError(
+          op, "shapes \(shapeString(a)) and \(shapeString(b)) cannot be broadcast together "
+            + "(axis \(i - rank): \(da) vs \(db))")
+      }
+    }
+    return result
+  }
+
+  /// Strides that read a tensor of `shape`/`strides` as if it had the larger `target` shape
+  /// (broadcast axes get stride 0).
+  package static func broadcastStrides(shape: [Int], strides: [Int], to target: [Int]) -> [Int] {
+    var result = [Int](repeating: 0, count: target.count)
+    let lead = target.count - shape.count
+    for i in 0..<shape.count where shape[i] != 1 || target[lead + i] == 1 {
+      result[lead + i] = shape[i] == 1 ? 0 : strides[i]
+    }
+    return result
+  }
+}
+
+/// Visits every element of `shape` in row-major order, in runs along the innermost axis after
+/// merging axes that are contiguous for every operand. For each run, `body` receives each
+/// operand's element offset, each operand's stride along the run and the run length; the
+/// output index advances by the run length.
+package func forEachRun(
+  shape: [Int], strides: [[Int]], offsets: [Int],
+  _ body: (_ offsets: [Int], _ runStrides: [Int], _ length: Int) -> Void
+) {
+  let operands = strides.count
+  // Drop size-1 axes and merge neighbours that are contiguous for every operand.
+  var dims: [Int] = []
+  var dimStrides = [[Int]](repeating: [], count: operands)
+  for axis in 0..<shape.count where shape[axis] != 1 {
+    if let last = dims.last,
+      (0..<operands).allSatisfy({
+        dimStrides[$0][dims.count - 1] == strides[$0][axis] * shape[axis]
+      })
+    {
+      dims[dims.count - 1] = last * shape[axis]
+      for k in 0..<operands { dimStrides[k][dimStrides[k].count - 1] = strides[k][axis] }
+    } else {
+      dims.append(shape[axis])
+      for k in 0..<operands { dimStrides[k].append(strides[k][axis]) }
+    }
+  }
+  if shape.contains(0) { return }
+  if dims.isEmpty {
+    body(offsets, [Int](repeating: 0, count: operands), 1)
+    return
+  }
+  let inner = dims.count - 1
+  let runLength = dims[inner]
+  let runStrides = dimStrides.map { $0[inner] }
+  var counter = [Int](repeating: 0, count: inner)
+  var current = offsets
+  while true {
+    body(current, runStrides, runLength)
+    // Advance the outer counter (odometer), updating every operand's offset.
+    var axis = inner - 1
+    while axis >= 0 {
+      counter[axis] += 1
+      for k in 0..<operands { current[k] += dimStrides[k][axis] }
+      if counter[axis] < dims[axis] { break }
+      for k in 0..<operands { current[k] -= dimStrides[k][axis] * dims[axis] }
+      counter[axis] = 0
+      axis -= 1
+    }
+    if axis < 0 { return }
+  }
+}

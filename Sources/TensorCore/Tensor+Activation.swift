@@ -1,0 +1,260 @@
+import Foundation
+
+// Softmax, log-softmax, layer norm and dropout: fused row kernels with hand-written backward.
+// Their composed versions (exp / sum, mean / var) are the tests' oracle.
+
+extension Kernels {
+  /// `y = exp(x - max) / sum` over one contiguous row.
+  package static func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int)
+  {
+    var peak = -Float.infinity
+    for j in 0..<n { peak = Swift.max(peak, x[j]) }
+    if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
+    for j in 0..<n { y[j] = VectorMath.exp(x[j] - peak) }
+    let scale = Float(1 / sum(y, n))
+    for j in 0..<n { y[j] *= scale }
+  }
+
+  /// The dot product of two contiguous rows, with 16 float lanes.
+  package static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var lanes = SIMD16<Float>(repeating: 0)
+    var i = 0
+    while i + 16 <= n {
+      lanes +=
+        UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self)
+        * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
+      i += 16
+    }
+    var tail: Float = 0
+    while i < n {
+      tail += a[i] * b[i]
+      i += 1
+    }
+    return lanes.sum() + tail
+  }
+
+  /// Runs `body(row)` for each of `rows` rows of `n` floats, split across threads.
+  package static func forEachRow(rows: Int, n: Int, _ body: (Int) -> Void) {
+    parallelChunks(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { range in
+      for r in range { body(r) }
+    }
+  }
+}
+
+extension Tensor {
+  /// Moves `axis` last and makes the tensor contiguous, so row kernels apply; returns the
+  /// permutation that puts it back.
+  private func rowsAlong(_ axis: Int, op: String) throws -> (rows: Tensor, back: [Int]?) {
+    let a = try Shape.normalizeAxis(axis, rank: Swift.max(rank, 1), op: op)
+    if rank == 0 { return (try reshaped([1]), nil) }
+    if a == rank - 1 { return (contiguous(), nil) }
+    var order = Array(0..<rank)
+    order.remove(at: a)
+    order.append(a)
+    var back = [Int](repeating: 0, count: rank)
+    for (i, axis) in order.enumerated() { back[axis] = i }
+    return (try permuted(order).contiguous(), back)
+  }
+
+  private func restoring(_ t: Tensor, _ back: [Int]?, _ original: [Int]) throws -> Tensor {
+    if let back { return try t.permuted(back) }
+    return t.shape == original ? t : try t.reshaped(original)
+  }
+
+  /// Softmax along `axis` (default last), after subtracting each row's maximum.
+  public func softmax(axis: Int = -1) throws -> Tensor {
+    let (x, back) = try rowsAlong(axis, op: "softmax")
+    let n = x.shape.last ?? 1
+    let rows = x.count / Swift.max(n, 1)
+    let out = Tensor(validShape: x.shape) { dst in
+      let src = SendablePointer(x.storage.base + x.offset)
+      let d = SendablePointer(dst)
+      Kernels.forEachRow(rows: rows, n: n) { r in
+        Kernels.softmaxRow(src.base + r * n, d.base + r * n, n)
+      }
+    }
+    let y = out
+    let recorded = Autograd.record("softmax", out, [x]) { g in
+      let gc = g.contiguous()
+      let dx = Tensor(validShape: y.shape) { dst in
+        let (py, pg, d) = (
+          SendablePointer(y.storage.base), SendablePointer(gc.storage.base + gc.offset),
+          SendablePointer(dst)
+        )
+        Kernels.forEachRow(rows: rows, n: n) { r in
+          let (yr, gr, dr) = (py.base + r * n, pg.base + r * n, d.base + r * n)
+          let inner = Kernels.dot(yr, gr, n)
+          for j in 0..<n { dr[j] = yr[j] * (gr[j] - inner) }
+        }
+      }
+      return [dx]
+    }
+    return try restoring(recorded, back, shape)
+  }
+
+  /// Log-softmax along `axis` (default last): `x - max - log(sum(exp(x - max)))`.
+  public func logSoftmax(axis: Int = -1) throws -> Tensor {
+    let (x, back) = try rowsAlong(axis, op: "log_softmax")
+    let n = x.shape.last ?? 1
+    let rows = x.count / Swift.max(n, 1)
+    let out = Tensor(validShape: x.shape) { dst in
+      let src = SendablePointer(x.storage.base + x.offset)
+      let d = SendablePointer(dst)
+      Kernels.forEachRow(rows: rows, n: n) { r in
+        let (xr, yr) = (src.base + r * n, d.base + r * n)
+        var peak = -Float.infinity
+        for j in 0..<n { peak = Swift.max(peak, xr[j]) }
+        if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
+        for j in 0..<n { yr[j] = VectorMath.exp(xr[j] - peak) }
+        let shift = peak + Float(Foundation.log(Kernels.sum(yr, n)))
+        for j in 0..<n { yr[j] = xr[j] - shift }
+      }
+    }
+    let y = out
+    let recorded = Autograd.record("log_softmax", out, [x]) { g in
+      let gc = g.contiguous()
+      let dx = Tensor(validShape: y.shape) { dst in
+        let (py, pg, d) = (
+          SendablePointer(y.storage.base), SendablePointer(gc.storage.base + gc.offset),
+          SendablePointer(dst)
+        )
+        Kernels.forEachRow(rows: rows, n: n) { r in
+          let (yr, gr, dr) = (py.base + r * n, pg.base + r * n, d.base + r * n)
+          let total = Float(Kernels.sum(gr, n))
+          for j in 0..<n { dr[j] = gr[j] - VectorMath.exp(yr[j]) * total }
+        }
+      }
+      return [dx]
+    }
+    return try restoring(recorded, back, shape)
+  }
+
+  /// Layer normalisation over the last axis: `(x - mean) / sqrt(var + eps) · weight + bias`
+  /// with the biased variance; weight and bias (`[D]`) are optional. One fused pass forward,
+  /// one backward.
+  public func layerNorm(weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5) throws
+    -> Tensor
+  {
+    guard rank >= 1, let d = shape.last, d > 0 else {
+      throw TensorError("layer_norm", "needs a non-empty last axis, got \(shapeString(shape))")
+    }
+    for (name, p) in [("weight", weight), ("bias", bias)] {
+      if let p, p.shape != [d] {
+        throw TensorError(
+          "layer_norm", "\(name) of shape \(shapeString(p.shape)) for input \(shapeString(shape)); "
+            + "expected [\(d)]")
+      }
+    }
+    let x = detached().contiguous()
+    let rows = count / d
+    let w = weight?.detached().contiguous()
+    let b = bias?.detached().contiguous()
+    let stats = TensorStorage(uninitializedCount: 2 * rows)  // mean, then 1/std, per row
+    let out = Tensor(validShape: shape) { dst in
+      let (px, py, ps) = (
+        SendablePointer(x.storage.base + x.offset), SendablePointer(dst), SendablePointer(stats.base)
+      )
+      let pw = w.map { SendablePointer($0.storage.base + $0.offset) }
+      let pb = b.map { SendablePointer($0.storage.base + $0.offset) }
+      Kernels.forEachRow(rows: rows, n: d) { r in
+        let (xr, yr) = (px.base + r * d, py.base + r * d)
+        let mean = Float(Kernels.sum(xr, d) / Double(d))
+        for j in 0..<d { yr[j] = xr[j] - mean }
+        let variance = Kernels.dot(yr, yr, d) / Float(d)
+        let rstd = 1 / (variance + eps).squareRoot()
+        ps.base[r] = mean
+        ps.base[rows + r] = rstd
+        switch (pw, pb) {
+        case (let pw?, let pb?): for j in 0..<d { yr[j] = yr[j] * rstd * pw.base[j] + pb.base[j] }
+        case (let pw?, nil): for j in 0..<d { yr[j] = yr[j] * rstd * pw.base[j] }
+        case (nil, let pb?): for j in 0..<d { yr[j] = yr[j] * rstd + pb.base[j] }
+        case (nil, nil): for j in 0..<d { yr[j] *= rstd }
+        }
+      }
+    }
+    var inputs = [self]
+    if let weight { inputs.append(weight) }
+    if let bias { inputs.append(bias) }
+    return Autograd.record("layer_norm", out, inputs) { g in
+      let gc = g.contiguous()
+      let (px, pg, ps) = (
+        SendablePointer(x.storage.base + x.offset), SendablePointer(gc.storage.base + gc.offset),
+        SendablePointer(stats.base)
+      )
+      let pw = w.map { SendablePointer($0.storage.base + $0.offset) }
+      let dx = Tensor(validShape: x.shape) { dst in
+        let pd = SendablePointer(dst)
+        Kernels.forEachRow(rows: rows, n: d) { r in
+          let (xr, gr, dr) = (px.base + r * d, pg.base + r * d, pd.base + r * d)
+          let (mean, rstd) = (ps.base[r], ps.base[rows + r])
+          // dr holds g·w first, then the gradient.
+          if let pw { for j in 0..<d { dr[j] = gr[j] * pw.base[j] } } else {
+            dr.update(from: gr, count: d)
+          }
+          var sumGW: Float = 0
+          var sumGWXhat: Float = 0
+          for j in 0..<d {
+            sumGW += dr[j]
+            sumGWXhat += dr[j] * (xr[j] - mean) * rstd
+          }
+          let a = sumGW / Float(d)
+          let c = sumGWXhat / Float(d)
+          for j in 0..<d { dr[j] = rstd * (dr[j] - a - (xr[j] - mean) * rstd * c) }
+        }
+      }
+      // Parameter gradients: column sums over rows, in double, columns split across threads.
+      var dWeight: Tensor? = nil
+      var dBias: Tensor? = nil
+      if weight?.requiresGrad == true || bias?.requiresGrad == true {
+        let dw = TensorStorage(uninitializedCount: d)
+        let db = TensorStorage(uninitializedCount: d)
+        let (pdw, pdb) = (SendablePointer(dw.base), SendablePointer(db.base))
+        parallelChunks(d, grain: 16) { columns in
+          var accW = [Double](repeating: 0, count: columns.count)
+          var accB = [Double](repeating: 0, count: columns.count)
+          for r in 0..<rows {
+            let (mean, rstd) = (ps.base[r], ps.base[rows + r])
+            let xr = px.base + r * d + columns.lowerBound
+            let gr = pg.base + r * d + columns.lowerBound
+            for j in 0..<columns.count {
+              accW[j] += Double(gr[j] * ((xr[j] - mean) * rstd))
+              accB[j] += Double(gr[j])
+            }
+          }
+          for j in 0..<columns.count {
+            pdw.base[columns.lowerBound + j] = Float(accW[j])
+            pdb.base[columns.lowerBound + j] = Float(accB[j])
+          }
+        }
+        dWeight = Tensor(storage: dw, shape: [d])
+        dBias = Tensor(storage: db, shape: [d])
+      }
+      var grads: [Tensor?] = [dx]
+      if weight != nil { grads.append(dWeight) }
+      if bias != nil { grads.append(dBias) }
+      return grads
+    }
+  }
+
+  /// Zeroes each element with probability `p` and scales the rest by 1/(1-p) when `training`;
+  /// the identity otherwise. Draws from `generator`.
+  public func dropout(
+    probability p: Float, training: Bool = true, generator: inout RandomGenerator
+  ) throws -> Tensor {
+    guard p >= 0, p <= 1 else {
+      throw TensorError("dropout", "probability must be in [0, 1], got \(p)")
+    }
+    if !training || p == 0 { return self }
+    if p == 1 { return try self * Tensor.zeros(shape) }
+    let keep = try Tensor(shape: shape, op: "dropout") { mask in
+      let scale = 1 / (1 - p)
+      for i in mask.indices { mask[i] = generator.nextFloat() < p ? 0 : scale }
+    }
+    return try self * keep
+  }
+
+  /// Dropout drawing from the global generator (`Random.seed` makes it reproducible).
+  public func dropout(probability p: Float, training: Bool = true) throws -> Tensor {
+    try Random.withGenerator { try dropout(probability: p, training: training, generator: &$0) }
+  }
+}

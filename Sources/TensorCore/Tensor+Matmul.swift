@@ -1,0 +1,147 @@
+import CBLAS
+
+// Matrix products through cblas_sgemm. Transposed views are passed to BLAS as CblasTrans
+// instead of being copied; a batch of row-major matrices times one matrix is folded into a
+// single product.
+
+/// How one operand's last two axes sit in memory, as BLAS wants to hear it.
+private struct GemmOperand {
+  let tensor: Tensor
+  let transposed: Bool
+  let leadingDimension: Int
+
+  init(_ t: Tensor) {
+    let rows = t.shape[t.rank - 2]
+    let cols = t.shape[t.rank - 1]
+    let rowStride = t.strides[t.rank - 2]
+    let colStride = t.strides[t.rank - 1]
+    if (colStride == 1 || cols == 1) && (rows == 1 || rowStride >= Swift.max(cols, 1)) {
+      tensor = t
+      transposed = false
+      leadingDimension = rows == 1 ? Swift.max(cols, 1) : rowStride
+    } else if (rowStride == 1 || rows == 1) && (cols == 1 || colStride >= Swift.max(rows, 1)) {
+      tensor = t
+      transposed = true
+      leadingDimension = cols == 1 ? Swift.max(rows, 1) : colStride
+    } else {
+      tensor = t.detached().contiguous()
+      transposed = false
+      leadingDimension = Swift.max(cols, 1)
+    }
+  }
+}
+
+extension Tensor {
+  /// Matrix product with NumPy semantics: 1-D operands are promoted and the added axis removed,
+  /// leading (batch) axes broadcast. `[..., M, K] @ [..., K, N] -> [..., M, N]`.
+  public func matmul(_ other: Tensor) throws -> Tensor {
+    let a = self
+    let b = other
+    guard a.rank >= 1, b.rank >= 1 else {
+      throw TensorError(
+        "matmul", "\(shapeString(a.shape)) @ \(shapeString(b.shape)): operands must have rank ≥ 1")
+    }
+    let a2 = a.rank == 1 ? try a.unsqueezed(axis: 0) : a
+    let b2 = b.rank == 1 ? try b.unsqueezed(axis: 1) : b
+    let (m, k) = (a2.shape[a2.rank - 2], a2.shape[a2.rank - 1])
+    let (k2, n) = (b2.shape[b2.rank - 2], b2.shape[b2.rank - 1])
+    guard k == k2 else {
+      throw TensorError(
+        "matmul",
+        "\(shapeString(a.shape)) @ \(shapeString(b.shape)): inner dimensions \(k) and \(k2) differ")
+    }
+    let batch = try Shape.broadcast(
+      Array(a2.shape.dropLast(2)), Array(b2.shape.dropLast(2)), op: "matmul")
+    let out = try Tensor.gemm(a2.detached(), b2.detached(), batch: batch, m: m, n: n, k: k)
+    var finalShape = batch
+    if a.rank > 1 { finalShape.append(m) }
+    if b.rank > 1 { finalShape.append(n) }
+    let result = finalShape == out.shape ? out : try out.reshaped(finalShape)
+    return Autograd.record("matmul", result, [a, b]) { g in
+      let g2 = try g.reshaped(batch + [m, n])
+      var gradA: Tensor? = nil
+      var gradB: Tensor? = nil
+      if a.requiresGrad {
+        gradA = try g2.matmul(b2.detached().transposed()).sum(toShape: a2.shape).reshaped(a.shape)
+      }
+      if b.requiresGrad {
+        if b2.rank == 2, a2.rank > 2 {
+          // Fold the batch into rows: one product of [K, B·M] by [B·M, N].
+          let rowsA = try a2.detached().contiguous().reshaped([-1, k])
+          let rowsG = try g2.contiguous().reshaped([-1, n])
+          gradB = try rowsA.transposed().matmul(rowsG).reshaped(b.shape)
+        } else {
+          gradB = try a2.detached().transposed().matmul(g2).sum(toShape: b2.shape).reshaped(b.shape)
+        }
+      }
+      return [gradA, gradB]
+    }
+  }
+
+  /// Batched `sgemm`: `[batch..., M, K] × [batch..., K, N]` with broadcast batch axes.
+  private static func gemm(_ a: Tensor, _ b: Tensor, batch: [Int], m: Int, n: Int, k: Int) throws
+    -> Tensor
+  {
+    for size in [m, n, k] where size > Int(Int32.max) {
+      throw TensorError("matmul", "dimension \(size) is larger than BLAS supports")
+    }
+    let outShape = batch + [m, n]
+    _ = try Shape.elementCount(outShape, op: "matmul")
+    if m == 0 || n == 0 { return Tensor(validShape: outShape) { _ in } }
+    if k == 0 { return Tensor.zeros(outShape) }
+    let batchCount = batch.reduce(1, *)
+    // One matrix times a row-major batch: fold the batch into the rows of a single product.
+    if b.rank == 2, a.rank > 2, a.isContiguous {
+      let opB = GemmOperand(b)
+      return Tensor(validShape: outShape) { c in
+        sgemm(
+          transA: false, transB: opB.transposed, m: batchCount * m, n: n, k: k,
+          a: a.storage.base + a.offset, lda: k,
+          b: opB.tensor.storage.base + opB.tensor.offset, ldb: opB.leadingDimension,
+          c: c, ldc: n)
+      }
+    }
+    let opA = GemmOperand(a)
+    let opB = GemmOperand(b)
+    let stridesA = Shape.broadcastStrides(
+      shape: Array(opA.tensor.shape.dropLast(2)), strides: Array(opA.tensor.strides.dropLast(2)),
+      to: batch)
+    let stridesB = Shape.broadcastStrides(
+      shape: Array(opB.tensor.shape.dropLast(2)), strides: Array(opB.tensor.strides.dropLast(2)),
+      to: batch)
+    return Tensor(validShape: outShape) { c in
+      var index = [Int](repeating: 0, count: batch.count)
+      for item in 0..<batchCount {
+        var offsetA = opA.tensor.offset
+        var offsetB = opB.tensor.offset
+        for d in 0..<batch.count {
+          offsetA += index[d] * stridesA[d]
+          offsetB += index[d] * stridesB[d]
+        }
+        sgemm(
+          transA: opA.transposed, transB: opB.transposed, m: m, n: n, k: k,
+          a: opA.tensor.storage.base + offsetA, lda: opA.leadingDimension,
+          b: opB.tensor.storage.base + offsetB, ldb: opB.leadingDimension,
+          c: c + item * m * n, ldc: n)
+        var d = batch.count - 1
+        while d >= 0 {
+          index[d] += 1
+          if index[d] < batch[d] { break }
+          index[d] = 0
+          d -= 1
+        }
+      }
+    }
+  }
+}
+
+/// `C = op(A) · op(B)` in row-major order with float32 BLAS.
+package func sgemm(
+  transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+  c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
+) {
+  cblas_sgemm(
+    CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}

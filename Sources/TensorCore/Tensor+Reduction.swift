@@ -1,0 +1,252 @@
+import Foundation
+
+// Reductions over any set of axes, with or without keeping them as size-1 axes.
+// Sums accumulate in blocks of float32 lanes combined in double precision, in a fixed order,
+// so the result does not depend on the thread count.
+
+extension Kernels {
+  /// The sum of `n` contiguous floats: 16-lane float partials per block of 4096, blocks added
+  /// in double precision.
+  package static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+    var total = 0.0
+    var start = 0
+    while start < n {
+      let end = min(n, start + 4096)
+      var lanes = SIMD16<Float>(repeating: 0)
+      var i = start
+      while i + 16 <= end {
+        lanes += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+        i += 16
+      }
+      var tail: Float = 0
+      while i < end {
+        tail += x[i]
+        i += 1
+      }
+      total += Double(lanes.sum()) + Double(tail)
+      start = end
+    }
+    return total
+  }
+
+  /// Per-row reduction of a contiguous `[rows, n]` block into `out[rows]`, rows split across
+  /// threads.
+  package static func reduceRows(
+    _ x: UnsafePointer<Float>, rows: Int, n: Int, _ out: UnsafeMutablePointer<Float>,
+    _ reduce: (UnsafePointer<Float>, Int) -> Float
+  ) {
+    let src = SendablePointer(UnsafeMutablePointer(mutating: x))
+    let dst = SendablePointer(out)
+    parallelChunks(rows, grain: max(1, 16_384 / max(n, 1))) { range in
+      for r in range { dst.base[r] = reduce(src.base + r * n, n) }
+    }
+  }
+}
+
+extension Tensor {
+  /// The layout a reduction works in: the tensor permuted so that reduced axes come last, as
+  /// contiguous `[rows, n]`, plus the output shape.
+  private func reductionLayout(_ axes: [Int]?, keepDim: Bool, op: String) throws -> (
+    source: Tensor, rows: Int, n: Int, outShape: [Int], reduced: [Int]
+  ) {
+    let reduced = try Shape.normalizeAxes(axes, rank: rank, op: op)
+    let kept = (0..<rank).filter { !reduced.contains($0) }
+    let moved = try detached().permuted(kept + reduced).contiguous()
+    let n = reduced.reduce(1) { $0 * shape[$1] }
+    let rows = kept.reduce(1) { $0 * shape[$1] }
+    let outShape =
+      keepDim ? shape.indices.map { reduced.contains($0) ? 1 : shape[$0] } : kept.map { shape[$0] }
+    return (moved, rows, n, outShape, reduced)
+  }
+
+  /// The shape of a reduction's output with its reduced axes kept as size 1.
+  private func keptShape(_ reduced: [Int]) -> [Int] {
+    shape.indices.map { reduced.contains($0) ? 1 : shape[$0] }
+  }
+
+  /// Sum over `axes` (all when nil).
+  public func sum(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
+    let reduced = try Shape.normalizeAxes(axes, rank: rank, op: "sum")
+    let out: Tensor
+    let leading = reduced == Array(0..<reduced.count)
+    if isContiguous, leading, !reduced.isEmpty, reduced.count < rank {
+      // Leading axes of a contiguous tensor: add rows into a double accumulator (bias grads).
+      let rows = reduced.reduce(1) { $0 * shape[$1] }
+      let inner = count / Swift.max(rows, 1)
+      let src = storage.base + offset
+      out = Tensor(validShape: keepDim ? keptShape(reduced) : Array(shape[reduced.count...])) {
+        dst in
+        let d = SendablePointer(dst)
+        let s = SendablePointer(src)
+        parallelChunks(inner, grain: 64) { columns in
+          var acc = [Double](repeating: 0, count: columns.count)
+          for r in 0..<rows {
+            let row = s.base + r * inner + columns.lowerBound
+            for j in 0..<columns.count { acc[j] += Double(row[j]) }
+          }
+          for j in 0..<columns.count { d.base[columns.lowerBound + j] = Float(acc[j]) }
+        }
+      }
+    } else {
+      let layout = try reductionLayout(reduced, keepDim: keepDim, op: "sum")
+      out = Tensor(validShape: layout.outShape) { dst in
+        Kernels.reduceRows(
+          layout.source.storage.base + layout.source.offset, rows: layout.rows, n: layout.n, dst
+        ) { Float(Kernels.sum($0, $1)) }
+      }
+    }
+    let inputShape = shape
+    let kept = keptShape(reduced)
+    return Autograd.record("sum", out, [self]) { g in
+      [try g.reshaped(kept).expanded(to: inputShape).contiguous()]
+    }
+  }
+
+  /// Mean over `axes` (all when nil).
+  public func mean(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
+    let reduced = try Shape.normalizeAxes(axes, rank: rank, op: "mean")
+    let n = reduced.reduce(1) { $0 * shape[$1] }
+    guard n > 0 else {
+      throw TensorError("mean", "mean over an empty axis of \(shapeString(shape))")
+    }
+    return try sum(axes: reduced, keepDim: keepDim) * (1 / Float(n))
+  }
+
+  /// Variance over `axes` (all when nil): biased (divide by n) unless `unbiased`, as NumPy.
+  public func variance(axes: [Int]? = nil, keepDim: Bool = false, unbiased: Bool = false) throws
+    -> Tensor
+  {
+    let reduced = try Shape.normalizeAxes(axes, rank: rank, op: "var")
+    let n = reduced.reduce(1) { $0 * shape[$1] }
+    let divisor = unbiased ? n - 1 : n
+    guard divisor > 0 else {
+      throw TensorError(
+        "var", "variance of \(n) element(s) with unbiased=\(unbiased) divides by \(divisor)")
+    }
+    let centred = try self - mean(axes: reduced, keepDim: true)
+    return try (centred * centred).sum(axes: reduced, keepDim: keepDim) * (1 / Float(divisor))
+  }
+
+  /// Standard deviation over `axes`: the square root of `variance`.
+  public func standardDeviation(axes: [Int]? = nil, keepDim: Bool = false, unbiased: Bool = false)
+    throws -> Tensor
+  {
+    try variance(axes: axes, keepDim: keepDim, unbiased: unbiased).sqrt()
+  }
+
+  /// Largest value over `axes` (all when nil). The gradient is shared equally among ties.
+  public func max(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
+    try extreme(axes: axes, keepDim: keepDim, op: "max", largest: true)
+  }
+
+  /// Smallest value over `axes` (all when nil). The gradient is shared equally among ties.
+  public func min(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
+    try extreme(axes: axes, keepDim: keepDim, op: "min", largest: false)
+  }
+
+  private func extreme(axes: [Int]?, keepDim: Bool, op: String, largest: Bool) throws -> Tensor {
+    let layout = try reductionLayout(axes, keepDim: keepDim, op: op)
+    guard layout.n > 0 else {
+      throw TensorError(op, "\(op) over an empty axis of \(shapeString(shape))")
+    }
+    let out = Tensor(validShape: layout.outShape) { dst in
+      Kernels.reduceRows(
+        layout.source.storage.base + layout.source.offset, rows: layout.rows, n: layout.n, dst
+      ) { x, n in
+        var best = x[0]
+        for i in 1..<n {
+          let v = x[i]
+          // NaN wins, as in NumPy and PyTorch.
+          if v.isNaN || (largest ? v > best : v < best) { best = v }
+          if best.isNaN { break }
+        }
+        return best
+      }
+    }
+    let kept = keptShape(layout.reduced)
+    let (x, values) = (detached(), out)
+    return Autograd.record(op, out, [self]) { g in
+      let hits = try Tensor.equal(x, values.reshaped(kept))
+      let share = try hits / hits.sum(axes: layout.reduced, keepDim: true)
+      return [try share * g.reshaped(kept)]
+    }
+  }
+
+  /// Largest values along one axis and their positions (first on ties); the gradient goes to
+  /// those positions.
+  public func max(axis: Int, keepDim: Bool = false) throws -> (values: Tensor, indices: Tensor) {
+    try extremeWithIndex(axis: axis, keepDim: keepDim, op: "max", largest: true)
+  }
+
+  /// Smallest values along one axis and their positions (first on ties).
+  public func min(axis: Int, keepDim: Bool = false) throws -> (values: Tensor, indices: Tensor) {
+    try extremeWithIndex(axis: axis, keepDim: keepDim, op: "min", largest: false)
+  }
+
+  /// Positions of the largest values along `axis`, or of the largest element of the flattened
+  /// tensor when `axis` is nil (first on ties).
+  public func argmax(axis: Int? = nil, keepDim: Bool = false) throws -> Tensor {
+    guard let axis else {
+      return try reshaped([-1]).extremeWithIndex(axis: 0, keepDim: false, op: "argmax", largest: true)
+        .indices
+    }
+    return try extremeWithIndex(axis: axis, keepDim: keepDim, op: "argmax", largest: true).indices
+  }
+
+  /// Positions of the smallest values along `axis` (flattened when nil).
+  public func argmin(axis: Int? = nil, keepDim: Bool = false) throws -> Tensor {
+    guard let axis else {
+      return try reshaped([-1]).extremeWithIndex(axis: 0, keepDim: false, op: "argmin", largest: false)
+        .indices
+    }
+    return try extremeWithIndex(axis: axis, keepDim: keepDim, op: "argmin", largest: false).indices
+  }
+
+  private func extremeWithIndex(axis: Int, keepDim: Bool, op: String, largest: Bool) throws -> (
+    values: Tensor, indices: Tensor
+  ) {
+    let a = try Shape.normalizeAxis(axis, rank: rank, op: op)
+    let layout = try reductionLayout([a], keepDim: keepDim, op: op)
+    guard layout.n > 0 else {
+      throw TensorError(op, "\(op) over an empty axis of \(shapeString(shape))")
+    }
+    let positions = TensorStorage(uninitializedCount: layout.rows)
+    let values = Tensor(validShape: layout.outShape) { dst in
+      let src = layout.source.storage.base + layout.source.offset
+      for r in 0..<layout.rows {
+        let x = src + r * layout.n
+        var best = x[0]
+        var where_ = 0
+        for i in 1..<layout.n where !best.isNaN {
+          let v = x[i]
+          if v.isNaN || (largest ? v > best : v < best) {
+            best = v
+            where_ = i
+          }
+        }
+        dst[r] = best
+        positions.base[r] = Float(where_)
+      }
+    }
+    let indices = Tensor(storage: positions, shape: layout.outShape)
+    let keptIndex = try indices.reshaped(keptShape([a]))
+    let inputShape = shape
+    let result = Autograd.record(op, values, [self]) { g in
+      [
+        try Tensor.zeros(inputShape).scatterAdd(
+          axis: a, index: keptIndex, source: g.reshaped(keptIndex.shape))
+      ]
+    }
+    return (result, indices)
+  }
+
+  /// `log(sum(exp(x)))` over `axes`, computed after subtracting the maximum.
+  public func logSumExp(axes: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
+    let reduced = try Shape.normalizeAxes(axes, rank: rank, op: "logsumexp")
+    // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
+    let peak = try detached().max(axes: reduced, keepDim: true).map { $0.isFinite ? $0 : 0 }
+    let total = try (self - peak).exp().sum(axes: reduced, keepDim: true).log() + peak
+    return keepDim ? total : try total.reshaped(total.shape.enumerated().filter {
+      !reduced.contains($0.offset) }.map(\.element))
+  }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import TensorCore
+import Testing
+
+/// Where the shared reference material lives: `$SKELLAB_SHARED`, else `../shared` beside the
+/// package root. Tests fail (not skip) when it is missing.
+public enum SharedFolder {
+  public static var path: String {
+    if let override = ProcessInfo.processInfo.environment["SKELLAB_SHARED"], !override.isEmpty {
+      return override
+    }
+    // This file is <root>/Tests/TestSupport/TestSupport.swift.
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .deletingLastPathComponent().deletingLastPathComponent()
+    return root.deletingLastPathComponent().appendingPathComponent("shared").path
+  }
+}
+
+/// One PyTorch reference case of `shared/fixtures`: its tensors and its sidecar scalars.
+public struct Fixture {
+  public let name: String
+  public let file: SafeTensors.File
+  public let scalars: [String: Double]
+
+  /// Loads `NAME.safetensors` and `NAME.json`; throws with the path when either is missing.
+  public init(_ name: String) throws {
+    self.name = name
+    let folder = SharedFolder.path + "/fixtures"
+    let tensorsPath = "\(folder)/\(name).safetensors"
+    guard FileManager.default.fileExists(atPath: tensorsPath) else {
+      throw TensorError(
+        "fixture", "missing \(tensorsPath): the tests need ../shared beside the package "
+          + "(or SKELLAB_SHARED)")
+    }
+    file = try SafeTensors.read(path: tensorsPath)
+    let sidecar = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(name).json"))
+    let json = try JSONSerialization.jsonObject(with: sidecar) as? [String: Any] ?? [:]
+    var scalars: [String: Double] = [:]
+    for (key, value) in json["scalars"] as? [String: Any] ?? [:] {
+      if let number = value as? NSNumber { scalars[key] = number.doubleValue }
+    }
+    self.scalars = scalars
+  }
+
+  /// The tensor stored under `name`.
+  public func tensor(_ name: String) throws -> Tensor { try file.tensor(name) }
+
+  /// A scalar of the sidecar (eps, heads, ...); throws when absent.
+  public func scalar(_ key: String) throws -> Double {
+    guard let value = scalars[key] else {
+      throw TensorError("fixture", "\(name).json has no scalar '\(key)'")
+    }
+    return value
+  }
+}
+
+/// The largest absolute element difference, after checking the shapes agree.
+public func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
+  guard a.shape == b.shape else { return .infinity }
+  let (x, y) = (a.scalars, b.scalars)
+  var worst: Float = 0
+  for i in x.indices {
+    let d = Swift.abs(x[i] - y[i])
+    if d.isNaN || d > worst { worst = d.isNaN ? .infinity : d }
+  }
+  return worst
+}
+
+/// Records a test issue unless `abs(actual - expected) <= atol + rtol·max|expected|` holds for
+/// every element. The message shows the shapes, the largest difference and the first
+/// mismatching elements.
+public func expectClose(
+  _ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5, atol: Float = 1e-6,
+  _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation
+) {
+  guard actual.shape == expected.shape else {
+    fail(
+      "\(label): shape \(actual.shape) differs from expected \(expected.shape)",
+      sourceLocation: sourceLocation)
+    return
+  }
+  let (x, y) = (actual.scalars, expected.scalars)
+  let scale = y.reduce(Float(0)) { Swift.max($0, Swift.abs($1)) }
+  let limit = atol + rtol * scale
+  var mismatches: [String] = []
+  var worst: Float = 0
+  for i in x.indices {
+    let d = Swift.abs(x[i] - y[i])
+    if !(d <= limit) {
+      worst = d.isNaN ? .infinity : Swift.max(worst, d)
+      if mismatches.count < 5 { mismatches.append("[\(i)] \(x[i]) vs \(y[i])") }
+    }
+  }
+  if !mismatches.isEmpty {
+    fail(
+      "\(label): shape \(actual.shape), max |diff| \(worst) > \(limit) "
+        + "(max |expected| \(scale)); first mismatches: \(mismatches.joined(separator: ", "))",
+      sourceLocation: sourceLocation)
+  }
+}
+
+/// A deterministic tensor of normal values for test inputs.
+public func sampleTensor(_ shape: [Int], seed: UInt64, scale: Float = 1, shift: Float = 0)
+  throws -> Tensor
+{
+  var generator = RandomGenerator(seed: seed)
+  return try Tensor.randn(shape, generator: &generator) * scale + shift
+}
+
+/// Compares reverse-mode gradients of `function` with central finite differences.
+///
+/// The scalar checked is `sum(function(inputs) · w)` with fixed random weights `w`, so the
+/// whole Jacobian is exercised. Differences are taken in float32 with step `eps` and the
+/// weighted sums accumulated in double. Keep inputs small and `eps` away from kinks.
+public func checkGradients(
+  _ inputs: [Tensor], eps: Float = 1e-2, rtol: Float = 1e-2, atol: Float = 1e-3,
+  _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation,
+  _ function: ([Tensor]) throws -> Tensor
+) throws {
+  let leaves = inputs.map { $0.requiringGrad() }
+  let output = try function(leaves)
+  let weights = try sampleTensor(output.shape, seed: 99)
+  try (output * weights).sum().backward()
+  let w = weights.scalars
+  func objective(_ values: [Tensor]) throws -> Double {
+    let out = try Autograd.noGrad { try function(values) }.scalars
+    var total = 0.0
+    for i in out.indices { total += Double(out[i]) * Double(w[i]) }
+    return total
+  }
+  for (k, input) in inputs.enumerated() {
+    guard let analytic = leaves[k].grad else {
+      fail("\(label): input \(k) received no gradient", sourceLocation: sourceLocation)
+      continue
+    }
+    guard analytic.shape == input.shape else {
+      fail(
+        "\(label): gradient of input \(k) has shape \(analytic.shape), input \(input.shape)",
+        sourceLocation: sourceLocation)
+      continue
+    }
+    let a = analytic.scalars
+    var base = inputs.map { $0.contiguous() }
+    var failures: [String] = []
+    for j in 0..<input.count {
+      let original = base[k].scalars[j]
+      base[k].withUnsafeMutableBufferPointer { $0[j] = original + eps }
+      let plus = try objective(base)
+      base[k].withUnsafeMutableBufferPointer { $0[j] = original - eps }
+      let minus = try objective(base)
+      base[k].withUnsafeMutableBufferPointer { $0[j] = original }
+      let numeric = Float((plus - minus) / (2 * Double(eps)))
+      let limit = atol + rtol * Swift.max(Swift.abs(numeric), Swift.abs(a[j]))
+      if !(Swift.abs(numeric - a[j]) <= limit), failures.count < 5 {
+        failures.append("[\(j)] analytic \(a[j]) vs numeric \(numeric)")
+      }
+    }
+    if !failures.isEmpty {
+      fail(
+        "\(label): input \(k) of shape \(input.shape): \(failures.joined(separator: "; "))",
+        sourceLocation: sourceLocation)
+    }
+  }
+}
+
+/// Records a failure with a message built from plain strings.
+public func fail(_ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
+  Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation)
+}

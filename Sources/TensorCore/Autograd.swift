@@ -146,21 +146,24 @@ extension Tensor {
   public func backward(gradient: Tensor? = nil) throws {
     guard let node else {
       throw TensorError(
-        "backward", "tensor of shape \(shapeString(shape)) does not require grad "
+        "backward",
+        "tensor of shape \(shapeString(shape)) does not require grad "
           + "(no input had requires_grad set, or it was computed under no_grad)")
     }
     let seed: Tensor
     if let gradient {
       guard gradient.shape == shape else {
         throw TensorError(
-          "backward", "gradient of shape \(shapeString(gradient.shape)) for a tensor of shape "
+          "backward",
+          "gradient of shape \(shapeString(gradient.shape)) for a tensor of shape "
             + "\(shapeString(shape))")
       }
       seed = gradient.detached()
     } else {
       guard count == 1 else {
         throw TensorError(
-          "backward", "backward() needs a one-element tensor, got shape \(shapeString(shape)); "
+          "backward",
+          "backward() needs a one-element tensor, got shape \(shapeString(shape)); "
             + "reduce it (sum or mean) first")
       }
       seed = Tensor.full(shape, 1)

@@ -114,7 +114,7 @@ public struct RandomGenerator: Sendable, Equatable {
 
   /// ln(x) for x > 0 from IEEE-exact operations only: x = m·2^e with m in [√½, √2), then
   /// ln m = 2·atanh((m-1)/(m+1)) by its series (|f| ≤ 0.172, so 11 terms reach 1e-18).
-  static func portableLog(_ x: Double) -> Double {
+  package static func portableLog(_ x: Double) -> Double {
     var exponent = Int(x.exponent)
     var m = x.significand  // in [1, 2)
     if m > 1.414_213_562_373_095_1 {

@@ -25,7 +25,8 @@ public enum SafeTensors {
     public func tensor(_ name: String) throws -> Tensor {
       guard let entry = entries[name] else {
         throw TensorError(
-          "safetensors", "no tensor named '\(name)'; the file has \(names.prefix(12).joined(separator: ", "))"
+          "safetensors",
+          "no tensor named '\(name)'; the file has \(names.prefix(12).joined(separator: ", "))"
             + (names.count > 12 ? ", …" : ""))
       }
       return entry.tensor
@@ -58,9 +59,12 @@ public enum SafeTensors {
   /// Parses safetensors bytes.
   public static func parse(_ data: Data) throws -> File {
     guard data.count >= 8 else {
-      throw TensorError("safetensors", "file is \(data.count) bytes, shorter than its 8-byte header length")
+      throw TensorError(
+        "safetensors", "file is \(data.count) bytes, shorter than its 8-byte header length")
     }
-    let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+    let headerLength = data.withUnsafeBytes {
+      UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))
+    }
     guard headerLength <= UInt64(data.count - 8), headerLength < 100_000_000 else {
       throw TensorError(
         "safetensors", "header length \(headerLength) exceeds the file size \(data.count)")
@@ -94,14 +98,16 @@ public enum SafeTensors {
       }
       guard let width = byteWidth[dtype] else {
         throw TensorError(
-          "safetensors", "entry '\(name)' has unsupported dtype \(dtype) "
+          "safetensors",
+          "entry '\(name)' has unsupported dtype \(dtype) "
             + "(supported: \(byteWidth.keys.sorted().joined(separator: ", ")))")
       }
       let count = try Shape.elementCount(shape, op: "safetensors")
       let (begin, end) = (offsets[0], offsets[1])
       guard begin >= 0, end >= begin, end <= dataSize, end - begin == count * width else {
         throw TensorError(
-          "safetensors", "entry '\(name)' (\(dtype) \(shapeString(shape))) has data offsets "
+          "safetensors",
+          "entry '\(name)' (\(dtype) \(shapeString(shape))) has data offsets "
             + "[\(begin), \(end)] that do not fit \(count) values in \(dataSize) data bytes")
       }
       let (tensor, integers) = data.withUnsafeBytes { raw in
@@ -125,7 +131,9 @@ public enum SafeTensors {
     var integers: [Int]? = nil
     let tensor = Tensor(validShape: shape) { out in
       func load<T: FixedWidthInteger>(_: T.Type, _ i: Int) -> T {
-        T(littleEndian: raw.loadUnaligned(fromByteOffset: start + i * MemoryLayout<T>.size, as: T.self))
+        T(
+          littleEndian: raw.loadUnaligned(
+            fromByteOffset: start + i * MemoryLayout<T>.size, as: T.self))
       }
       switch dtype {
       case "F32": for i in 0..<count { out[i] = Float(bitPattern: load(UInt32.self, i)) }
@@ -184,15 +192,21 @@ public enum SafeTensors {
       switch value {
       case .float32(let tensor):
         tensor.withUnsafeBufferPointer { buffer in
-          for v in buffer { withUnsafeBytes(of: v.bitPattern.littleEndian) { body.append(contentsOf: $0) } }
+          for v in buffer {
+            withUnsafeBytes(of: v.bitPattern.littleEndian) { body.append(contentsOf: $0) }
+          }
         }
-        header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [begin, body.count]]
+        header[name] = [
+          "dtype": "F32", "shape": tensor.shape, "data_offsets": [begin, body.count],
+        ]
       case .int64(let shape, let integers):
         guard try Shape.elementCount(shape, op: "safetensors") == integers.count else {
           throw TensorError(
             "safetensors", "'\(name)': \(integers.count) integers for shape \(shapeString(shape))")
         }
-        for v in integers { withUnsafeBytes(of: Int64(v).littleEndian) { body.append(contentsOf: $0) } }
+        for v in integers {
+          withUnsafeBytes(of: Int64(v).littleEndian) { body.append(contentsOf: $0) }
+        }
         header[name] = ["dtype": "I64", "shape": shape, "data_offsets": [begin, body.count]]
       }
     }
@@ -208,7 +222,9 @@ public enum SafeTensors {
 
   /// Writes named values atomically: to a temporary file beside `path`, then renamed over it,
   /// so a crash never leaves a half-written file.
-  public static func write(_ values: [String: Value], to path: String, metadata: [String: String] = [:])
+  public static func write(
+    _ values: [String: Value], to path: String, metadata: [String: String] = [:]
+  )
     throws
   {
     let data = try encode(values, metadata: metadata)

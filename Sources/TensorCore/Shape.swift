@@ -65,7 +65,8 @@ package enum Shape {
         result[i] = db
       } else {
         throw TensorError(
-          op, "shapes \(shapeString(a)) and \(shapeString(b)) cannot be broadcast together "
+          op,
+          "shapes \(shapeString(a)) and \(shapeString(b)) cannot be broadcast together "
             + "(axis \(i - rank): \(da) vs \(db))")
       }
     }

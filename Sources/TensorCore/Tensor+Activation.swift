@@ -5,8 +5,9 @@ import Foundation
 
 extension Kernels {
   /// `y = exp(x - max) / sum` over one contiguous row.
-  package static func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int)
-  {
+  package static func softmaxRow(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int
+  ) {
     var peak = -Float.infinity
     for j in 0..<n { peak = Swift.max(peak, x[j]) }
     if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
@@ -141,7 +142,8 @@ extension Tensor {
     for (name, p) in [("weight", weight), ("bias", bias)] {
       if let p, p.shape != [d] {
         throw TensorError(
-          "layer_norm", "\(name) of shape \(shapeString(p.shape)) for input \(shapeString(shape)); "
+          "layer_norm",
+          "\(name) of shape \(shapeString(p.shape)) for input \(shapeString(shape)); "
             + "expected [\(d)]")
       }
     }
@@ -152,7 +154,8 @@ extension Tensor {
     let stats = TensorStorage(uninitializedCount: 2 * rows)  // mean, then 1/std, per row
     let out = Tensor(validShape: shape) { dst in
       let (px, py, ps) = (
-        SendablePointer(x.storage.base + x.offset), SendablePointer(dst), SendablePointer(stats.base)
+        SendablePointer(x.storage.base + x.offset), SendablePointer(dst),
+        SendablePointer(stats.base)
       )
       let pw = w.map { SendablePointer($0.storage.base + $0.offset) }
       let pb = b.map { SendablePointer($0.storage.base + $0.offset) }
@@ -188,7 +191,9 @@ extension Tensor {
           let (xr, gr, dr) = (px.base + r * d, pg.base + r * d, pd.base + r * d)
           let (mean, rstd) = (ps.base[r], ps.base[rows + r])
           // dr holds g·w first, then the gradient.
-          if let pw { for j in 0..<d { dr[j] = gr[j] * pw.base[j] } } else {
+          if let pw {
+            for j in 0..<d { dr[j] = gr[j] * pw.base[j] }
+          } else {
             dr.update(from: gr, count: d)
           }
           var sumGW: Float = 0

@@ -8,8 +8,11 @@ extension Tensor {
   /// A tensor of `shape` filled with `value`.
   public static func full(_ shape: [Int], _ value: Float) -> Tensor {
     let count = shape.reduce(1) { $0 &* Swift.max($1, 0) }
-    return Tensor(storage: TensorStorage(count: count, repeating: value), shape: shape.map {
-      Swift.max($0, 0) })
+    return Tensor(
+      storage: TensorStorage(count: count, repeating: value),
+      shape: shape.map {
+        Swift.max($0, 0)
+      })
   }
 
   /// A tensor of `shape` filled with `value`, rejecting negative or huge shapes.
@@ -26,10 +29,10 @@ extension Tensor {
   public static func ones(_ shape: [Int]) -> Tensor { full(shape, 1) }
 
   /// `start, start+step, ...` up to but excluding `end` (as NumPy `arange`).
-  public static func arange(_ start: Double = 0, _ end: Double, step: Double = 1) throws -> Tensor
-  {
+  public static func arange(_ start: Double = 0, _ end: Double, step: Double = 1) throws -> Tensor {
     guard step != 0, step.isFinite, start.isFinite, end.isFinite else {
-      throw TensorError("arange", "needs finite bounds and a non-zero step, got \(start), \(end), \(step)")
+      throw TensorError(
+        "arange", "needs finite bounds and a non-zero step, got \(start), \(end), \(step)")
     }
     let n = Swift.max(0, Int(((end - start) / step).rounded(.up)))
     return try Tensor(shape: [n], op: "arange") { out in
@@ -102,14 +105,16 @@ extension Tensor {
       case .scalar(let v):
         guard depth == shape.count else {
           throw TensorError(
-            "tensor", "ragged nested list: a number at \(path) where a list of \(shape[depth]) "
+            "tensor",
+            "ragged nested list: a number at \(path) where a list of \(shape[depth]) "
               + "was expected")
         }
         values.append(Float(v))
       case .list(let items):
         guard depth < shape.count, items.count == shape[depth] else {
           throw TensorError(
-            "tensor", "ragged nested list: the list at \(path) has \(items.count) items, expected "
+            "tensor",
+            "ragged nested list: the list at \(path) has \(items.count) items, expected "
               + (depth < shape.count ? "\(shape[depth])" : "a number"))
         }
         for (i, item) in items.enumerated() { try walk(item, depth: depth + 1, path: path + [i]) }

@@ -271,8 +271,11 @@ extension Tensor {
       condition, Tensor.full(shape, 0), op: "where"
     ) { c, _ in c != 0 ? 1 : 0 }
     let taken = try broadcastKernel(mask, a, op: "where") { m, x in m != 0 ? x : 0 }
-    let out = try broadcastKernel(taken, try broadcastKernel(mask, b, op: "where") { m, y in
-      m != 0 ? 0 : y }, op: "where", +)
+    let out = try broadcastKernel(
+      taken,
+      try broadcastKernel(mask, b, op: "where") { m, y in
+        m != 0 ? 0 : y
+      }, op: "where", +)
     return Autograd.record("where", out, [a, b]) { g in
       [
         a.requiresGrad ? try (g * mask).sum(toShape: a.shape) : nil,

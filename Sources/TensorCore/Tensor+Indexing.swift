@@ -38,7 +38,8 @@ extension Tensor {
         let resolved = i < 0 ? i + n : i
         guard resolved >= 0, resolved < n else {
           throw TensorError(
-            "index", "index \(i) is out of range for axis \(axis) of size \(n) in "
+            "index",
+            "index \(i) is out of range for axis \(axis) of size \(n) in "
               + "\(shapeString(shape))")
         }
         position += resolved * strides[axis]
@@ -110,7 +111,8 @@ extension Tensor {
     let broadcast = try Shape.broadcast(selected.shape, value.shape, op: "assign")
     guard broadcast == selected.shape else {
       throw TensorError(
-        "assign", "value of shape \(shapeString(value.shape)) does not fit the selection of shape "
+        "assign",
+        "value of shape \(shapeString(value.shape)) does not fit the selection of shape "
           + "\(shapeString(selected.shape))")
     }
     let valueStrides = Shape.broadcastStrides(
@@ -144,7 +146,8 @@ extension Tensor {
       (0..<rank).allSatisfy({ $0 == axis || index.shape[$0] == shape[$0] })
     else {
       throw TensorError(
-        op, "index of shape \(shapeString(index.shape)) must match \(shapeString(shape)) on every "
+        op,
+        "index of shape \(shapeString(index.shape)) must match \(shapeString(shape)) on every "
           + "axis except \(axis)")
     }
   }
@@ -183,7 +186,8 @@ extension Tensor {
     try checkIndexShape(index, axis: a, op: "scatter_add")
     guard source.shape == index.shape else {
       throw TensorError(
-        "scatter_add", "source of shape \(shapeString(source.shape)) must match the index shape "
+        "scatter_add",
+        "source of shape \(shapeString(source.shape)) must match the index shape "
           + "\(shapeString(index.shape))")
     }
     let positions = try Tensor.integerIndices(index, limit: shape[a], op: "scatter_add")
@@ -217,7 +221,8 @@ extension Tensor {
     let resolved = try indices.map { i in
       let r = i < 0 ? i + n : i
       guard r >= 0, r < n else {
-        throw TensorError("index_select", "index \(i) is out of range for axis \(axis) of size \(n)")
+        throw TensorError(
+          "index_select", "index \(i) is out of range for axis \(axis) of size \(n)")
       }
       return r
     }
@@ -254,7 +259,9 @@ extension Tensor {
 
   /// One-hot rows: a tensor of this shape plus a last axis of `classes`, 1 at each index.
   public func oneHot(classes: Int) throws -> Tensor {
-    guard classes > 0 else { throw TensorError("one_hot", "classes must be positive, got \(classes)") }
+    guard classes > 0 else {
+      throw TensorError("one_hot", "classes must be positive, got \(classes)")
+    }
     let labels = try Tensor.integerIndices(self, limit: classes, op: "one_hot")
     return try Tensor(shape: shape + [classes], op: "one_hot") { dst in
       for i in dst.indices { dst[i] = 0 }

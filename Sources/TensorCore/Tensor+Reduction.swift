@@ -187,8 +187,10 @@ extension Tensor {
   /// tensor when `axis` is nil (first on ties).
   public func argmax(axis: Int? = nil, keepDim: Bool = false) throws -> Tensor {
     guard let axis else {
-      return try reshaped([-1]).extremeWithIndex(axis: 0, keepDim: false, op: "argmax", largest: true)
-        .indices
+      return try reshaped([-1]).extremeWithIndex(
+        axis: 0, keepDim: false, op: "argmax", largest: true
+      )
+      .indices
     }
     return try extremeWithIndex(axis: axis, keepDim: keepDim, op: "argmax", largest: true).indices
   }
@@ -196,8 +198,10 @@ extension Tensor {
   /// Positions of the smallest values along `axis` (flattened when nil).
   public func argmin(axis: Int? = nil, keepDim: Bool = false) throws -> Tensor {
     guard let axis else {
-      return try reshaped([-1]).extremeWithIndex(axis: 0, keepDim: false, op: "argmin", largest: false)
-        .indices
+      return try reshaped([-1]).extremeWithIndex(
+        axis: 0, keepDim: false, op: "argmin", largest: false
+      )
+      .indices
     }
     return try extremeWithIndex(axis: axis, keepDim: keepDim, op: "argmin", largest: false).indices
   }
@@ -246,7 +250,11 @@ extension Tensor {
     // An all -inf (or inf) slice would give inf - inf; shift by 0 there instead.
     let peak = try detached().max(axes: reduced, keepDim: true).map { $0.isFinite ? $0 : 0 }
     let total = try (self - peak).exp().sum(axes: reduced, keepDim: true).log() + peak
-    return keepDim ? total : try total.reshaped(total.shape.enumerated().filter {
-      !reduced.contains($0.offset) }.map(\.element))
+    return keepDim
+      ? total
+      : try total.reshaped(
+        total.shape.enumerated().filter {
+          !reduced.contains($0.offset)
+        }.map(\.element))
   }
 }

@@ -15,7 +15,8 @@ extension Tensor {
       let rest = try Shape.elementCount(known, op: "reshape")
       guard rest > 0, count % rest == 0 else {
         throw TensorError(
-          "reshape", "cannot reshape \(shapeString(shape)) (\(count) elements) into "
+          "reshape",
+          "cannot reshape \(shapeString(shape)) (\(count) elements) into "
             + "\(shapeString(newShape))")
       }
       target[axis] = count / rest
@@ -23,12 +24,14 @@ extension Tensor {
     let total = try Shape.elementCount(target, op: "reshape")
     guard total == count else {
       throw TensorError(
-        "reshape", "cannot reshape \(shapeString(shape)) (\(count) elements) into "
+        "reshape",
+        "cannot reshape \(shapeString(shape)) (\(count) elements) into "
           + "\(shapeString(newShape)) (\(total) elements)")
     }
     if target == shape { return self }
     let source = contiguous()
-    let out = source.view(shape: target, strides: Shape.contiguousStrides(target), offset: source.offset)
+    let out = source.view(
+      shape: target, strides: Shape.contiguousStrides(target), offset: source.offset)
     let inputShape = shape
     return Autograd.record("reshape", out, [source]) { g in [try g.reshaped(inputShape)] }
   }
@@ -101,14 +104,16 @@ extension Tensor {
       if target[lead + i] == -1 { resolved[lead + i] = shape[i] }
       guard shape[i] == resolved[lead + i] || shape[i] == 1 else {
         throw TensorError(
-          "expand", "cannot expand \(shapeString(shape)) to \(shapeString(target)): "
+          "expand",
+          "cannot expand \(shapeString(shape)) to \(shapeString(target)): "
             + "axis \(i) has size \(shape[i])")
       }
     }
     _ = try Shape.elementCount(resolved, op: "expand")
     if resolved == shape { return self }
     let out = view(
-      shape: resolved, strides: Shape.broadcastStrides(shape: shape, strides: strides, to: resolved),
+      shape: resolved,
+      strides: Shape.broadcastStrides(shape: shape, strides: strides, to: resolved),
       offset: offset)
     let inputShape = shape
     return Autograd.record("expand", out, [self]) { g in [try g.sum(toShape: inputShape)] }
@@ -127,7 +132,8 @@ extension Tensor {
         (0..<t.rank).allSatisfy({ $0 == a || t.shape[$0] == first.shape[$0] })
       else {
         throw TensorError(
-          "concat", "tensor \(i) has shape \(shapeString(t.shape)), expected "
+          "concat",
+          "tensor \(i) has shape \(shapeString(t.shape)), expected "
             + "\(shapeString(first.shape)) except along axis \(axis)")
       }
       total += t.shape[a]
@@ -160,7 +166,8 @@ extension Tensor {
     let a = try Shape.normalizeAxis(axis, rank: first.rank + 1, op: "stack")
     for (i, t) in tensors.enumerated() where t.shape != first.shape {
       throw TensorError(
-        "stack", "tensor \(i) has shape \(shapeString(t.shape)), tensor 0 has "
+        "stack",
+        "tensor \(i) has shape \(shapeString(t.shape)), tensor 0 has "
           + "\(shapeString(first.shape))")
     }
     return try concat(tensors.map { try $0.unsqueezed(axis: a) }, axis: a)
@@ -171,7 +178,8 @@ extension Tensor {
     let a = try Shape.normalizeAxis(axis, rank: rank, op: "split")
     guard sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == shape[a] else {
       throw TensorError(
-        "split", "sizes \(sizes) do not add up to \(shape[a]), the size of axis \(axis) of "
+        "split",
+        "sizes \(sizes) do not add up to \(shape[a]), the size of axis \(axis) of "
           + "\(shapeString(shape))")
     }
     var start = 0

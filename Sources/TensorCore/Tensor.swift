@@ -95,10 +95,13 @@ public struct Tensor: @unchecked Sendable {
   public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows
     -> R
   {
-    let dense = isContiguous ? self : Tensor(validShape: shape) { dst in
-      Kernels.copy(
-        from: storage.base, shape: shape, strides: strides, offset: offset, to: dst)
-    }
+    let dense =
+      isContiguous
+      ? self
+      : Tensor(validShape: shape) { dst in
+        Kernels.copy(
+          from: storage.base, shape: shape, strides: strides, offset: offset, to: dst)
+      }
     return try body(UnsafeBufferPointer(start: dense.storage.base + dense.offset, count: count))
   }
 
@@ -127,7 +130,8 @@ public struct Tensor: @unchecked Sendable {
   /// The value of a one-element tensor.
   public func item() throws -> Float {
     guard count == 1 else {
-      throw TensorError("item", "tensor of shape \(shapeString(shape)) has \(count) elements, not 1")
+      throw TensorError(
+        "item", "tensor of shape \(shapeString(shape)) has \(count) elements, not 1")
     }
     return storage.base[offset]
   }

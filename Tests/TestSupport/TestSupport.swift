@@ -29,7 +29,8 @@ public struct Fixture {
     let tensorsPath = "\(folder)/\(name).safetensors"
     guard FileManager.default.fileExists(atPath: tensorsPath) else {
       throw TensorError(
-        "fixture", "missing \(tensorsPath): the tests need ../shared beside the package "
+        "fixture",
+        "missing \(tensorsPath): the tests need ../shared beside the package "
           + "(or SKELLAB_SHARED)")
     }
     file = try SafeTensors.read(path: tensorsPath)

@@ -1,0 +1,69 @@
+import TensorCore
+import TestSupport
+import Testing
+
+@Suite("Softmax, layer norm, dropout")
+struct ActivationTests {
+  @Test(arguments: [-1, 0, 1])
+  func softmaxMatchesComposedOracle(axis: Int) throws {
+    let x = try sampleTensor([3, 5, 4], seed: 50, scale: 3)
+    let shifted = try x - x.max(axes: [axis], keepDim: true)
+    let oracle = try shifted.exp() / shifted.exp().sum(axes: [axis], keepDim: true)
+    expectClose(try x.softmax(axis: axis), oracle, "softmax axis \(axis)")
+    expectClose(try x.logSoftmax(axis: axis), oracle.log(), rtol: 1e-5, atol: 1e-5, "log_softmax")
+    try checkGradients([x], "softmax axis \(axis)") { t in try t[0].softmax(axis: axis) }
+    try checkGradients([x], "log_softmax axis \(axis)") { t in try t[0].logSoftmax(axis: axis) }
+  }
+
+  @Test func softmaxSurvivesLargeOffsets() throws {
+    let x = try Tensor(shape: [2, 3], scalars: [1000, 1001, 1002, -.infinity, 0, 0])
+    let y = try x.softmax()
+    expectClose(
+      y,
+      try Tensor(shape: [2, 3], scalars: [0.090_030_57, 0.244_728_47, 0.665_240_96, 0, 0.5, 0.5]))
+    #expect(try x.logSoftmax().element(at: [0, 2]) > -0.41)
+  }
+
+  @Test(arguments: [[2, 3, 8], [5, 33], [1, 64]])
+  func layerNormMatchesComposedOracle(shape: [Int]) throws {
+    let x = try sampleTensor(shape, seed: 51, scale: 2, shift: 3)
+    let d = shape.last ?? 1
+    let weight = try sampleTensor([d], seed: 52)
+    let bias = try sampleTensor([d], seed: 53)
+    let centred = try x - x.mean(axes: [-1], keepDim: true)
+    let oracle = try centred / (x.variance(axes: [-1], keepDim: true) + 1e-5).sqrt() * weight + bias
+    expectClose(try x.layerNorm(weight: weight, bias: bias), oracle, rtol: 2e-5, "layer_norm")
+    try checkGradients([x, weight, bias], "layer_norm \(shape)") { t in
+      try t[0].layerNorm(weight: t[1], bias: t[2], eps: 1e-5)
+    }
+    try checkGradients([x], "layer_norm without affine \(shape)") { t in
+      try t[0].layerNorm(eps: 1e-6)
+    }
+  }
+
+  @Test func layerNormRejectsWrongParameters() throws {
+    let error = #expect(throws: TensorError.self) {
+      try Tensor.zeros([2, 4]).layerNorm(weight: Tensor.ones([3]))
+    }
+    #expect(error?.description == "[layer_norm] weight of shape [3] for input [2, 4]; expected [4]")
+  }
+
+  @Test func dropoutKeepsExpectationAndIsSeeded() throws {
+    var g1 = RandomGenerator(seed: 7)
+    var g2 = RandomGenerator(seed: 7)
+    let x = Tensor.ones([10_000])
+    let a = try x.dropout(probability: 0.25, generator: &g1)
+    let b = try x.dropout(probability: 0.25, generator: &g2)
+    #expect(a.scalars == b.scalars)
+    let zeros = a.scalars.filter { $0 == 0 }.count
+    #expect((2300...2700).contains(zeros))
+    #expect(Swift.abs(try a.mean().item() - 1) < 0.03)
+    #expect(try x.dropout(probability: 0.5, training: false, generator: &g1).scalars == x.scalars)
+    #expect(throws: TensorError.self) { try x.dropout(probability: 1.5, generator: &g1) }
+    // The gradient is the same mask.
+    let leaf = x.requiringGrad()
+    var g3 = RandomGenerator(seed: 7)
+    try leaf.dropout(probability: 0.25, generator: &g3).sum().backward()
+    #expect(leaf.grad?.scalars == a.scalars)
+  }
+}

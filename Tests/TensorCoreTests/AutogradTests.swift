@@ -1,0 +1,80 @@
+import Foundation
+import TensorCore
+import TestSupport
+import Testing
+
+@Suite("Autograd")
+struct AutogradTests {
+  @Test func gradientsAccumulateAcrossBackwardCalls() throws {
+    let w = try Tensor(shape: [2], scalars: [1, 2]).requiringGrad()
+    try (w * w).sum().backward()
+    #expect(w.grad?.scalars == [2, 4])
+    try (w * 3).sum().backward()
+    #expect(w.grad?.scalars == [5, 7])
+    w.grad = nil
+    #expect(w.grad == nil)
+  }
+
+  @Test func sharedSubexpressionsSumTheirGradients() throws {
+    let x = try Tensor([3]).requiringGrad()
+    let y = try x * x  // used twice below
+    try (y + y * x).sum().backward()  // 2x² … d/dx (x² + x³) = 2x + 3x²
+    #expect(x.grad?.scalars == [33])
+  }
+
+  @Test func detachAndNoGradStopGradients() throws {
+    let x = try Tensor([2]).requiringGrad()
+    let z = try x * x.detached()
+    try z.sum().backward()
+    #expect(x.grad?.scalars == [2])
+    let inside = try Autograd.noGrad { try x * x }
+    #expect(!inside.requiresGrad)
+    #expect(Autograd.isEnabled)
+    #expect(!x.detached().requiresGrad)
+  }
+
+  @Test func backwardErrors() throws {
+    let plain = Tensor.ones([2])
+    let noGrad = #expect(throws: TensorError.self) { try plain.sum().backward() }
+    #expect(noGrad?.op == "backward")
+    let x = Tensor.ones([2]).requiringGrad()
+    let notScalar = #expect(throws: TensorError.self) { try (x * 2).backward() }
+    #expect(
+      notScalar?.description
+        == "[backward] backward() needs a one-element tensor, got shape [2]; reduce it (sum or mean) first"
+    )
+    var computed = x * 2
+    #expect(throws: TensorError.self) { try computed.setRequiresGrad(false) }
+    var leaf = Tensor.ones([1])
+    try leaf.setRequiresGrad(true)
+    #expect(leaf.requiresGrad && leaf.isLeaf)
+  }
+
+  @Test func deepGraphsDoNotOverflowTheStack() throws {
+    let x = try Tensor([1]).requiringGrad()
+    var y = x
+    for _ in 0..<20_000 { y = y * 1.0001 }
+    try y.sum().backward()
+    let expected = Float(Foundation.pow(1.0001, 20_000.0))
+    #expect(Swift.abs(try #require(x.grad).item() - expected) / expected < 1e-3)
+  }
+
+  @Test func leafUpdatedInPlaceKeepsTracking() throws {
+    var w = try Tensor([1, 2]).requiringGrad()
+    w.withUnsafeMutableBufferPointer { $0[0] = 5 }
+    #expect(w.requiresGrad)
+    try (w * w).sum().backward()
+    #expect(w.grad?.scalars == [10, 4])
+  }
+
+  @Test func composedChainMatchesFiniteDifferences() throws {
+    // A small attention-like chain through every kind of op.
+    let x = try sampleTensor([2, 3, 4], seed: 60)
+    let w = try sampleTensor([4, 4], seed: 61, scale: 0.5)
+    try checkGradients([x, w], "attention-like chain") { t in
+      let h = try t[0].matmul(t[1]).layerNorm()
+      let scores = try h.matmul(h.transposed()).softmax()
+      return try scores.matmul(h).gelu().mean(axes: [1])
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import TensorCore
+import TestSupport
+import Testing
+
+@Suite("Reductions")
+struct ReductionTests {
+  static let axisCases: [([Int]?, Bool)] = [
+    (nil, false), ([0], false), ([1], true), ([-1], false), ([0, 2], true), ([1, 2], false),
+  ]
+
+  @Test(arguments: axisCases)
+  func gradients(axes: [Int]?, keepDim: Bool) throws {
+    let x = try sampleTensor([3, 4, 5], seed: 10)
+    let label = "axes \(String(describing: axes)) keepDim \(keepDim)"
+    try checkGradients([x], "sum " + label) { t in try t[0].sum(axes: axes, keepDim: keepDim) }
+    try checkGradients([x], "mean " + label) { t in try t[0].mean(axes: axes, keepDim: keepDim) }
+    try checkGradients([x], "var " + label) { t in
+      try t[0].variance(axes: axes, keepDim: keepDim)
+    }
+    try checkGradients([x], "unbiased var " + label) { t in
+      try t[0].variance(axes: axes, keepDim: keepDim, unbiased: true)
+    }
+    try checkGradients([x], "std " + label) { t in
+      try t[0].standardDeviation(axes: axes, keepDim: keepDim)
+    }
+    try checkGradients([x], "max " + label) { t in try t[0].max(axes: axes, keepDim: keepDim) }
+    try checkGradients([x], "min " + label) { t in try t[0].min(axes: axes, keepDim: keepDim) }
+    try checkGradients([x], "logsumexp " + label) { t in
+      try t[0].logSumExp(axes: axes, keepDim: keepDim)
+    }
+  }
+
+  @Test func values() throws {
+    let x = try Tensor(shape: [2, 3], scalars: [1, 5, 3, 4, 2, 6])
+    #expect(try x.sum().scalars == [21])
+    #expect(try x.sum(axes: [0]).scalars == [5, 7, 9])
+    #expect(try x.sum(axes: [1], keepDim: true).shape == [2, 1])
+    #expect(try x.mean(axes: [1]).scalars == [3, 4])
+    #expect(try x.max(axes: [0]).scalars == [4, 5, 6])
+    #expect(try x.min().scalars == [1])
+    #expect(try x.variance(axes: [1]).scalars == [8.0 / 3.0, 8.0 / 3.0])
+    #expect(try x.variance(axes: [1], unbiased: true).scalars == [4, 4])
+    let (values, indices) = try x.max(axis: 1)
+    #expect(values.scalars == [5, 6])
+    #expect(indices.scalars == [1, 2])
+    #expect(try x.min(axis: 0, keepDim: true).indices.shape == [1, 3])
+    #expect(try x.argmax().scalars == [5])
+    #expect(try x.argmax(axis: 0).scalars == [1, 0, 1])
+    #expect(try x.argmin(axis: 1).scalars == [0, 1])
+    // A sum over the leading axis of a transposed view reads the view, not the buffer.
+    #expect(try x.transposed().sum(axes: [0]).scalars == [9, 12])
+  }
+
+  @Test func maxWithIndexGradientGoesToFirstMaximum() throws {
+    let x = try Tensor(shape: [2, 3], scalars: [1, 7, 7, 0, -1, 2]).requiringGrad()
+    try x.max(axis: 1).values.sum().backward()
+    #expect(x.grad?.scalars == [0, 1, 0, 0, 0, 1])
+  }
+
+  @Test func logSumExpIsStable() throws {
+    let x = try Tensor(shape: [2, 2], scalars: [1000, 1000, -.infinity, -.infinity])
+    let out = try x.logSumExp(axes: [1])
+    expectClose(try out[.index(0)], Tensor(1000 + Float(0.693_147_2)), "large")
+    #expect(try out.element(at: [1]) == -.infinity)
+  }
+
+  @Test func largeSumIsAccurate() throws {
+    // 1e6 copies of 0.1: naive float accumulation drifts by ~1e-3 relative.
+    let x = Tensor.full([1_000_000], 0.1)
+    #expect(Swift.abs(try x.sum().item() - 100_000) < 0.5)
+    #expect(Swift.abs(try x.reshaped([1000, 1000]).sum(axes: [0]).element(at: [7]) - 100) < 1e-3)
+  }
+
+  @Test func errors() throws {
+    let x = Tensor.zeros([2, 3])
+    let error = #expect(throws: TensorError.self) { try x.sum(axes: [2]) }
+    #expect(error?.description == "[sum] axis 2 is out of range for a tensor of rank 2")
+    #expect(throws: TensorError.self) { try x.mean(axes: [0, -2]) }
+    #expect(throws: TensorError.self) { try Tensor.zeros([0, 3]).max(axes: [0]) }
+    #expect(throws: TensorError.self) { try Tensor.zeros([1]).variance(unbiased: true) }
+  }
+}

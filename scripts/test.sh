@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up, checks formatting, builds with warnings as errors, and runs every test.
+# Exits non-zero on any failure. The tests read ../shared (fixtures and data) beside the repo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+if [ ! -d ../shared/fixtures ] && [ -z "${SKELLAB_SHARED:-}" ]; then
+  echo "test: ../shared/fixtures is missing; the numeric tests need it (or set SKELLAB_SHARED)." >&2
+  exit 1
+fi
+
+echo "== swift format lint" >&2
+swift format lint --strict --recursive Package.swift Sources Tests
+
+# BLAS single-threaded: sums are bit-stable from run to run.
+export OPENBLAS_NUM_THREADS=1
+
+echo "== swift build" >&2
+swift build --build-tests -Xswiftc -warnings-as-errors
+
+echo "== swift test" >&2
+swift test --skip-build

@@ -4,7 +4,9 @@ import Testing
 
 @Suite("Indexing, gather and scatter")
 struct IndexingTests {
-  let x = try! Tensor(shape: [3, 4], scalars: (0..<12).map(Float.init))
+  let x: Tensor
+
+  init() throws { x = try Tensor(shape: [3, 4], scalars: (0..<12).map(Float.init)) }
 
   @Test func slicingWithStepsAndNegativeIndices() throws {
     #expect(try x[.index(-1)].scalars == [8, 9, 10, 11])

@@ -4,7 +4,9 @@ import Testing
 
 @Suite("Shapes and views")
 struct ShapeTests {
-  let x = try! Tensor(shape: [2, 3, 4], scalars: (0..<24).map(Float.init))
+  let x: Tensor
+
+  init() throws { x = try Tensor(shape: [2, 3, 4], scalars: (0..<24).map(Float.init)) }
 
   @Test func reshapeInfersAndChecks() throws {
     #expect(try x.reshaped([6, -1]).shape == [6, 4])

@@ -16,14 +16,14 @@ struct AutogradTests {
   }
 
   @Test func sharedSubexpressionsSumTheirGradients() throws {
-    let x = try Tensor([3]).requiringGrad()
+    let x = Tensor([3]).requiringGrad()
     let y = try x * x  // used twice below
     try (y + y * x).sum().backward()  // 2x² … d/dx (x² + x³) = 2x + 3x²
     #expect(x.grad?.scalars == [33])
   }
 
   @Test func detachAndNoGradStopGradients() throws {
-    let x = try Tensor([2]).requiringGrad()
+    let x = Tensor([2]).requiringGrad()
     let z = try x * x.detached()
     try z.sum().backward()
     #expect(x.grad?.scalars == [2])
@@ -51,7 +51,7 @@ struct AutogradTests {
   }
 
   @Test func deepGraphsDoNotOverflowTheStack() throws {
-    let x = try Tensor([1]).requiringGrad()
+    let x = Tensor([1]).requiringGrad()
     var y = x
     for _ in 0..<20_000 { y = y * 1.0001 }
     try y.sum().backward()
@@ -60,7 +60,7 @@ struct AutogradTests {
   }
 
   @Test func leafUpdatedInPlaceKeepsTracking() throws {
-    var w = try Tensor([1, 2]).requiringGrad()
+    var w = Tensor([1, 2]).requiringGrad()
     w.withUnsafeMutableBufferPointer { $0[0] = 5 }
     #expect(w.requiresGrad)
     try (w * w).sum().backward()

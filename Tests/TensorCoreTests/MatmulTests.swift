@@ -76,7 +76,7 @@ struct MatmulTests {
 
   @Test func vectorsFollowNumPy() throws {
     let m = try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
-    let v = try Tensor([1, 0, -1])
+    let v = Tensor([1, 0, -1])
     #expect(try m.matmul(v).shape == [2])
     #expect(try m.matmul(v).scalars == [-2, -2])
     #expect(try Tensor([1, 1]).matmul(m).scalars == [5, 7, 9])

@@ -25,7 +25,7 @@ struct ShapeTests {
     let t = try x.transposed()
     #expect(t.shape == [2, 4, 3])
     #expect(try t.element(at: [1, 3, 0]) == x.element(at: [1, 0, 3]))
-    #expect(try t.contiguous().isContiguous)
+    #expect(t.contiguous().isContiguous)
     #expect(throws: TensorError.self) { try x.permuted([0, 0, 1]) }
     #expect(throws: TensorError.self) { try x.permuted([0, 1]) }
   }

@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
   name: "SkelLab",
-  platforms: [.macOS(.v14)],
+  platforms: [.macOS(.v15)],
   products: [
     .library(name: "TensorCore", targets: ["TensorCore"]),
     .executable(name: "skellab-bench", targets: ["SkellabBench"]),
@@ -17,10 +17,15 @@ let package = Package(
       name: "CReadline", path: "Sources/CReadline", pkgConfig: "readline",
       providers: [.apt(["libreadline-dev"])]),
 
+    // Thread affinity, which Swift's Glibc module does not expose.
+    .target(name: "CSystem", path: "Sources/CSystem"),
+
     // The tensor engine: float32 tensors, reverse-mode autograd, BLAS-backed products.
     .target(
-      name: "TensorCore", dependencies: ["CBLAS"],
-      swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+      name: "TensorCore", dependencies: ["CBLAS", "CSystem"],
+      swiftSettings: [
+        .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))
+      ]),
 
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(

@@ -1,3 +1,64 @@
+/// A float function of one argument, as a type, so that generic kernels specialise on it and
+/// the compiler inlines and vectorises the loop (a closure would stay an opaque call).
+package protocol UnaryFunction {
+  func callAsFunction(_ x: Float) -> Float
+}
+
+/// A float function of two arguments, as a type (see `UnaryFunction`).
+package protocol BinaryFunction {
+  func callAsFunction(_ a: Float, _ b: Float) -> Float
+}
+
+/// A gradient rule `(x, y, g) -> dx` for a unary op, as a type (see `UnaryFunction`).
+package protocol GradientFunction {
+  func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float
+}
+
+/// Wraps a closure for rarely used ops where speed does not matter.
+package struct UnaryClosure: UnaryFunction {
+  let body: (Float) -> Float
+  package init(_ body: @escaping (Float) -> Float) { self.body = body }
+  package func callAsFunction(_ x: Float) -> Float { body(x) }
+}
+
+/// Wraps a closure for rarely used ops where speed does not matter.
+package struct BinaryClosure: BinaryFunction {
+  let body: (Float, Float) -> Float
+  package init(_ body: @escaping (Float, Float) -> Float) { self.body = body }
+  package func callAsFunction(_ a: Float, _ b: Float) -> Float { body(a, b) }
+}
+
+/// Wraps a closure for rarely used gradient rules where speed does not matter.
+package struct GradientClosure: GradientFunction {
+  let body: (Float, Float, Float) -> Float
+  package init(_ body: @escaping (Float, Float, Float) -> Float) { self.body = body }
+  package func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float { body(x, y, g) }
+}
+
+package struct AddFunction: BinaryFunction {
+  package init() {}
+  @inline(__always) package func callAsFunction(_ a: Float, _ b: Float) -> Float { a + b }
+}
+package struct SubtractFunction: BinaryFunction {
+  @inline(__always) package func callAsFunction(_ a: Float, _ b: Float) -> Float { a - b }
+}
+package struct MultiplyFunction: BinaryFunction {
+  @inline(__always) package func callAsFunction(_ a: Float, _ b: Float) -> Float { a * b }
+}
+package struct DivideFunction: BinaryFunction {
+  @inline(__always) package func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b }
+}
+/// `a·x + b` for scalars a and b (scalar multiply, add, negate in one kernel).
+package struct AffineFunction: UnaryFunction {
+  package init(scale: Float, shift: Float) {
+    self.scale = scale
+    self.shift = shift
+  }
+  let scale: Float
+  let shift: Float
+  @inline(__always) package func callAsFunction(_ x: Float) -> Float { x * scale + shift }
+}
+
 /// Low-level loops over raw buffers. Shapes are validated by the ops that call them.
 package enum Kernels {
   /// Copies a strided view into a contiguous row-major buffer.
@@ -20,27 +81,45 @@ package enum Kernels {
   }
 
   /// `out[i] = f(x[i])` over `count` contiguous elements, split across threads.
-  package static func map(
-    _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int,
-    _ f: (Float) -> Float
+  package static func map<F: UnaryFunction>(
+    _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int, _ f: F
   ) {
     let src = SendablePointer(UnsafeMutablePointer(mutating: x))
     let dst = SendablePointer(out)
     parallelChunks(count) { range in
-      for i in range { dst.base[i] = f(src.base[i]) }
+      let (s, d) = (src.base, dst.base)
+      for i in range { d[i] = f(s[i]) }
     }
   }
 
   /// `out[i] = f(x[i], y[i])` over `count` contiguous elements, split across threads.
-  package static func zip(
+  package static func zip<F: BinaryFunction>(
     _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-    count: Int, _ f: (Float, Float) -> Float
+    count: Int, _ f: F
   ) {
     let a = SendablePointer(UnsafeMutablePointer(mutating: x))
     let b = SendablePointer(UnsafeMutablePointer(mutating: y))
     let dst = SendablePointer(out)
     parallelChunks(count) { range in
-      for i in range { dst.base[i] = f(a.base[i], b.base[i]) }
+      let (p, q, d) = (a.base, b.base, dst.base)
+      for i in range { d[i] = f(p[i], q[i]) }
+    }
+  }
+
+  /// `dx[i] = rule(x[i], y[i], g[i])` over `count` contiguous elements, split across threads.
+  package static func gradient<G: GradientFunction>(
+    _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+    _ out: UnsafeMutablePointer<Float>, count: Int, _ rule: G
+  ) {
+    let (px, py, pg) = (
+      SendablePointer(UnsafeMutablePointer(mutating: x)),
+      SendablePointer(UnsafeMutablePointer(mutating: y)),
+      SendablePointer(UnsafeMutablePointer(mutating: g))
+    )
+    let dst = SendablePointer(out)
+    parallelChunks(count) { range in
+      let (a, b, c, d) = (px.base, py.base, pg.base, dst.base)
+      for i in range { d[i] = rule(a[i], b[i], c[i]) }
     }
   }
 }
@@ -54,7 +133,11 @@ package enum VectorMath {
   @inline(__always)
   package static func exp(_ x: Float) -> Float {
     let clamped = min(max(x, -87.33654), 88.72283)
-    let n = (clamped * 1.442_695_04).rounded(.toNearestOrEven)
+    // Round x·log2(e) to an integer by adding 1.5·2^23: the integer lands in the low mantissa
+    // bits, so no float-to-int conversion (which traps on NaN and blocks vectorising) is needed.
+    let shifted = clamped * 1.442_695_04 + 12_582_912
+    let n = shifted - 12_582_912
+    let ni = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
     // Two-part ln 2 keeps the reduced argument exact.
     var r = clamped - n * 0.693_359_375
     r = r + n * 2.121_944_4e-4
@@ -66,9 +149,9 @@ package enum VectorMath {
     p = p * r + 5.000_000_120_1e-1
     let y = p * r * r + r + 1
     // Scale by 2^n in two halves so that n = 128 (x near 88.7) and n = -126 stay finite.
-    let half = Int32(n) >> 1
-    let s1 = Float(bitPattern: UInt32(bitPattern: (half + 127) << 23))
-    let s2 = Float(bitPattern: UInt32(bitPattern: (Int32(n) - half + 127) << 23))
+    let half = ni >> 1
+    let s1 = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
+    let s2 = Float(bitPattern: UInt32(bitPattern: (ni &- half &+ 127) << 23))
     let result = y * s1 * s2
     return x < -87.33654 ? 0 : (x > 88.72283 ? .infinity : result)
   }

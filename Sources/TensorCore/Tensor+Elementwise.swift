@@ -6,7 +6,14 @@ import Foundation
 extension Tensor {
   /// Applies `f` to broadcast pairs of `a` and `b` (no gradient recording).
   package static func broadcastKernel(
-    _ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float
+    _ a: Tensor, _ b: Tensor, op: String, _ f: @escaping (Float, Float) -> Float
+  ) throws -> Tensor {
+    try broadcastKernel(a, b, op: op, BinaryClosure(f))
+  }
+
+  /// Applies `f` to broadcast pairs of `a` and `b` (no gradient recording), specialised on `F`.
+  package static func broadcastKernel<F: BinaryFunction>(
+    _ a: Tensor, _ b: Tensor, op: String, _ f: F
   ) throws -> Tensor {
     if a.shape == b.shape, a.isContiguous, b.isContiguous {
       return Tensor(validShape: a.shape) { out in
@@ -54,7 +61,7 @@ extension Tensor {
 
   /// Element-wise sum with broadcasting.
   public static func + (a: Tensor, b: Tensor) throws -> Tensor {
-    let out = try broadcastKernel(a, b, op: "add", +)
+    let out = try broadcastKernel(a, b, op: "add", AddFunction())
     return Autograd.record("add", out, [a, b]) { g in
       [try g.sum(toShape: a.shape), try g.sum(toShape: b.shape)]
     }
@@ -62,7 +69,7 @@ extension Tensor {
 
   /// Element-wise difference with broadcasting.
   public static func - (a: Tensor, b: Tensor) throws -> Tensor {
-    let out = try broadcastKernel(a, b, op: "sub", -)
+    let out = try broadcastKernel(a, b, op: "sub", SubtractFunction())
     return Autograd.record("sub", out, [a, b]) { g in
       [try g.sum(toShape: a.shape), try (-g).sum(toShape: b.shape)]
     }
@@ -70,7 +77,7 @@ extension Tensor {
 
   /// Element-wise product with broadcasting.
   public static func * (a: Tensor, b: Tensor) throws -> Tensor {
-    let out = try broadcastKernel(a, b, op: "mul", *)
+    let out = try broadcastKernel(a, b, op: "mul", MultiplyFunction())
     let (x, y) = (a.detached(), b.detached())
     return Autograd.record("mul", out, [a, b]) { g in
       [
@@ -82,7 +89,7 @@ extension Tensor {
 
   /// Element-wise quotient with broadcasting.
   public static func / (a: Tensor, b: Tensor) throws -> Tensor {
-    let out = try broadcastKernel(a, b, op: "div", /)
+    let out = try broadcastKernel(a, b, op: "div", DivideFunction())
     let (x, y) = (a.detached(), b.detached())
     return Autograd.record("div", out, [a, b]) { g in
       [
@@ -110,13 +117,13 @@ extension Tensor {
 
   /// Element-wise negation.
   public static prefix func - (a: Tensor) -> Tensor {
-    let out = a.map { -$0 }
+    let out = a.map(AffineFunction(scale: -1, shift: 0))
     return Autograd.record("neg", out, [a]) { g in [-g] }
   }
 
   /// Adds a scalar to every element.
   public static func + (a: Tensor, s: Float) -> Tensor {
-    Autograd.record("add", a.map { $0 + s }, [a]) { g in [g] }
+    Autograd.record("add", a.map(AffineFunction(scale: 1, shift: s)), [a]) { g in [g] }
   }
   /// Adds a scalar to every element.
   public static func + (s: Float, a: Tensor) -> Tensor { a + s }
@@ -127,13 +134,13 @@ extension Tensor {
 
   /// Multiplies every element by a scalar.
   public static func * (a: Tensor, s: Float) -> Tensor {
-    Autograd.record("mul", a.map { $0 * s }, [a]) { g in [g * s] }
+    Autograd.record("mul", a.map(AffineFunction(scale: s, shift: 0)), [a]) { g in [g * s] }
   }
   /// Multiplies every element by a scalar.
   public static func * (s: Float, a: Tensor) -> Tensor { a * s }
   /// Divides every element by a scalar.
   public static func / (a: Tensor, s: Float) -> Tensor {
-    Autograd.record("div", a.map { $0 / s }, [a]) { g in [g / s] }
+    Autograd.record("div", a.map(AffineFunction(scale: 1 / s, shift: 0)), [a]) { g in [g / s] }
   }
   /// Divides a scalar by every element.
   public static func / (s: Float, a: Tensor) -> Tensor {
@@ -145,7 +152,10 @@ extension Tensor {
   }
 
   /// Applies `f` to every element (no gradient recording); the result is contiguous.
-  package func map(_ f: (Float) -> Float) -> Tensor {
+  package func map(_ f: @escaping (Float) -> Float) -> Tensor { map(UnaryClosure(f)) }
+
+  /// Applies `f` to every element (no gradient recording), specialised on `F`.
+  package func map<F: UnaryFunction>(_ f: F) -> Tensor {
     let source = contiguous()
     return Tensor(validShape: shape) { out in
       Kernels.map(source.storage.base + source.offset, out, count: count, f)
@@ -155,21 +165,24 @@ extension Tensor {
   /// A unary op: `forward` per element, and the gradient computed from the input, the output
   /// and the upstream gradient per element.
   package func unary(
-    _ op: String, _ forward: (Float) -> Float,
+    _ op: String, _ forward: @escaping (Float) -> Float,
     backward: @escaping (_ x: Float, _ y: Float, _ g: Float) -> Float
   ) -> Tensor {
+    unary(op, UnaryClosure(forward), GradientClosure(backward))
+  }
+
+  /// A unary op specialised on its function types, so both loops vectorise.
+  package func unary<F: UnaryFunction, G: GradientFunction>(_ op: String, _ forward: F, _ rule: G)
+    -> Tensor
+  {
     let out = map(forward)
     let (x, y) = (detached().contiguous(), out)
     return Autograd.record(op, out, [self]) { g in
       let gc = g.contiguous()
       let dx = Tensor(validShape: x.shape) { dst in
-        let px = SendablePointer(x.storage.base + x.offset)
-        let py = SendablePointer(y.storage.base + y.offset)
-        let pg = SendablePointer(gc.storage.base + gc.offset)
-        let pd = SendablePointer(dst)
-        parallelChunks(x.count) { range in
-          for i in range { pd.base[i] = backward(px.base[i], py.base[i], pg.base[i]) }
-        }
+        Kernels.gradient(
+          x.storage.base + x.offset, y.storage.base + y.offset, gc.storage.base + gc.offset, dst,
+          count: x.count, rule)
       }
       return [dx]
     }
@@ -177,7 +190,7 @@ extension Tensor {
 
   /// e^x, element-wise (vectorised).
   public func exp() -> Tensor {
-    unary("exp", { VectorMath.exp($0) }, backward: { _, y, g in g * y })
+    unary("exp", ExpFunction(), ExpGradient())
   }
   /// Natural logarithm, element-wise.
   public func log() -> Tensor {
@@ -197,11 +210,11 @@ extension Tensor {
   }
   /// Logistic sigmoid 1/(1+e^-x), element-wise.
   public func sigmoid() -> Tensor {
-    unary("sigmoid", { 1 / (1 + VectorMath.exp(-$0)) }, backward: { _, y, g in g * y * (1 - y) })
+    unary("sigmoid", SigmoidFunction(), SigmoidGradient())
   }
   /// max(x, 0), element-wise (gradient 0 at 0, as PyTorch).
   public func relu() -> Tensor {
-    unary("relu", { Swift.max($0, 0) }, backward: { x, _, g in x > 0 ? g : 0 })
+    unary("relu", ReluFunction(), ReluGradient())
   }
   /// x raised to a scalar power, element-wise.
   public func pow(_ exponent: Float) -> Tensor {
@@ -224,13 +237,7 @@ extension Tensor {
 
   /// Exact GELU, `0.5·x·(1 + erf(x/√2))`, with a vectorised erf.
   public func gelu() -> Tensor {
-    unary(
-      "gelu", { x in 0.5 * x * (1 + VectorMath.erf(x * 0.707_106_781_186_547_5)) },
-      backward: { x, _, g in
-        let cdf = 0.5 * (1 + VectorMath.erf(x * 0.707_106_781_186_547_5))
-        let pdf = VectorMath.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
-        return g * (cdf + x * pdf)
-      })
+    unary("gelu", GeluFunction(), GeluGradient())
   }
 
   // MARK: Comparisons (results are 0/1 tensors; no gradient)
@@ -293,5 +300,43 @@ extension Tensor {
         "mask of shape \(shapeString(mask.shape)) does not broadcast to \(shapeString(self.shape))")
     }
     return try Tensor.where(mask, Tensor.full([], value), self)
+  }
+}
+
+package struct ExpFunction: UnaryFunction {
+  package init() {}
+  @inline(__always) package func callAsFunction(_ x: Float) -> Float { VectorMath.exp(x) }
+}
+struct ExpGradient: GradientFunction {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float { g * y }
+}
+struct SigmoidFunction: UnaryFunction {
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / (1 + VectorMath.exp(-x)) }
+}
+struct SigmoidGradient: GradientFunction {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float {
+    g * y * (1 - y)
+  }
+}
+struct ReluFunction: UnaryFunction {
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x > 0 ? x : 0 }
+}
+struct ReluGradient: GradientFunction {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float {
+    x > 0 ? g : 0
+  }
+}
+/// Exact GELU, `0.5·x·(1 + erf(x/√2))`.
+struct GeluFunction: UnaryFunction {
+  @inline(__always) func callAsFunction(_ x: Float) -> Float {
+    0.5 * x * (1 + VectorMath.erf(x * 0.707_106_781_186_547_5))
+  }
+}
+/// d/dx GELU = Φ(x) + x·φ(x).
+struct GeluGradient: GradientFunction {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float {
+    let cdf = 0.5 * (1 + VectorMath.erf(x * 0.707_106_781_186_547_5))
+    let pdf = VectorMath.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
+    return g * (cdf + x * pdf)
   }
 }

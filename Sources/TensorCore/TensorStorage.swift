@@ -1,18 +1,22 @@
+import Foundation
+
 /// The float32 buffer behind one or more tensors (views share it; writes copy it first).
 ///
-/// Buffers are 64-byte aligned so that AVX-512 loads never split a cache line.
+/// Buffers are 64-byte aligned. Large buffers come from `BufferCache`, so that a training
+/// step's hundreds of temporaries reuse memory instead of page-faulting fresh pages each time.
 public final class TensorStorage: @unchecked Sendable {
   /// Number of floats in the buffer.
   public let count: Int
   /// The first float of the buffer; valid for `count` elements while this object lives.
   public let base: UnsafeMutablePointer<Float>
+  private let byteCount: Int
 
   /// Allocates `count` floats; the contents are undefined until written.
   package init(uninitializedCount count: Int) {
     self.count = count
-    let raw = UnsafeMutableRawPointer.allocate(
-      byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-    base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    let (raw, bytes) = BufferCache.allocate(floats: count)
+    byteCount = bytes
+    base = raw.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
   }
 
   /// Allocates `count` floats set to `value`.
@@ -27,5 +31,76 @@ public final class TensorStorage: @unchecked Sendable {
     if let source = values.baseAddress { base.initialize(from: source, count: values.count) }
   }
 
-  deinit { UnsafeMutableRawPointer(base).deallocate() }
+  deinit { BufferCache.release(UnsafeMutableRawPointer(base), bytes: byteCount) }
+}
+
+/// A cache of large freed buffers by size class (four classes per power of two, so at most
+/// 25% is wasted). Small buffers go straight to malloc, which already reuses them well.
+/// The cache holds at most `limit` bytes (a quarter of physical memory, or `SKELLAB_CACHE_MB`).
+public enum BufferCache {
+  private static let lock = NSLock()
+  nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]
+  nonisolated(unsafe) private static var cachedBytes = 0
+  private static let smallest = 1 << 18  // 256 KiB: below this, malloc is fast enough
+  private static let limit: Int = {
+    if let text = ProcessInfo.processInfo.environment["SKELLAB_CACHE_MB"], let mb = Int(text),
+      mb >= 0
+    {
+      return mb << 20
+    }
+    return Int(ProcessInfo.processInfo.physicalMemory / 4)
+  }()
+
+  /// The byte size a request is rounded up to.
+  static func sizeClass(_ bytes: Int) -> Int {
+    if bytes < smallest { return Swift.max(bytes, 64) }
+    let top = Int.bitWidth - 1 - bytes.leadingZeroBitCount  // floor(log2)
+    let step = 1 << (top - 2)
+    return (bytes + step - 1) / step * step
+  }
+
+  static func allocate(floats: Int) -> (UnsafeMutableRawPointer, Int) {
+    let bytes = sizeClass(Swift.max(floats, 1) * MemoryLayout<Float>.stride)
+    if bytes >= smallest {
+      lock.lock()
+      if let pointer = free[bytes]?.popLast() {
+        cachedBytes -= bytes
+        lock.unlock()
+        return (pointer, bytes)
+      }
+      lock.unlock()
+    }
+    return (UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes)
+  }
+
+  static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+    if bytes >= smallest {
+      lock.lock()
+      if cachedBytes + bytes <= limit {
+        free[bytes, default: []].append(pointer)
+        cachedBytes += bytes
+        lock.unlock()
+        return
+      }
+      lock.unlock()
+    }
+    pointer.deallocate()
+  }
+
+  /// Bytes currently held for reuse.
+  public static var heldBytes: Int {
+    lock.lock()
+    defer { lock.unlock() }
+    return cachedBytes
+  }
+
+  /// Returns every cached buffer to the system (after a large computation).
+  public static func empty() {
+    lock.lock()
+    let all = free.values.flatMap { $0 }
+    free = [:]
+    cachedBytes = 0
+    lock.unlock()
+    for pointer in all { pointer.deallocate() }
+  }
 }

@@ -1,6 +1,8 @@
 import CBLAS
+import CSystem
 import Dispatch
 import Foundation
+import Synchronization
 
 /// The thread count of BLAS and of SkelLab's own element-wise and reduction kernels.
 ///
@@ -58,18 +60,119 @@ package func parallelChunks(
   }
   let size = (count + chunks - 1) / chunks
   withoutActuallyEscaping(body) { body in
-    let box = UncheckedBox(body)
-    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+    WorkerPool.shared.run(chunks: chunks) { chunk in
       let start = chunk * size
       let end = min(count, start + size)
-      if start < end { box.value(start..<end) }
+      if start < end { body(start..<end) }
     }
   }
 }
 
-/// Carries a non-Sendable closure into `concurrentPerform`; the chunks it is called with are
-/// disjoint, which is what makes this safe.
-package struct UncheckedBox<T>: @unchecked Sendable {
-  let value: T
-  init(_ value: T) { self.value = value }
+/// Persistent worker threads for `parallelChunks`, one pinned to each CPU. The caller runs
+/// chunk 0 and hands the others to workers on CPUs other than its own, so that a worker never
+/// queues behind the caller on one core while another core idles. After a job a worker spins
+/// (yielding the core to any other runnable thread, such as BLAS's) for a short while before
+/// sleeping, because waking a sleeping thread on a virtual machine can cost as much as the
+/// chunk itself. A call made while the pool is busy (another thread, or a nested call) runs
+/// its chunks serially, which gives the same results.
+final class WorkerPool: @unchecked Sendable {
+  static let shared = WorkerPool()
+
+  /// How long an idle worker keeps checking for work before it sleeps.
+  private static let spinNanoseconds: UInt64 = 200_000
+
+  private let busy = Atomic<Bool>(false)
+  private let generation = Atomic<Int>(0)
+  private let remaining = Atomic<Int>(0)
+  private var job: ((Int) -> Void)?
+  private let workers: [Worker]
+
+  private init() {
+    let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    workers = (0..<cpus).map { Worker(cpu: $0) }
+    for worker in workers {
+      let thread = Thread { [unowned self] in self.workerLoop(worker) }
+      thread.stackSize = 1 << 20
+      thread.start()
+    }
+  }
+
+  /// Runs `body(0..<chunks)`, chunk 0 on the calling thread.
+  func run(chunks: Int, _ body: @escaping (Int) -> Void) {
+    guard chunks > 1,
+      busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+    else {
+      for chunk in 0..<chunks { body(chunk) }
+      return
+    }
+    // Chunks 1... go to the workers off the caller's CPU first, then to the rest.
+    let here = Int(skellab_current_cpu())
+    var next = 1
+    for worker in workers where worker.cpu != here {
+      worker.chunk = next < chunks ? next : -1
+      next += 1
+    }
+    for worker in workers where worker.cpu == here {
+      worker.chunk = next < chunks ? next : -1
+      next += 1
+    }
+    job = body
+    remaining.store(workers.count, ordering: .relaxed)
+    generation.add(1, ordering: .sequentiallyConsistent)
+    for worker in workers where worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) {
+      worker.wake.signal()
+    }
+    body(0)
+    // Chunks beyond the workers' (more chunks than CPUs) run here.
+    if next < chunks { for chunk in next..<chunks { body(chunk) } }
+    while remaining.load(ordering: .acquiring) > 0 { sched_yield() }
+    job = nil
+    busy.store(false, ordering: .releasing)
+  }
+
+  private func workerLoop(_ worker: Worker) {
+    _ = skellab_pin_current_thread(Int32(worker.cpu))
+    var seen = 0
+    while true {
+      waitForJob(worker, after: seen)
+      seen = generation.load(ordering: .acquiring)
+      // Drop the reference to the job before counting down: the caller's closure must not
+      // outlive its `withoutActuallyEscaping` scope.
+      do {
+        if worker.chunk > 0, let work = job { work(worker.chunk) }
+      }
+      remaining.subtract(1, ordering: .releasing)
+    }
+  }
+
+  /// Returns once the generation has moved past `seen`: spinning first, then sleeping.
+  private func waitForJob(_ worker: Worker, after seen: Int) {
+    let deadline = DispatchTime.now().uptimeNanoseconds + WorkerPool.spinNanoseconds
+    var spins = 0
+    while generation.load(ordering: .acquiring) == seen {
+      sched_yield()
+      spins += 1
+      if spins % 32 == 0, DispatchTime.now().uptimeNanoseconds > deadline {
+        // Sleep, without losing a wake-up: announce it, then check once more.
+        worker.sleeping.store(true, ordering: .sequentiallyConsistent)
+        if generation.load(ordering: .sequentiallyConsistent) != seen,
+          worker.sleeping.exchange(false, ordering: .acquiringAndReleasing)
+        {
+          return
+        }
+        worker.wake.wait()  // the caller cleared the flag and signals (or has signalled)
+        return
+      }
+    }
+  }
+}
+
+/// One worker: its CPU, its chunk of the current job (-1 for none), its wake-up semaphore and
+/// whether it is (about to be) asleep on it.
+private final class Worker: @unchecked Sendable {
+  let cpu: Int
+  var chunk = -1
+  let wake = DispatchSemaphore(value: 0)
+  let sleeping = Atomic<Bool>(false)
+  init(cpu: Int) { self.cpu = cpu }
 }

@@ -1,5 +1,26 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+/// Release flags for the numeric kernels: no runtime checks inside them (shapes are validated
+/// before any loop runs), and AVX2/FMA code when the building machine has it (SkelLab is built
+/// where it runs). `SKELLAB_TARGET_CPU` overrides the detected CPU (`generic` for none).
+func kernelFlags() -> [String] {
+  var flags = ["-Ounchecked"]
+  let override = ProcessInfo.processInfo.environment["SKELLAB_TARGET_CPU"]
+  if let cpu = override, !cpu.isEmpty {
+    if cpu != "generic" { flags += ["-target-cpu", cpu] }
+    return flags
+  }
+  #if arch(x86_64)
+    if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+      info.contains(" avx2"), info.contains(" fma")
+    {
+      flags += ["-target-cpu", "haswell"]
+    }
+  #endif
+  return flags
+}
 
 let package = Package(
   name: "SkelLab",

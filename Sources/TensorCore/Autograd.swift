@@ -76,7 +76,13 @@ public enum Autograd {
       for node in order.reversed() {
         guard let grad = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
         guard let backward = node.backward else {
-          node.grad = try node.grad.map { try $0 + grad } ?? grad
+          if var total = node.grad {
+            node.grad = nil  // so that the buffer can be unshared and added into in place
+            try total.accumulate(grad)
+            node.grad = total
+          } else {
+            node.grad = grad
+          }
           continue
         }
         let inputGrads = try backward(grad)
@@ -89,7 +95,12 @@ public enum Autograd {
                 + "its input of shape \(shapeString(input.shape))")
           }
           let key = ObjectIdentifier(input)
-          pending[key] = try pending[key].map { try $0 + inputGrad } ?? inputGrad
+          if var total = pending.removeValue(forKey: key) {
+            try total.accumulate(inputGrad)
+            pending[key] = total
+          } else {
+            pending[key] = inputGrad
+          }
         }
       }
     }
@@ -169,5 +180,20 @@ extension Tensor {
       seed = Tensor.full(shape, 1)
     }
     try Autograd.run(from: node, seed: seed)
+  }
+}
+
+extension Tensor {
+  /// Adds `other` (same shape) into this tensor: in place when this tensor's buffer is unshared
+  /// and dense, as PyTorch accumulates `grad += new`; otherwise into a new buffer.
+  package mutating func accumulate(_ other: Tensor) throws {
+    guard shape == other.shape, other.isContiguous, isContiguous, offset == 0,
+      storage.count == count, isKnownUniquelyReferenced(&storage)
+    else {
+      self = try self + other
+      return
+    }
+    Kernels.zip(
+      storage.base, other.storage.base + other.offset, storage.base, count: count, AddFunction())
   }
 }

@@ -139,15 +139,17 @@ package enum VectorMath {
     let n = shifted - 12_582_912
     let ni = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
     // Two-part ln 2 keeps the reduced argument exact.
+    // Polynomials use fused multiply-adds: one instruction per step, and correctly rounded,
+    // so the bits are the same on every machine.
     var r = clamped - n * 0.693_359_375
     r = r + n * 2.121_944_4e-4
     var p: Float = 1.987_569_15e-4
-    p = p * r + 1.398_199_950_7e-3
-    p = p * r + 8.333_451_907_3e-3
-    p = p * r + 4.166_579_589_4e-2
-    p = p * r + 1.666_666_545_9e-1
-    p = p * r + 5.000_000_120_1e-1
-    let y = p * r * r + r + 1
+    p = (1.398_199_950_7e-3 as Float).addingProduct(p, r)
+    p = (8.333_451_907_3e-3 as Float).addingProduct(p, r)
+    p = (4.166_579_589_4e-2 as Float).addingProduct(p, r)
+    p = (1.666_666_545_9e-1 as Float).addingProduct(p, r)
+    p = (5.000_000_120_1e-1 as Float).addingProduct(p, r)
+    let y = (r + 1).addingProduct(p, r * r)
     // Scale by 2^n in two halves so that n = 128 (x near 88.7) and n = -126 stay finite.
     let half = ni >> 1
     let s1 = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
@@ -162,17 +164,17 @@ package enum VectorMath {
     let c = min(max(x, -4), 4)
     let x2 = c * c
     var p: Float = -2.726_142_258_013_06e-10
-    p = p * x2 + 2.770_681_424_959_02e-08
-    p = p * x2 - 2.101_024_020_825_08e-06
-    p = p * x2 - 5.692_506_394_623_46e-05
-    p = p * x2 - 7.349_906_303_268_55e-04
-    p = p * x2 - 2.954_599_808_540_25e-03
-    p = p * x2 - 1.609_603_332_624_15e-02
+    p = (2.770_681_424_959_02e-08 as Float).addingProduct(p, x2)
+    p = (-2.101_024_020_825_08e-06 as Float).addingProduct(p, x2)
+    p = (-5.692_506_394_623_46e-05 as Float).addingProduct(p, x2)
+    p = (-7.349_906_303_268_55e-04 as Float).addingProduct(p, x2)
+    p = (-2.954_599_808_540_25e-03 as Float).addingProduct(p, x2)
+    p = (-1.609_603_332_624_15e-02 as Float).addingProduct(p, x2)
     var q: Float = -1.456_607_184_649_96e-05
-    q = q * x2 - 2.133_740_552_789_05e-04
-    q = q * x2 - 1.682_826_974_382_03e-03
-    q = q * x2 - 7.373_329_167_204_68e-03
-    q = q * x2 - 1.426_473_905_141_89e-02
+    q = (-2.133_740_552_789_05e-04 as Float).addingProduct(q, x2)
+    q = (-1.682_826_974_382_03e-03 as Float).addingProduct(q, x2)
+    q = (-7.373_329_167_204_68e-03 as Float).addingProduct(q, x2)
+    q = (-1.426_473_905_141_89e-02 as Float).addingProduct(q, x2)
     return c * p / q
   }
 }

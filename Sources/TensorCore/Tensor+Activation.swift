@@ -8,12 +8,40 @@ extension Kernels {
   package static func softmaxRow(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int
   ) {
-    var peak = -Float.infinity
-    for j in 0..<n { peak = Swift.max(peak, x[j]) }
+    var peak = rowMax(x, n)
     if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
     for j in 0..<n { y[j] = VectorMath.exp(x[j] - peak) }
     let scale = Float(1 / sum(y, n))
     for j in 0..<n { y[j] *= scale }
+  }
+
+  /// The largest of `n` contiguous floats, with eight independent partial maxima. NaNs are
+  /// not looked for: a NaN input turns the softmax row NaN through exp and the sum anyway.
+  package static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var m = (
+      -Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity,
+      -Float.infinity, -Float.infinity, -Float.infinity
+    )
+    var i = 0
+    while i + 8 <= n {
+      m.0 = x[i] > m.0 ? x[i] : m.0
+      m.1 = x[i + 1] > m.1 ? x[i + 1] : m.1
+      m.2 = x[i + 2] > m.2 ? x[i + 2] : m.2
+      m.3 = x[i + 3] > m.3 ? x[i + 3] : m.3
+      m.4 = x[i + 4] > m.4 ? x[i + 4] : m.4
+      m.5 = x[i + 5] > m.5 ? x[i + 5] : m.5
+      m.6 = x[i + 6] > m.6 ? x[i + 6] : m.6
+      m.7 = x[i + 7] > m.7 ? x[i + 7] : m.7
+      i += 8
+    }
+    var peak = Swift.max(
+      Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)),
+      Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+    while i < n {
+      peak = x[i] > peak ? x[i] : peak
+      i += 1
+    }
+    return peak
   }
 
   /// The dot product of two contiguous rows, with 16 float lanes.
@@ -103,8 +131,7 @@ extension Tensor {
       let d = SendablePointer(dst)
       Kernels.forEachRow(rows: rows, n: n) { r in
         let (xr, yr) = (src.base + r * n, d.base + r * n)
-        var peak = -Float.infinity
-        for j in 0..<n { peak = Swift.max(peak, xr[j]) }
+        var peak = Kernels.rowMax(xr, n)
         if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
         for j in 0..<n { yr[j] = VectorMath.exp(xr[j] - peak) }
         let shift = peak + Float(Foundation.log(Kernels.sum(yr, n)))
@@ -185,54 +212,64 @@ extension Tensor {
         SendablePointer(stats.base)
       )
       let pw = w.map { SendablePointer($0.storage.base + $0.offset) }
+      let wantParameters = weight?.requiresGrad == true || bias?.requiresGrad == true
+      // Rows go in fixed blocks; each block leaves its partial weight and bias gradients in
+      // `partials`, added up afterwards in block order, so no result depends on the threads.
+      let blockRows = 64
+      let blocks = (rows + blockRows - 1) / blockRows
+      let partials = TensorStorage(uninitializedCount: wantParameters ? 2 * blocks * d : 0)
+      let pp = SendablePointer(partials.base)
       let dx = Tensor(validShape: x.shape) { dst in
         let pd = SendablePointer(dst)
-        Kernels.forEachRow(rows: rows, n: d) { r in
-          let (xr, gr, dr) = (px.base + r * d, pg.base + r * d, pd.base + r * d)
-          let (mean, rstd) = (ps.base[r], ps.base[rows + r])
-          // dr holds g·w first, then the gradient.
-          if let pw {
-            for j in 0..<d { dr[j] = gr[j] * pw.base[j] }
-          } else {
-            dr.update(from: gr, count: d)
-          }
-          var sumGW: Float = 0
-          var sumGWXhat: Float = 0
-          for j in 0..<d {
-            sumGW += dr[j]
-            sumGWXhat += dr[j] * (xr[j] - mean) * rstd
-          }
-          let a = sumGW / Float(d)
-          let c = sumGWXhat / Float(d)
-          for j in 0..<d { dr[j] = rstd * (dr[j] - a - (xr[j] - mean) * rstd * c) }
-        }
-      }
-      // Parameter gradients: column sums over rows, in double, columns split across threads.
-      var dWeight: Tensor? = nil
-      var dBias: Tensor? = nil
-      if weight?.requiresGrad == true || bias?.requiresGrad == true {
-        let dw = TensorStorage(uninitializedCount: d)
-        let db = TensorStorage(uninitializedCount: d)
-        let (pdw, pdb) = (SendablePointer(dw.base), SendablePointer(db.base))
-        parallelChunks(d, grain: 16) { columns in
-          var accW = [Double](repeating: 0, count: columns.count)
-          var accB = [Double](repeating: 0, count: columns.count)
-          for r in 0..<rows {
-            let (mean, rstd) = (ps.base[r], ps.base[rows + r])
-            let xr = px.base + r * d + columns.lowerBound
-            let gr = pg.base + r * d + columns.lowerBound
-            for j in 0..<columns.count {
-              accW[j] += Double(gr[j] * ((xr[j] - mean) * rstd))
-              accB[j] += Double(gr[j])
+        parallelChunks(blocks, grain: Swift.max(1, 8192 / (blockRows * d))) { range in
+          // Scratch for x̂ of one row.
+          let xhat = UnsafeMutablePointer<Float>.allocate(capacity: d)
+          defer { xhat.deallocate() }
+          for block in range {
+            let partW = pp.base + 2 * block * d
+            let partB = partW + d
+            if wantParameters {
+              partW.initialize(repeating: 0, count: d)
+              partB.initialize(repeating: 0, count: d)
+            }
+            for r in (block * blockRows)..<Swift.min(rows, (block + 1) * blockRows) {
+              let (xr, gr, dr) = (px.base + r * d, pg.base + r * d, pd.base + r * d)
+              let (mean, rstd) = (ps.base[r], ps.base[rows + r])
+              for j in 0..<d { xhat[j] = (xr[j] - mean) * rstd }
+              if wantParameters {
+                for j in 0..<d {
+                  partW[j] += gr[j] * xhat[j]
+                  partB[j] += gr[j]
+                }
+              }
+              // dr holds g·w first, then the gradient:
+              // dx = rstd · (g·w − mean(g·w) − x̂ · mean(g·w·x̂)).
+              if let pw {
+                for j in 0..<d { dr[j] = gr[j] * pw.base[j] }
+              } else {
+                dr.update(from: gr, count: d)
+              }
+              let a = Float(Kernels.sum(dr, d)) / Float(d)
+              let c = Kernels.dot(dr, xhat, d) / Float(d)
+              for j in 0..<d { dr[j] = rstd * (dr[j] - a - xhat[j] * c) }
             }
           }
-          for j in 0..<columns.count {
-            pdw.base[columns.lowerBound + j] = Float(accW[j])
-            pdb.base[columns.lowerBound + j] = Float(accB[j])
+        }
+      }
+      var dWeight: Tensor? = nil
+      var dBias: Tensor? = nil
+      if wantParameters {
+        var sumW = [Double](repeating: 0, count: d)
+        var sumB = [Double](repeating: 0, count: d)
+        for block in 0..<blocks {
+          let partW = partials.base + 2 * block * d
+          for j in 0..<d {
+            sumW[j] += Double(partW[j])
+            sumB[j] += Double(partW[d + j])
           }
         }
-        dWeight = Tensor(storage: dw, shape: [d])
-        dBias = Tensor(storage: db, shape: [d])
+        dWeight = Tensor(validShape: [d]) { for j in 0..<d { $0[j] = Float(sumW[j]) } }
+        dBias = Tensor(validShape: [d]) { for j in 0..<d { $0[j] = Float(sumB[j]) } }
       }
       var grads: [Tensor?] = [dx]
       if weight != nil { grads.append(dWeight) }

@@ -17,8 +17,13 @@ swift format lint --strict --recursive Package.swift Sources Tests
 # BLAS single-threaded: sums are bit-stable from run to run.
 export OPENBLAS_NUM_THREADS=1
 
-echo "== swift build" >&2
+# Debug first (runtime checks on), then release: the optimised, vectorised kernels users run.
+echo "== swift build (debug)" >&2
 swift build --build-tests -Xswiftc -warnings-as-errors
+echo "== swift test (debug)" >&2
+swift test --skip-build --disable-xctest
 
-echo "== swift test" >&2
-swift test --skip-build
+echo "== swift build (release)" >&2
+swift build -c release --build-tests -Xswiftc -warnings-as-errors
+echo "== swift test (release)" >&2
+swift test -c release --skip-build --disable-xctest

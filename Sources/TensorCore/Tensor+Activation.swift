@@ -90,20 +90,25 @@ extension Tensor {
     return t.shape == original ? t : try t.reshaped(original)
   }
 
-  /// Softmax along `axis` (default last), after subtracting each row's maximum.
-  public func softmax(axis: Int = -1) throws -> Tensor {
-    let (x, back) = try rowsAlong(axis, op: "softmax")
+  /// A row-wise op along `axis`: `forward(x, y, n)` fills one output row from one input row,
+  /// and `backward(y, g, dx, n)` one gradient row from the output and upstream rows.
+  private func rowwise(
+    _ op: String, axis: Int,
+    forward: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+    backward:
+      @escaping (
+        UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int
+      ) -> Void
+  ) throws -> Tensor {
+    let (x, back) = try rowsAlong(axis, op: op)
     let n = x.shape.last ?? 1
     let rows = x.count / Swift.max(n, 1)
     let out = Tensor(validShape: x.shape) { dst in
-      let src = SendablePointer(x.storage.base + x.offset)
-      let d = SendablePointer(dst)
-      Kernels.forEachRow(rows: rows, n: n) { r in
-        Kernels.softmaxRow(src.base + r * n, d.base + r * n, n)
-      }
+      let (src, d) = (SendablePointer(x.storage.base + x.offset), SendablePointer(dst))
+      Kernels.forEachRow(rows: rows, n: n) { r in forward(src.base + r * n, d.base + r * n, n) }
     }
     let y = out
-    let recorded = Autograd.record("softmax", out, [x]) { g in
+    let recorded = Autograd.record(op, out, [x]) { g in
       let gc = g.contiguous()
       let dx = Tensor(validShape: y.shape) { dst in
         let (py, pg, d) = (
@@ -111,9 +116,7 @@ extension Tensor {
           SendablePointer(dst)
         )
         Kernels.forEachRow(rows: rows, n: n) { r in
-          let (yr, gr, dr) = (py.base + r * n, pg.base + r * n, d.base + r * n)
-          let inner = Kernels.dot(yr, gr, n)
-          for j in 0..<n { dr[j] = yr[j] * (gr[j] - inner) }
+          backward(py.base + r * n, pg.base + r * n, d.base + r * n, n)
         }
       }
       return [dx]
@@ -121,40 +124,33 @@ extension Tensor {
     return try restoring(recorded, back, shape)
   }
 
+  /// Softmax along `axis` (default last), after subtracting each row's maximum.
+  public func softmax(axis: Int = -1) throws -> Tensor {
+    try rowwise(
+      "softmax", axis: axis, forward: Kernels.softmaxRow,
+      backward: { y, g, dx, n in
+        // dx = y · (g − Σ g·y)
+        let inner = Kernels.dot(y, g, n)
+        for j in 0..<n { dx[j] = y[j] * (g[j] - inner) }
+      })
+  }
+
   /// Log-softmax along `axis` (default last): `x - max - log(sum(exp(x - max)))`.
   public func logSoftmax(axis: Int = -1) throws -> Tensor {
-    let (x, back) = try rowsAlong(axis, op: "log_softmax")
-    let n = x.shape.last ?? 1
-    let rows = x.count / Swift.max(n, 1)
-    let out = Tensor(validShape: x.shape) { dst in
-      let src = SendablePointer(x.storage.base + x.offset)
-      let d = SendablePointer(dst)
-      Kernels.forEachRow(rows: rows, n: n) { r in
-        let (xr, yr) = (src.base + r * n, d.base + r * n)
-        var peak = Kernels.rowMax(xr, n)
+    try rowwise(
+      "log_softmax", axis: axis,
+      forward: { x, y, n in
+        var peak = Kernels.rowMax(x, n)
         if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
-        for j in 0..<n { yr[j] = VectorMath.exp(xr[j] - peak) }
-        let shift = peak + Float(Foundation.log(Kernels.sum(yr, n)))
-        for j in 0..<n { yr[j] = xr[j] - shift }
-      }
-    }
-    let y = out
-    let recorded = Autograd.record("log_softmax", out, [x]) { g in
-      let gc = g.contiguous()
-      let dx = Tensor(validShape: y.shape) { dst in
-        let (py, pg, d) = (
-          SendablePointer(y.storage.base), SendablePointer(gc.storage.base + gc.offset),
-          SendablePointer(dst)
-        )
-        Kernels.forEachRow(rows: rows, n: n) { r in
-          let (yr, gr, dr) = (py.base + r * n, pg.base + r * n, d.base + r * n)
-          let total = Float(Kernels.sum(gr, n))
-          for j in 0..<n { dr[j] = gr[j] - VectorMath.exp(yr[j]) * total }
-        }
-      }
-      return [dx]
-    }
-    return try restoring(recorded, back, shape)
+        for j in 0..<n { y[j] = VectorMath.exp(x[j] - peak) }
+        let shift = peak + Float(Foundation.log(Kernels.sum(y, n)))
+        for j in 0..<n { y[j] = x[j] - shift }
+      },
+      backward: { y, g, dx, n in
+        // dx = g − softmax · Σ g
+        let total = Float(Kernels.sum(g, n))
+        for j in 0..<n { dx[j] = g[j] - VectorMath.exp(y[j]) * total }
+      })
   }
 
   /// Layer normalisation over the last axis: `(x - mean) / sqrt(var + eps) · weight + bias`

@@ -186,24 +186,20 @@ extension Tensor {
   /// Positions of the largest values along `axis`, or of the largest element of the flattened
   /// tensor when `axis` is nil (first on ties).
   public func argmax(axis: Int? = nil, keepDim: Bool = false) throws -> Tensor {
-    guard let axis else {
-      return try reshaped([-1]).extremeWithIndex(
-        axis: 0, keepDim: false, op: "argmax", largest: true
-      )
-      .indices
-    }
-    return try extremeWithIndex(axis: axis, keepDim: keepDim, op: "argmax", largest: true).indices
+    try position(axis, keepDim: keepDim, op: "argmax", largest: true)
   }
 
   /// Positions of the smallest values along `axis` (flattened when nil).
   public func argmin(axis: Int? = nil, keepDim: Bool = false) throws -> Tensor {
+    try position(axis, keepDim: keepDim, op: "argmin", largest: false)
+  }
+
+  private func position(_ axis: Int?, keepDim: Bool, op: String, largest: Bool) throws -> Tensor {
     guard let axis else {
-      return try reshaped([-1]).extremeWithIndex(
-        axis: 0, keepDim: false, op: "argmin", largest: false
-      )
-      .indices
+      return try reshaped([-1]).extremeWithIndex(axis: 0, keepDim: false, op: op, largest: largest)
+        .indices
     }
-    return try extremeWithIndex(axis: axis, keepDim: keepDim, op: "argmin", largest: false).indices
+    return try extremeWithIndex(axis: axis, keepDim: keepDim, op: op, largest: largest).indices
   }
 
   private func extremeWithIndex(axis: Int, keepDim: Bool, op: String, largest: Bool) throws -> (

@@ -14,8 +14,9 @@ fi
 echo "== swift format lint" >&2
 swift format lint --strict --recursive Package.swift Sources Tests
 
-# BLAS single-threaded: sums are bit-stable from run to run.
-export OPENBLAS_NUM_THREADS=1
+# BLAS single-threaded: sums are bit-stable from run to run. SkelLab's own kernels give the
+# same bits for any thread count; SKELLAB_THREADS fixes both.
+export OPENBLAS_NUM_THREADS=1 SKELLAB_THREADS=1
 
 # Debug first (runtime checks on), then release: the optimised, vectorised kernels users run.
 echo "== swift build (debug)" >&2

@@ -141,6 +141,7 @@ package func sgemm(
   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
   c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
 ) {
+  Threading.prepare()
   cblas_sgemm(
     CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
     Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -21,6 +21,9 @@ public enum Threading {
     return max(1, ProcessInfo.processInfo.activeProcessorCount)
   }
 
+  /// Applies `SKELLAB_THREADS` to BLAS before its first product (cheap after the first call).
+  static func prepare() { _ = threadCount }
+
   /// The number of threads kernels may use.
   public static var threadCount: Int {
     lock.lock()

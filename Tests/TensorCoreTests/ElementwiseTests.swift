@@ -111,5 +111,6 @@ struct ElementwiseTests {
     let a = try sampleTensor([3, 4], seed: 5)
     let b = try sampleTensor([4], seed: 6)
     try checkGradients([a, b], "where") { t in try Tensor.where(condition, t[0], t[1]) }
+    try checkGradients([a], "masked_fill") { t in try t[0].maskedFill(condition, -2) }
   }
 }

@@ -51,6 +51,16 @@ struct ReductionTests {
     #expect(try x.transposed().sum(axes: [0]).scalars == [9, 12])
   }
 
+  @Test(arguments: [0, 1, -1])
+  func maxMinAlongAxisGradients(axis: Int) throws {
+    // Spread out so that no two candidates lie within the finite-difference step of each other.
+    let x = try sampleTensor([3, 4, 5], seed: 11, scale: 4)
+    try checkGradients([x], "max axis \(axis)") { t in try t[0].max(axis: axis).values }
+    try checkGradients([x], "min axis \(axis) keepDim") { t in
+      try t[0].min(axis: axis, keepDim: true).values
+    }
+  }
+
   @Test func maxWithIndexGradientGoesToFirstMaximum() throws {
     let x = try Tensor(shape: [2, 3], scalars: [1, 7, 7, 0, -1, 2]).requiringGrad()
     try x.max(axis: 1).values.sum().backward()

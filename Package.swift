@@ -27,6 +27,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .library(name: "TensorCore", targets: ["TensorCore"]),
+    .executable(name: "skellab", targets: ["skellab"]),
     .executable(name: "skellab-bench", targets: ["SkellabBench"]),
   ],
   targets: [
@@ -48,6 +49,16 @@ let package = Package(
         .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))
       ]),
 
+    // The SkelLab language: lexer, parser, evaluator, registry, diagnostics. No tensors here.
+    .target(name: "ScriptCore", dependencies: ["CSystem"]),
+
+    // The one bridge between the language and the library: builtins registered by name.
+    .target(name: "ScriptLibrary", dependencies: ["ScriptCore", "TensorCore"]),
+
+    // The command line and the REPL: thin, over ScriptLibrary.
+    .executableTarget(
+      name: "skellab", dependencies: ["ScriptCore", "ScriptLibrary", "CReadline", "CSystem"]),
+
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(
       name: "SkellabBench", dependencies: ["TensorCore", "CBLAS"], path: "Sources/SkellabBench"),
@@ -55,6 +66,8 @@ let package = Package(
     // Shared test helpers: fixture reader, finite-difference gradient check, comparisons.
     .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
     .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+    .testTarget(name: "ScriptCoreTests", dependencies: ["ScriptCore"]),
+    .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
   ],
   swiftLanguageModes: [.v6]
 )

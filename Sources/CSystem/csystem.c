@@ -3,6 +3,8 @@
 #include "csystem.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #if defined(__linux__)
 #include <pthread.h>
 #include <sched.h>
@@ -28,3 +30,25 @@ int skellab_current_cpu(void) {
   return -1;
 #endif
 }
+
+static volatile sig_atomic_t interrupt_flag = 0;
+
+static void on_interrupt(int signal_number) {
+  (void)signal_number;
+  interrupt_flag = 1;
+}
+
+int skellab_install_interrupt_handler(void) {
+  struct sigaction action;
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a blocking read returns EINTR so the REPL sees it
+  return sigaction(SIGINT, &action, NULL);
+}
+
+int skellab_interrupt_pending(void) { return interrupt_flag != 0; }
+
+void skellab_clear_interrupt(void) { interrupt_flag = 0; }
+
+void skellab_raise_interrupt(void) { interrupt_flag = 1; }

@@ -1,0 +1,229 @@
+import Foundation
+
+/// The language's own builtins (§6 helpers): they know nothing of tensors.
+public enum CoreBuiltins {
+  public static func register(in registry: Registry) {
+    registry.register(
+      "print", [BuiltinParameter("values", variadic: true)],
+      doc: "Prints the values separated by spaces, then a newline. Strings print without quotes."
+    ) { args, context in
+      context.write(args.list("values").map(\.description).joined(separator: " ") + "\n")
+      return .nil
+    }
+    registry.register(
+      "len", [BuiltinParameter("value")],
+      doc: "The number of items of a List, keys of a Record, characters of a String, or the size "
+        + "of a library collection's first axis."
+    ) { args, context in
+      switch args["value"] {
+      case .list(let box): return .int(box.items.count)
+      case .record(let box): return .int(box.keys.count)
+      case .string(let s): return .int(s.count)
+      case .object(let o):
+        if let lengthAttribute = context.registry.attributes[o.typeName]?["length"] {
+          return try lengthAttribute.get(o)
+        }
+        throw args.error("value", "\(o.typeName) has no length")
+      default: throw args.error("value", "\(args["value"].typeName) has no length")
+      }
+    }
+    registry.register(
+      "range",
+      [
+        BuiltinParameter("a", .int), BuiltinParameter("b", .optional(.int), default: .nil),
+        BuiltinParameter("step", .int, default: .int(1)),
+      ],
+      doc: "range(n) is 0, 1, ..., n-1; range(a, b) is a, ..., b-1; range(a, b, step) counts by "
+        + "step (which may be negative, not 0). Returns a List."
+    ) { args, _ in
+      let (start, end) = args.isNil("b") ? (0, args.int("a")) : (args.int("a"), args.int("b"))
+      let step = args.int("step")
+      guard step != 0 else { throw args.error("step", "must not be 0") }
+      let count =
+        step > 0
+        ? Swift.max(0, (end - start + step - 1) / step)
+        : Swift.max(0, (start - end - step - 1) / -step)
+      guard count <= 100_000_000 else {
+        throw args.error("a", "range of \(count) items is too large")
+      }
+      return .list(Array(stride(from: start, to: end, by: step)).map(Value.int))
+    }
+    registry.register(
+      "keys", [BuiltinParameter("record", .record)],
+      doc: "The keys of a Record, in order, as a List of Strings."
+    ) { args, _ in
+      guard case .record(let box) = args["record"] else { return .nil }
+      return .list(box.keys.map(Value.string))
+    }
+    registry.register(
+      "str", [BuiltinParameter("value")], doc: "The value as `print` shows it, as a String."
+    ) { args, _ in .string(args["value"].description) }
+    registry.register(
+      "repr", [BuiltinParameter("value")], doc: "The value as the REPL echoes it, as a String."
+    ) { args, _ in .string(args["value"].repr) }
+    registry.register(
+      "type", [BuiltinParameter("value")], doc: "The name of the value's type, as a String."
+    ) { args, _ in .string(args["value"].typeName) }
+    registry.register(
+      "int", [BuiltinParameter("value")],
+      doc: "An Int from an Int, a Float (truncated toward zero), a Bool or a String of digits."
+    ) { args, context in
+      let value = args["value"]
+      switch value {
+      case .int: return value
+      case .bool(let b): return .int(b ? 1 : 0)
+      case .string(let s):
+        guard let i = Int(s.trimmingCharacters(in: .whitespaces)) else {
+          throw args.error("value", "'\(s)' is not an integer")
+        }
+        return .int(i)
+      default:
+        guard let d = try (context as? Interpreter)?.number(value) else {
+          throw args.error("value", "cannot convert \(value.typeName) to Int")
+        }
+        guard d.isFinite, Swift.abs(d) < 9.2e18 else {
+          throw args.error("value", "\(d) does not fit in an Int")
+        }
+        return .int(Int(d))
+      }
+    }
+    registry.register(
+      "float", [BuiltinParameter("value")],
+      doc: "A Float from a number, a String, or a one-element library value such as a tensor."
+    ) { args, context in
+      let value = args["value"]
+      if case .string(let s) = value {
+        guard let d = Double(s.trimmingCharacters(in: .whitespaces)) else {
+          throw args.error("value", "'\(s)' is not a number")
+        }
+        return .float(d)
+      }
+      guard let d = try (context as? Interpreter)?.number(value) else {
+        throw args.error("value", "cannot convert \(value.typeName) to Float")
+      }
+      return .float(d)
+    }
+    registry.register(
+      "assert",
+      [
+        BuiltinParameter("condition", .bool),
+        BuiltinParameter("message", .string, default: .string("assertion failed")),
+      ],
+      doc: "Stops with an error carrying `message` when `condition` is false."
+    ) { args, _ in
+      if !args.bool("condition") { throw ScriptError(.assertion, args.string("message")) }
+      return .nil
+    }
+    registry.register(
+      "param", [BuiltinParameter("name", .string), BuiltinParameter("default")],
+      doc: "The value given on the command line with `--set name=value`, else `default`. A "
+        + "value that reads as a SkelLab literal (3, 0.5, true, [1, 2]) becomes that value; "
+        + "anything else is a String. This is how a saved script is parametrised."
+    ) { args, context in
+      guard let text = context.commandLineParameter(args.string("name")) else {
+        return args["default"]
+      }
+      return Interpreter.literal(text) ?? .string(text)
+    }
+    registry.register(
+      "time", [BuiltinParameter("function", .callable)],
+      doc: "Calls the function with no arguments, prints how long it took (to standard error) "
+        + "and returns its value."
+    ) { args, context in
+      let start = DispatchTime.now().uptimeNanoseconds
+      let value = try context.call(args["function"], [])
+      let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+      FileHandle.standardError.write(Data(String(format: "time: %.3f ms\n", elapsed).utf8))
+      return value
+    }
+    registry.register(
+      "help", [BuiltinParameter("name", .optional(.any), default: .nil)],
+      doc: "Shows the signature and documentation of a builtin, a library type or a function; "
+        + "with no argument, lists every builtin."
+    ) { args, context in
+      context.write(Help.text(for: args["name"], registry: context.registry) + "\n")
+      return .nil
+    }
+  }
+}
+
+/// Help text generated from the registry.
+public enum Help {
+  public static func text(for value: Value, registry: Registry) -> String {
+    switch value {
+    case .nil:
+      let names = registry.builtins.keys.sorted()
+      return "builtins:\n" + names.map { "  \($0)" }.joined(separator: "\n")
+        + "\n\nhelp(\"name\") or :help name shows one."
+    case .builtin(let b): return "\(b.signature)\n\n\(b.doc)"
+    case .string(let name): return text(named: name, registry: registry)
+    case .function(let f):
+      return
+        "\(f.name)(\(f.parameters.map(\.name).joined(separator: ", ")))  (defined at \(f.range.source.name):\(f.range.source.location(f.range.start).line))"
+    case .object(let o): return text(named: o.typeName, registry: registry)
+    default: return "\(value.typeName): no documentation"
+    }
+  }
+
+  public static func text(named name: String, registry: Registry) -> String {
+    if let b = registry.builtins[name] { return "\(b.signature)\n\n\(b.doc)" }
+    if let doc = registry.typeDocs[name] {
+      let attributes = (registry.attributes[name] ?? [:]).values.sorted { $0.name < $1.name }
+        .map { "  .\($0.name)\($0.set == nil ? "" : " (settable)"): \($0.doc)" }
+      return "\(name)\n\n\(doc)"
+        + (attributes.isEmpty ? "" : "\n\nattributes:\n" + attributes.joined(separator: "\n"))
+    }
+    var text = "no help for '\(name)'"
+    if let guess = closestName(
+      name, among: Array(registry.builtins.keys) + Array(registry.typeDocs.keys))
+    {
+      text += "; did you mean '\(guess)'?"
+    }
+    return text
+  }
+}
+
+extension Interpreter {
+  /// Reads `text` as a SkelLab literal (number, Bool, nil, String, List or Record of literals).
+  public static func literal(_ text: String) -> Value? {
+    let source = Source(name: "<--set>", text: text)
+    var parser = Parser(source)
+    guard let expr = try? parser.parseExpression(), parser.errors.isEmpty else { return nil }
+    func value(_ e: Expr) -> Value? {
+      switch e {
+      case .literal(let l, _):
+        switch l {
+        case .nil: return .nil
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(i)
+        case .float(let d): return .float(d)
+        }
+      case .string(let parts, _):
+        guard parts.count == 1, case .text(let t) = parts[0] else { return nil }
+        return .string(t)
+      case .unary("-", .literal(.int(let i), _), _): return .int(-i)
+      case .unary("-", .literal(.float(let d), _), _): return .float(-d)
+      case .list(let items, _):
+        var values: [Value] = []
+        for item in items {
+          guard let v = value(item) else { return nil }
+          values.append(v)
+        }
+        return .list(values)
+      case .record(let entries, _):
+        var pairs: [(String, Value)] = []
+        for (k, e) in entries {
+          guard let v = value(e) else { return nil }
+          pairs.append((k, v))
+        }
+        return .record(RecordBox(pairs))
+      default: return nil
+      }
+    }
+    // The whole text must be the literal (not "3 4").
+    let consumed = source.text(expr.range.start..<expr.range.end).trimmingCharacters(
+      in: .whitespaces)
+    guard consumed == text.trimmingCharacters(in: .whitespaces) else { return nil }
+    return value(expr)
+  }
+}

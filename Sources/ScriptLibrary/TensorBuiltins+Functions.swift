@@ -1,0 +1,411 @@
+import Foundation
+import ScriptCore
+import TensorCore
+
+extension TensorBuiltins {
+  // MARK: Creation
+
+  static func registerCreation(_ r: Registry) {
+    let shapeParameter = BuiltinParameter("shape", .oneOf([.int, .list]))
+    r.register(
+      "tensor", [BuiltinParameter("values", tensorLike)],
+      doc: "A tensor from a number or a nested List of numbers: tensor([[1, 2], [3, 4]])."
+    ) { args, _ in .tensor(try tensor(args["values"], args, "values")) }
+    r.register("zeros", [shapeParameter], doc: "A tensor of zeros: zeros([2, 3]).") { args, _ in
+      .tensor(try Tensor.full(checked: try shape(args["shape"], args, "shape"), 0, op: "zeros"))
+    }
+    r.register("ones", [shapeParameter], doc: "A tensor of ones: ones([2, 3]).") { args, _ in
+      .tensor(try Tensor.full(checked: try shape(args["shape"], args, "shape"), 1, op: "ones"))
+    }
+    r.register(
+      "full", [shapeParameter, BuiltinParameter("value", .number)],
+      doc: "A tensor of `shape` filled with `value`."
+    ) { args, _ in
+      .tensor(
+        try Tensor.full(
+          checked: try shape(args["shape"], args, "shape"), Float(args.number("value")), op: "full")
+      )
+    }
+    r.register(
+      "randn", [shapeParameter],
+      doc: "Standard normal draws; seed(n) first makes them reproducible on every machine."
+    ) { args, _ in .tensor(try Tensor.randn(try shape(args["shape"], args, "shape"))) }
+    r.register(
+      "rand", [shapeParameter], doc: "Uniform draws in [0, 1); reproducible after seed(n)."
+    ) { args, _ in .tensor(try Tensor.rand(try shape(args["shape"], args, "shape"))) }
+    r.register(
+      "arange",
+      [
+        BuiltinParameter("start", .number),
+        BuiltinParameter("end", .optional(.number), default: .nil),
+        BuiltinParameter("step", .number, default: .int(1)),
+      ],
+      doc: "arange(n) is 0, 1, ..., n-1 as a tensor; arange(a, b, step) counts from a up to b."
+    ) { args, _ in
+      let (start, end) =
+        args.isNil("end") ? (0, args.number("start")) : (args.number("start"), args.number("end"))
+      return .tensor(try Tensor.arange(start, end, step: args.number("step")))
+    }
+    r.register(
+      "eye", [BuiltinParameter("n", .int), BuiltinParameter("m", .optional(.int), default: .nil)],
+      doc: "The n × m identity matrix (m defaults to n)."
+    ) { args, _ in .tensor(try Tensor.eye(args.int("n"), args.optionalInt("m"))) }
+    r.register(
+      "seed", [BuiltinParameter("n", .int)],
+      doc: "Restarts the random stream: every draw after seed(n) is the same on every run and "
+        + "every machine."
+    ) { args, _ in
+      guard args.int("n") >= 0 else { throw args.error("n", "must be ≥ 0") }
+      Random.seed(UInt64(args.int("n")))
+      return .nil
+    }
+  }
+
+  // MARK: Element-wise maths
+
+  static func registerMaths(_ r: Registry) {
+    let unary: [(String, String, (Tensor) throws -> Tensor)] = [
+      ("exp", "e^x, element-wise.", { $0.exp() }),
+      ("log", "Natural logarithm, element-wise.", { $0.log() }),
+      ("sqrt", "Square root, element-wise.", { $0.sqrt() }),
+      ("abs", "Absolute value, element-wise.", { $0.abs() }),
+      ("tanh", "Hyperbolic tangent, element-wise.", { $0.tanh() }),
+      ("sigmoid", "1 / (1 + e^-x), element-wise.", { $0.sigmoid() }),
+      ("relu", "max(x, 0), element-wise.", { $0.relu() }),
+      ("gelu", "Exact GELU 0.5·x·(1 + erf(x/√2)), element-wise.", { $0.gelu() }),
+    ]
+    for (name, doc, function) in unary {
+      r.register(name, [BuiltinParameter("x", tensorLike)], doc: doc) { args, _ in
+        .tensor(try function(try tensor(args["x"], args, "x")))
+      }
+    }
+    r.register(
+      "softmax",
+      [BuiltinParameter("x", tensorLike), BuiltinParameter("axis", .int, default: .int(-1))],
+      doc: "Softmax along `axis` (default the last), computed after subtracting the maximum."
+    ) { args, _ in .tensor(try tensor(args["x"], args, "x").softmax(axis: args.int("axis"))) }
+    r.register(
+      "log_softmax",
+      [BuiltinParameter("x", tensorLike), BuiltinParameter("axis", .int, default: .int(-1))],
+      doc: "Log-softmax along `axis` (default the last)."
+    ) { args, _ in .tensor(try tensor(args["x"], args, "x").logSoftmax(axis: args.int("axis"))) }
+    r.register(
+      "layer_norm",
+      [
+        BuiltinParameter("x", tensorLike),
+        BuiltinParameter("weight", .optional(.object("Tensor")), default: .nil),
+        BuiltinParameter("bias", .optional(.object("Tensor")), default: .nil),
+        BuiltinParameter("eps", .number, default: .float(1e-5)),
+      ],
+      doc: "Layer normalisation over the last axis with the biased variance: "
+        + "(x - mean) / sqrt(var + eps) · weight + bias."
+    ) { args, _ in
+      let x = try tensor(args["x"], args, "x")
+      return .tensor(
+        try x.layerNorm(
+          weight: args.object("weight", as: TensorObject.self)?.tensor,
+          bias: args.object("bias", as: TensorObject.self)?.tensor, eps: Float(args.number("eps"))))
+    }
+    r.register(
+      "matmul", [BuiltinParameter("a", tensorLike), BuiltinParameter("b", tensorLike)],
+      doc: "Matrix product with NumPy rules (also `a @ b`): batch axes broadcast, 1-D operands "
+        + "are promoted."
+    ) { args, _ in
+      .tensor(try tensor(args["a"], args, "a").matmul(try tensor(args["b"], args, "b")))
+    }
+    r.register(
+      "clamp",
+      [
+        BuiltinParameter("x", tensorLike),
+        BuiltinParameter("min", .optional(.number), default: .nil),
+        BuiltinParameter("max", .optional(.number), default: .nil),
+      ],
+      doc: "Limits every element to [min, max]; either bound may be left out."
+    ) { args, _ in
+      .tensor(
+        try tensor(args["x"], args, "x").clamp(
+          min: args.optionalNumber("min").map(Float.init),
+          max: args.optionalNumber("max").map(Float.init)))
+    }
+    r.register(
+      "where",
+      [
+        BuiltinParameter("condition", tensorLike), BuiltinParameter("a", tensorLike),
+        BuiltinParameter("b", tensorLike),
+      ],
+      doc: "Takes `a` where `condition` is non-zero and `b` elsewhere, broadcasting all three."
+    ) { args, _ in
+      .tensor(
+        try Tensor.where(
+          try tensor(args["condition"], args, "condition"), try tensor(args["a"], args, "a"),
+          try tensor(args["b"], args, "b")))
+    }
+    r.register(
+      "allclose",
+      [
+        BuiltinParameter("a", tensorLike), BuiltinParameter("b", tensorLike),
+        BuiltinParameter("rtol", .number, default: .float(1e-5)),
+        BuiltinParameter("atol", .number, default: .float(1e-6)),
+      ],
+      doc: "Whether |a - b| ≤ atol + rtol·|b| for every element (shapes must broadcast). A Bool."
+    ) { args, _ in
+      let a = try tensor(args["a"], args, "a")
+      let b = try tensor(args["b"], args, "b")
+      let gap = try (a - b).abs()
+      let limit = b.abs() * Float(args.number("rtol")) + Float(args.number("atol"))
+      let ok = try Tensor.lessEqual(gap, limit)
+      return .bool(try ok.min().item() == 1)
+    }
+    r.register(
+      "max_abs_diff", [BuiltinParameter("a", tensorLike), BuiltinParameter("b", tensorLike)],
+      doc: "The largest absolute element difference of two tensors (shapes must broadcast)."
+    ) { args, _ in
+      let gap = try (tensor(args["a"], args, "a") - tensor(args["b"], args, "b")).abs()
+      return .float(Double(try gap.max().item()))
+    }
+  }
+
+  // MARK: Reductions
+
+  static func registerReductions(_ r: Registry) {
+    let reductions: [(String, String, (Tensor, [Int]?, Bool) throws -> Tensor)] = [
+      (
+        "sum", "Sum over `axis` (an Int or a List; all axes when left out).",
+        { try $0.sum(axes: $1, keepDim: $2) }
+      ),
+      (
+        "mean", "Mean over `axis` (all axes when left out).", { try $0.mean(axes: $1, keepDim: $2) }
+      ),
+      (
+        "logsumexp", "log(sum(exp(x))) over `axis`, computed stably.",
+        { try $0.logSumExp(axes: $1, keepDim: $2) }
+      ),
+    ]
+    for (name, doc, function) in reductions {
+      r.register(
+        name,
+        [
+          BuiltinParameter("x", tensorLike), BuiltinParameter("axis", axisType, default: .nil),
+          BuiltinParameter("keepdim", .bool, default: .bool(false)),
+        ],
+        doc: doc + " With keepdim=true the reduced axes stay as size 1."
+      ) { args, _ in
+        .tensor(
+          try function(
+            try tensor(args["x"], args, "x"), try axes(args["axis"], args, "axis"),
+            args.bool("keepdim")))
+      }
+    }
+    for (name, unbiasedDoc) in [("var", "variance"), ("std", "standard deviation")] {
+      r.register(
+        name,
+        [
+          BuiltinParameter("x", tensorLike), BuiltinParameter("axis", axisType, default: .nil),
+          BuiltinParameter("keepdim", .bool, default: .bool(false)),
+          BuiltinParameter("unbiased", .bool, default: .bool(false)),
+        ],
+        doc: "The \(unbiasedDoc) over `axis`: biased (divide by n) unless unbiased=true, as NumPy."
+      ) { args, _ in
+        let x = try tensor(args["x"], args, "x")
+        let a = try axes(args["axis"], args, "axis")
+        let keep = args.bool("keepdim")
+        let unbiased = args.bool("unbiased")
+        return .tensor(
+          name == "var"
+            ? try x.variance(axes: a, keepDim: keep, unbiased: unbiased)
+            : try x.standardDeviation(axes: a, keepDim: keep, unbiased: unbiased))
+      }
+    }
+    for name in ["max", "min"] {
+      r.register(
+        name,
+        [
+          BuiltinParameter("x", .oneOf([tensorLike, .list])),
+          BuiltinParameter("axis", axisType, default: .nil),
+          BuiltinParameter("keepdim", .bool, default: .bool(false)),
+        ],
+        doc: "The \(name == "max" ? "largest" : "smallest") value over `axis` (all axes when left "
+          + "out). Of a List of numbers, the \(name == "max" ? "largest" : "smallest") number."
+      ) { args, _ in
+        if case .list(let box) = args["x"],
+          box.items.allSatisfy({
+            if case .int = $0 { return true }; if case .float = $0 { return true }; return false
+          }), !box.items.isEmpty
+        {
+          let isInt = box.items.allSatisfy {
+            if case .int = $0 { return true }; return false
+          }
+          let numbers = box.items.map { v -> Double in
+            if case .int(let i) = v { return Double(i) }; if case .float(let d) = v { return d };
+            return 0
+          }
+          let best = name == "max" ? numbers.max() ?? 0 : numbers.min() ?? 0
+          return isInt ? .int(Int(best)) : .float(best)
+        }
+        let x = try tensor(args["x"], args, "x")
+        let a = try axes(args["axis"], args, "axis")
+        return .tensor(
+          name == "max"
+            ? try x.max(axes: a, keepDim: args.bool("keepdim"))
+            : try x.min(axes: a, keepDim: args.bool("keepdim")))
+      }
+    }
+    r.register(
+      "argmax",
+      [
+        BuiltinParameter("x", tensorLike), BuiltinParameter("axis", .optional(.int), default: .nil),
+        BuiltinParameter("keepdim", .bool, default: .bool(false)),
+      ],
+      doc: "Positions of the largest values along `axis` (first on ties); of the flattened tensor "
+        + "when `axis` is left out."
+    ) { args, _ in
+      .tensor(
+        try tensor(args["x"], args, "x").argmax(
+          axis: args.optionalInt("axis"), keepDim: args.bool("keepdim")))
+    }
+    r.register(
+      "item", [BuiltinParameter("x", .object("Tensor"))],
+      doc: "The value of a one-element tensor, as a Float."
+    ) { args, _ in .float(Double(try tensor(args["x"], args, "x").item())) }
+    r.register(
+      "list", [BuiltinParameter("x", .oneOf([.object("Tensor"), .list, .record, .string]))],
+      doc: "A tensor as nested Lists of Float (a Record's keys, a String's characters)."
+    ) { args, _ in
+      switch args["x"] {
+      case .object(let o as TensorObject): return nested(o.tensor)
+      case .list(let box): return .list(box.items)
+      case .record(let box): return .list(box.keys.map(Value.string))
+      case .string(let s): return .list(s.map { .string(String($0)) })
+      default: return .nil
+      }
+    }
+  }
+
+  // MARK: Shapes
+
+  static func registerShapes(_ r: Registry) {
+    r.register(
+      "reshape",
+      [
+        BuiltinParameter("x", tensorLike),
+        BuiltinParameter("shape", .oneOf([.int, .list]), variadic: false),
+      ],
+      doc: "The same elements in a new shape; one size may be -1 and is inferred."
+    ) { args, _ in
+      .tensor(try tensor(args["x"], args, "x").reshaped(try shape(args["shape"], args, "shape")))
+    }
+    r.register(
+      "permute", [BuiltinParameter("x", tensorLike), BuiltinParameter("axes", .list)],
+      doc: "Reorders the axes: axis i of the result is axis axes[i] of x."
+    ) { args, _ in
+      .tensor(try tensor(args["x"], args, "x").permuted(try shape(args["axes"], args, "axes")))
+    }
+    r.register(
+      "transpose",
+      [
+        BuiltinParameter("x", tensorLike), BuiltinParameter("a", .int, default: .int(-2)),
+        BuiltinParameter("b", .int, default: .int(-1)),
+      ],
+      doc: "Swaps two axes; with none given, the last two."
+    ) { args, _ in
+      .tensor(try tensor(args["x"], args, "x").transposed(args.int("a"), args.int("b")))
+    }
+    r.register(
+      "squeeze",
+      [
+        BuiltinParameter("x", tensorLike), BuiltinParameter("axis", .optional(.int), default: .nil),
+      ],
+      doc: "Removes a size-1 axis, or every size-1 axis when none is given."
+    ) { args, _ in
+      .tensor(try tensor(args["x"], args, "x").squeezed(axis: args.optionalInt("axis")))
+    }
+    r.register(
+      "unsqueeze", [BuiltinParameter("x", tensorLike), BuiltinParameter("axis", .int)],
+      doc: "Inserts a size-1 axis at `axis`."
+    ) { args, _ in .tensor(try tensor(args["x"], args, "x").unsqueezed(axis: args.int("axis"))) }
+    r.register(
+      "concat",
+      [BuiltinParameter("tensors", .list), BuiltinParameter("axis", .int, default: .int(0))],
+      doc: "Joins a List of tensors along an existing axis."
+    ) { args, _ in
+      .tensor(
+        try Tensor.concat(
+          try args.list("tensors").map { try tensor($0, args, "tensors") }, axis: args.int("axis")))
+    }
+    r.register(
+      "stack",
+      [BuiltinParameter("tensors", .list), BuiltinParameter("axis", .int, default: .int(0))],
+      doc: "Joins a List of same-shaped tensors along a new axis."
+    ) { args, _ in
+      .tensor(
+        try Tensor.stack(
+          try args.list("tensors").map { try tensor($0, args, "tensors") }, axis: args.int("axis")))
+    }
+  }
+
+  // MARK: Autograd
+
+  static func registerAutograd(_ r: Registry) {
+    r.register(
+      "backward", [BuiltinParameter("loss", .object("Tensor"))],
+      doc: "Back-propagates from a one-element tensor, adding to the .grad of every leaf with "
+        + "requires_grad set."
+    ) { args, _ in
+      try tensor(args["loss"], args, "loss").backward()
+      return .nil
+    }
+    r.register(
+      "detach", [BuiltinParameter("x", .object("Tensor"))],
+      doc: "The same values with no gradient flowing through."
+    ) { args, _ in .tensor(try tensor(args["x"], args, "x").detached()) }
+    r.register(
+      "no_grad", [BuiltinParameter("f", .callable)],
+      doc: "Calls the function f with no gradients recorded (inference, teacher targets) and "
+        + "returns its value."
+    ) { args, context in try Autograd.noGrad { try context.call(args["f"], []) } }
+  }
+
+  // MARK: Files
+
+  static func registerFiles(_ r: Registry) {
+    r.register(
+      "load", [BuiltinParameter("path", .string)],
+      doc: "Reads a .safetensors file as a Record of tensors (in file order)."
+    ) { args, _ in
+      let path = args.string("path")
+      guard path.hasSuffix(".safetensors") else {
+        throw args.error("path", "'\(path)': load reads .safetensors files")
+      }
+      let file = try SafeTensors.read(path: path)
+      return .record(RecordBox(try file.names.map { ($0, .tensor(try file.tensor($0))) }))
+    }
+    r.register(
+      "save",
+      [
+        BuiltinParameter("path", .string),
+        BuiltinParameter("value", .oneOf([.object("Tensor"), .record])),
+      ],
+      doc: "Writes a tensor, or a Record of tensors, to a .safetensors file (atomically: a "
+        + "temporary file, then a rename). A single tensor is stored under the name 'tensor'."
+    ) { args, _ in
+      let path = args.string("path")
+      guard path.hasSuffix(".safetensors") else {
+        throw args.error("path", "'\(path)': save writes .safetensors files")
+      }
+      var values: [String: SafeTensors.Value] = [:]
+      switch args["value"] {
+      case .object(let o as TensorObject): values["tensor"] = .float32(o.tensor)
+      case .record(let box):
+        for (key, value) in box.entries {
+          guard case .object(let o as TensorObject) = value else {
+            throw args.error("value", "entry '\(key)' is \(value.typeName), not a Tensor")
+          }
+          values[key] = .float32(o.tensor)
+        }
+      default: break
+      }
+      try SafeTensors.write(values, to: path)
+      return .nil
+    }
+  }
+}

@@ -1,0 +1,152 @@
+import CReadline
+import CSystem
+import Foundation
+import ScriptCore
+
+/// The interactive front end: GNU readline (callback interface) with history and completion.
+/// Ctrl-C at the prompt clears the line; while a statement runs it sets the interrupt flag
+/// that the interpreter checks at safe points; Ctrl-D exits.
+final class REPL {
+  let session: Session
+  let historyPath: String
+
+  init(session: Session) {
+    self.session = session
+    historyPath =
+      ProcessInfo.processInfo.environment["SKELLAB_HISTORY"]
+      ?? (NSHomeDirectory() as NSString).appendingPathComponent(".skellab_history")
+  }
+
+  func run() -> Status {
+    REPLState.session = session
+    skellab_rl_configure(complete)
+    using_history()
+    _ = read_history(historyPath)
+    stifle_history(5000)
+    writeOut("\(version) — :help for commands, help() for builtins, Ctrl-D to leave\n")
+    var pending = ""
+    while true {
+      REPLState.line = nil
+      REPLState.done = false
+      let prompt = pending.isEmpty ? "skl> " : "...> "
+      rl_callback_handler_install(prompt, lineHandler)
+      var interrupted = false
+      while !REPLState.done {
+        var readSet = fd_set()
+        fdZero(&readSet)
+        fdSet(0, &readSet)
+        let ready = select(1, &readSet, nil, nil, nil)
+        if ready < 0 {
+          if errno == EINTR && Interrupt.isPending {
+            Interrupt.clear()
+            interrupted = true
+            break
+          }
+          continue
+        }
+        rl_callback_read_char()
+      }
+      rl_callback_handler_remove()
+      if interrupted {
+        // Ctrl-C at the prompt: drop the line (and any unfinished block).
+        rl_free_line_state()
+        rl_replace_line("", 0)
+        writeOut("\n")
+        pending = ""
+        continue
+      }
+      guard let line = REPLState.line else {  // Ctrl-D
+        writeOut("\n")
+        break
+      }
+      pending += pending.isEmpty ? line : "\n" + line
+      if Parser.isIncomplete(pending) { continue }
+      let chunk = pending
+      pending = ""
+      if !chunk.trimmingCharacters(in: .whitespaces).isEmpty {
+        add_history(chunk)
+        _ = append_history(1, historyPath)
+      }
+      if session.submit(chunk) == .quit { break }
+    }
+    if write_history(historyPath) != 0 { _ = history_truncate_file(historyPath, 5000) }
+    return .success
+  }
+}
+
+/// State shared with readline's C callbacks (which cannot capture context).
+enum REPLState {
+  nonisolated(unsafe) static var session: Session?
+  nonisolated(unsafe) static var line: String?
+  nonisolated(unsafe) static var done = false
+  nonisolated(unsafe) static var matches: [String] = []
+}
+
+private let lineHandler: @convention(c) (UnsafeMutablePointer<CChar>?) -> Void = { raw in
+  REPLState.done = true
+  if let raw {
+    REPLState.line = String(cString: raw)
+    free(raw)
+  } else {
+    REPLState.line = nil
+  }
+}
+
+/// readline asks for completions of `text` (its word, `start..<end` of the line buffer).
+private let complete:
+  @convention(c) (UnsafePointer<CChar>?, Int32, Int32) -> UnsafeMutablePointer<
+    UnsafeMutablePointer<CChar>?
+  >? = {
+    text, start, end in
+    skellab_rl_completion_flags()
+    guard let session = REPLState.session, let buffer = skellab_rl_line_buffer() else { return nil }
+    let line = String(cString: buffer)
+    let before = String(line.utf8.prefix(Int(end))) ?? line
+    let (ourStart, candidates) = Completion.candidates(
+      before: before, interpreter: session.interpreter)
+    let readlineStart = Int(start)
+    let utf8 = Array(before.utf8)
+    let ours = Array(before.unicodeScalars.prefix(ourStart).map { String($0) }.joined().utf8).count
+    var adjusted: [String] = candidates
+    if ours < readlineStart {
+      let cut = readlineStart - ours
+      adjusted = candidates.compactMap { c in
+        c.utf8.count >= cut ? String(c.utf8.dropFirst(cut)) : nil
+      }
+    } else if ours > readlineStart {
+      let prefix = String(decoding: utf8[readlineStart..<min(ours, utf8.count)], as: UTF8.self)
+      adjusted = candidates.map { prefix + $0 }
+    }
+    REPLState.matches = adjusted
+    if adjusted.isEmpty { return nil }
+    return rl_completion_matches(text, generator)
+  }
+
+private let generator:
+  @convention(c) (UnsafePointer<CChar>?, Int32) -> UnsafeMutablePointer<CChar>? = {
+    _, state in
+    let index = Int(state)
+    guard index < REPLState.matches.count else { return nil }
+    return strdup(REPLState.matches[index])
+  }
+
+/// fd_set helpers (the C macros are not visible to Swift).
+func fdZero(_ set: inout fd_set) {
+  withUnsafeMutableBytes(of: &set) { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+}
+
+func fdSet(_ fd: Int32, _ set: inout fd_set) {
+  withUnsafeMutableBytes(of: &set) { bytes in
+    let words = bytes.bindMemory(to: Int.self)
+    words[Int(fd) / Int.bitWidth] |= 1 << (Int(fd) % Int.bitWidth)
+  }
+}
+
+/// Blocks SIGINT on the calling thread, so that the signal reaches the thread running the
+/// session (and interrupts its wait for input).
+func blockInterruptsOnThisThread() {
+  var set = sigset_t()
+  sigemptyset(&set)
+  sigaddset(&set, SIGINT)
+  pthread_sigmask(SIG_BLOCK, &set, nil)
+}

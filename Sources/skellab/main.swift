@@ -1,0 +1,161 @@
+// skellab: the REPL, batch mode and one-off commands of language.md §8–§9.
+import Foundation
+import ScriptCore
+import ScriptLibrary
+
+let version = "skellab 0.1.0"
+
+let usage = """
+  usage: skellab                                  REPL
+         skellab run FILE.skl [--set name=value]...   batch mode
+         skellab -e 'statements'                  one-off
+         skellab check FILE.skl                   parse and resolve names, run nothing
+         skellab help [topic]                     the same docs as :help
+         skellab --version
+  """
+
+func writeError(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
+func writeOut(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
+
+/// Exit statuses of §9.
+enum Status: Int32 {
+  case success = 0, scriptError = 1, usage = 2, interrupted = 130
+}
+
+func makeInterpreter(parameters: [String: String] = [:]) -> Interpreter {
+  let interpreter = Interpreter(registry: Library.registry())
+  interpreter.commandLineParameters = parameters
+  return interpreter
+}
+
+func status(of outcome: Session.Outcome) -> Status {
+  switch outcome {
+  case .ok, .quit: return .success
+  case .failed: return .scriptError
+  case .interrupted: return .interrupted
+  }
+}
+
+func runFile(_ path: String, parameters: [String: String]) -> Status {
+  guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+    writeError("error: cannot read '\(path)'\n")
+    return .scriptError
+  }
+  let session = Session(
+    interpreter: makeInterpreter(parameters: parameters), out: writeOut, err: writeError)
+  let directory = (path as NSString).deletingLastPathComponent
+  return status(
+    of: session.execute(text, name: path, directory: directory.isEmpty ? nil : directory))
+}
+
+func check(_ path: String) -> Status {
+  guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+    writeError("error: cannot read '\(path)'\n")
+    return .scriptError
+  }
+  let directory = (path as NSString).deletingLastPathComponent
+  let errors = Checker.check(
+    Source(name: path, text: text, directory: directory.isEmpty ? nil : directory),
+    registry: Library.registry())
+  for error in errors { writeError(Diagnostics.render(error) + "\n\n") }
+  if errors.isEmpty {
+    writeOut("\(path): no errors\n")
+    return .success
+  }
+  writeError("\(path): \(errors.count) error(s)\n")
+  return .scriptError
+}
+
+/// Standard input that is not a terminal: statements without prompts; the first error ends
+/// the run with status 1.
+func runStandardInput() -> Status {
+  let session = Session(interpreter: makeInterpreter(), out: writeOut, err: writeError)
+  session.inputName = "<stdin>"
+  var pending = ""
+  while let line = readLine(strippingNewline: false) {
+    pending += line
+    if Parser.isIncomplete(pending) { continue }
+    let outcome = session.submit(pending)
+    pending = ""
+    switch outcome {
+    case .ok: continue
+    case .quit: return .success
+    case .failed, .interrupted: return status(of: outcome)
+    }
+  }
+  if !pending.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+    return status(of: session.submit(pending))
+  }
+  return .success
+}
+
+func main(_ arguments: [String]) -> Status {
+  Interrupt.installHandler()
+  guard let command = arguments.first else {
+    if isatty(0) != 0 && isatty(1) != 0 {
+      return REPL(session: Session(interpreter: makeInterpreter(), out: writeOut, err: writeError))
+        .run()
+    }
+    return runStandardInput()
+  }
+  switch command {
+  case "--version", "-V":
+    writeOut(version + "\n")
+    return .success
+  case "help", "--help", "-h":
+    let registry = Library.registry()
+    let text =
+      arguments.count > 1
+      ? Help.text(named: arguments[1], registry: registry)
+      : usage + "\n\n" + Help.text(for: .nil, registry: registry)
+    writeOut(text + "\n")
+    return .success
+  case "-e":
+    guard arguments.count == 2 else {
+      writeError("skellab: -e takes one argument\n\(usage)\n")
+      return .usage
+    }
+    let session = Session(interpreter: makeInterpreter(), out: writeOut, err: writeError)
+    return status(of: session.execute(arguments[1], name: "<-e>"))
+  case "check":
+    guard arguments.count == 2 else {
+      writeError("skellab: check takes one file\n\(usage)\n")
+      return .usage
+    }
+    return check(arguments[1])
+  case "run":
+    guard arguments.count >= 2 else {
+      writeError("skellab: run needs a file\n\(usage)\n")
+      return .usage
+    }
+    var parameters: [String: String] = [:]
+    var rest = arguments.dropFirst(2)
+    while let flag = rest.popFirst() {
+      guard flag == "--set", let pair = rest.popFirst(), let equals = pair.firstIndex(of: "="),
+        equals != pair.startIndex
+      else {
+        writeError("skellab: expected --set name=value, got '\(flag)'\n\(usage)\n")
+        return .usage
+      }
+      parameters[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+    }
+    return runFile(arguments[1], parameters: parameters)
+  default:
+    writeError("skellab: unknown command '\(command)'\n\(usage)\n")
+    return .usage
+  }
+}
+
+// Scripts may recurse and nest deeply: run on a thread with a large stack, and keep SIGINT
+// away from the waiting main thread so that it interrupts the REPL's wait for input.
+nonisolated(unsafe) var exitStatus = Status.success
+let finished = DispatchSemaphore(value: 0)
+let worker = Thread {
+  exitStatus = main(Array(CommandLine.arguments.dropFirst()))
+  finished.signal()
+}
+worker.stackSize = 512 << 20
+worker.start()
+blockInterruptsOnThisThread()
+finished.wait()
+exit(exitStatus.rawValue)

@@ -68,6 +68,7 @@ let package = Package(
     .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
     .testTarget(name: "ScriptCoreTests", dependencies: ["ScriptCore"]),
     .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
+    .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),
   ],
   swiftLanguageModes: [.v6]
 )

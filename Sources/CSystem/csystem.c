@@ -1,10 +1,15 @@
 // System calls that Swift cannot reach without _GNU_SOURCE.
 #define _GNU_SOURCE
+#define _XOPEN_SOURCE 600
 #include "csystem.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #if defined(__linux__)
 #include <pthread.h>
 #include <sched.h>
@@ -32,13 +37,26 @@ int skellab_current_cpu(void) {
 }
 
 static volatile sig_atomic_t interrupt_flag = 0;
+static int interrupt_pipe[2] = {-1, -1};
 
 static void on_interrupt(int signal_number) {
   (void)signal_number;
   interrupt_flag = 1;
+  if (interrupt_pipe[1] >= 0) {
+    int saved = errno;
+    ssize_t written = write(interrupt_pipe[1], "!", 1);  // async-signal-safe
+    (void)written;
+    errno = saved;
+  }
 }
 
 int skellab_install_interrupt_handler(void) {
+  if (interrupt_pipe[0] < 0 && pipe(interrupt_pipe) == 0) {
+    for (int i = 0; i < 2; i++) {
+      fcntl(interrupt_pipe[i], F_SETFL, fcntl(interrupt_pipe[i], F_GETFL) | O_NONBLOCK);
+      fcntl(interrupt_pipe[i], F_SETFD, FD_CLOEXEC);
+    }
+  }
   struct sigaction action;
   memset(&action, 0, sizeof(action));
   action.sa_handler = on_interrupt;
@@ -52,3 +70,39 @@ int skellab_interrupt_pending(void) { return interrupt_flag != 0; }
 void skellab_clear_interrupt(void) { interrupt_flag = 0; }
 
 void skellab_raise_interrupt(void) { interrupt_flag = 1; }
+
+int skellab_interrupt_fd(void) { return interrupt_pipe[0]; }
+
+void skellab_drain_interrupt_fd(void) {
+  char buffer[64];
+  if (interrupt_pipe[0] < 0) return;
+  while (read(interrupt_pipe[0], buffer, sizeof(buffer)) > 0) {
+  }
+}
+
+void skellab_write_stdout(const char *text) {
+  fputs(text, stdout);
+  fflush(stdout);
+}
+
+void skellab_write_stderr(const char *text) {
+  fflush(stdout);
+  fputs(text, stderr);
+  fflush(stderr);
+}
+
+int skellab_open_pty(char *name, unsigned long size) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0) return -1;
+  if (grantpt(master) != 0 || unlockpt(master) != 0) {
+    close(master);
+    return -1;
+  }
+  const char *slave = ptsname(master);
+  if (slave == NULL || strlen(slave) + 1 > size) {
+    close(master);
+    return -1;
+  }
+  strcpy(name, slave);
+  return master;
+}

@@ -42,6 +42,8 @@ public struct ScriptError: Error, Sendable {
 /// ```
 public enum Diagnostics {
   public static func render(_ error: ScriptError) -> String {
+    // Ctrl-C is not a mistake: it says only that the statement stopped.
+    if error.kind == .interrupted { return "interrupted" }
     var lines = ["error: \(error.message)"]
     if let range = error.range {
       let (line, column) = range.source.location(range.start)

@@ -54,7 +54,15 @@ public final class Session {
       return .ok
     } catch let error as ScriptError {
       err(Diagnostics.render(error) + "\n")
-      return error.kind == .interrupted ? .interrupted : .failed
+      if error.kind == .interrupted {
+        // Its effects depend on when Ctrl-C came, so it cannot be replayed; the saved script
+        // says where it was, as a comment.
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        log.append(
+          "# interrupted, not replayed:\n" + lines.map { "#   " + $0 }.joined(separator: "\n"))
+        return .interrupted
+      }
+      return .failed
     } catch {
       err("error: \(error)\n")
       return .failed
@@ -96,7 +104,8 @@ public final class Session {
       do {
         let text = log.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined()
         try Session.writeAtomically(text, to: argument)
-        out("saved \(log.count) statement(s) to \(argument)\n")
+        let statements = log.filter { !$0.hasPrefix("# interrupted") }.count
+        out("saved \(statements) statement(s) to \(argument)\n")
       } catch {
         err("error: cannot write '\(argument)': \(error.localizedDescription)\n")
         return .failed

@@ -31,23 +31,28 @@ final class REPL {
       let prompt = pending.isEmpty ? "skl> " : "...> "
       rl_callback_handler_install(prompt, lineHandler)
       var interrupted = false
+      let wake = skellab_interrupt_fd()
       while !REPLState.done {
         var readSet = fd_set()
         fdZero(&readSet)
         fdSet(0, &readSet)
-        let ready = select(1, &readSet, nil, nil, nil)
-        if ready < 0 {
-          if errno == EINTR && Interrupt.isPending {
-            Interrupt.clear()
-            interrupted = true
-            break
-          }
+        if wake >= 0 { fdSet(wake, &readSet) }
+        let ready = select(max(0, wake) + 1, &readSet, nil, nil, nil)
+        if Interrupt.isPending {
+          // Ctrl-C at the prompt (the handler also woke us through the pipe).
+          skellab_drain_interrupt_fd()
+          Interrupt.clear()
+          interrupted = true
+          break
+        }
+        if ready <= 0 || !fdIsSet(0, &readSet) {
+          if wake >= 0 { skellab_drain_interrupt_fd() }
           continue
         }
         rl_callback_read_char()
       }
-      rl_callback_handler_remove()
       if interrupted {
+        rl_callback_handler_remove()
         // Ctrl-C at the prompt: drop the line (and any unfinished block).
         rl_free_line_state()
         rl_replace_line("", 0)
@@ -83,6 +88,9 @@ enum REPLState {
 }
 
 private let lineHandler: @convention(c) (UnsafeMutablePointer<CChar>?) -> Void = { raw in
+  // Remove the handler here, as Python's readline module does: otherwise readline redraws
+  // the prompt as soon as this returns, before the statement's output.
+  rl_callback_handler_remove()
   REPLState.done = true
   if let raw {
     REPLState.line = String(cString: raw)
@@ -135,6 +143,13 @@ func fdZero(_ set: inout fd_set) {
   withUnsafeMutableBytes(of: &set) { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
 }
 
+func fdIsSet(_ fd: Int32, _ set: inout fd_set) -> Bool {
+  withUnsafeMutableBytes(of: &set) { bytes in
+    let words = bytes.bindMemory(to: Int.self)
+    return words[Int(fd) / Int.bitWidth] & (1 << (Int(fd) % Int.bitWidth)) != 0
+  }
+}
+
 func fdSet(_ fd: Int32, _ set: inout fd_set) {
   withUnsafeMutableBytes(of: &set) { bytes in
     let words = bytes.bindMemory(to: Int.self)
@@ -142,11 +157,12 @@ func fdSet(_ fd: Int32, _ set: inout fd_set) {
   }
 }
 
-/// Blocks SIGINT on the calling thread, so that the signal reaches the thread running the
-/// session (and interrupts its wait for input).
-func blockInterruptsOnThisThread() {
+/// Blocks (or unblocks) SIGINT on the calling thread. The main thread blocks it and the
+/// session thread unblocks it, so the signal always reaches the session (and interrupts its
+/// wait for input); new threads may start with signals blocked.
+func setInterruptsBlocked(_ blocked: Bool) {
   var set = sigset_t()
   sigemptyset(&set)
   sigaddset(&set, SIGINT)
-  pthread_sigmask(SIG_BLOCK, &set, nil)
+  pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nil)
 }

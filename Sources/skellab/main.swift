@@ -1,4 +1,5 @@
 // skellab: the REPL, batch mode and one-off commands of language.md §8–§9.
+import CSystem
 import Foundation
 import ScriptCore
 import ScriptLibrary
@@ -14,8 +15,10 @@ let usage = """
          skellab --version
   """
 
-func writeError(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
-func writeOut(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
+func writeError(_ text: String) { skellab_write_stderr(text) }
+/// Results go through C's stdout stream, the one readline draws the prompt on, so the two
+/// never overtake each other.
+func writeOut(_ text: String) { skellab_write_stdout(text) }
 
 /// Exit statuses of §9.
 enum Status: Int32 {
@@ -151,11 +154,12 @@ func main(_ arguments: [String]) -> Status {
 nonisolated(unsafe) var exitStatus = Status.success
 let finished = DispatchSemaphore(value: 0)
 let worker = Thread {
+  setInterruptsBlocked(false)
   exitStatus = main(Array(CommandLine.arguments.dropFirst()))
   finished.signal()
 }
 worker.stackSize = 512 << 20
 worker.start()
-blockInterruptsOnThisThread()
+setInterruptsBlocked(true)
 finished.wait()
 exit(exitStatus.rawValue)

@@ -8,8 +8,26 @@ int skellab_pin_current_thread(int cpu);
 /// The CPU the calling thread is running on, or -1 where that cannot be known.
 int skellab_current_cpu(void);
 
+/// Opens a pseudo-terminal pair: returns the master descriptor and writes the slave's path
+/// into `name` (`size` bytes). Returns -1 on failure. (The REPL tests drive skellab with it.)
+int skellab_open_pty(char *name, unsigned long size);
+
+/// Writes text to C's stdout stream and flushes it (the stream readline draws prompts on).
+void skellab_write_stdout(const char *text);
+
+/// Flushes stdout, then writes text to stderr and flushes it.
+void skellab_write_stderr(const char *text);
+
 /// Installs a SIGINT handler that only sets a flag (async-signal-safe). Returns 0 on success.
 int skellab_install_interrupt_handler(void);
+
+/// A file descriptor that becomes readable when SIGINT arrives (the self-pipe trick: the
+/// handler writes a byte to it), so a thread waiting for input wakes up whichever thread the
+/// signal was delivered to. -1 before the handler is installed.
+int skellab_interrupt_fd(void);
+
+/// Reads away the bytes the handler wrote to the interrupt descriptor.
+void skellab_drain_interrupt_fd(void);
 
 /// Whether SIGINT arrived since the last clear.
 int skellab_interrupt_pending(void);

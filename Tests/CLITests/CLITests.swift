@@ -211,6 +211,12 @@ struct CLITests {
       seen.append(chunk)
     }
     kill(process.processIdentifier, SIGINT)
+    let deadline = Date().addingTimeInterval(10)
+    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+    if process.isRunning {
+      process.terminate()
+      Issue.record("Ctrl-C did not stop the run within 10 s")
+    }
     process.waitUntilExit()
     #expect(process.terminationStatus == 130)
   }

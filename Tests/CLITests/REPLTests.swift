@@ -13,7 +13,9 @@ final class Terminal {
     var name = [CChar](repeating: 0, count: 256)
     master = skellab_open_pty(&name, UInt(name.count))
     guard master >= 0 else { throw CocoaError(.fileReadUnknown) }
-    let slave = open(String(cString: name), O_RDWR | O_NOCTTY)
+    let path = String(
+      decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let slave = open(path, O_RDWR | O_NOCTTY)
     guard slave >= 0 else { throw CocoaError(.fileReadUnknown) }
     let handle = FileHandle(fileDescriptor: slave, closeOnDealloc: true)
     process.executableURL = URL(fileURLWithPath: CLI.binary)
@@ -52,7 +54,24 @@ final class Terminal {
 
   var end: String.Index { transcript.endIndex }
 
-  deinit { close(master) }
+  /// Waits for the process to end; kills it (and says so) when it does not in time.
+  func waitForExit(seconds: Double) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning && Date() < deadline {
+      _ = waitFor("\u{0}", seconds: 0.1)
+    }
+    if process.isRunning {
+      process.terminate()
+      process.waitUntilExit()
+      return false
+    }
+    return true
+  }
+
+  deinit {
+    if process.isRunning { process.terminate() }
+    close(master)
+  }
 }
 
 @Suite("REPL")
@@ -112,8 +131,9 @@ struct REPLTests {
     mark = terminal.end
     terminal.type(":save \(saved)\n")
     #expect(terminal.waitFor("saved", after: mark))
+    #expect(terminal.waitFor("skl> ", after: mark))
     terminal.type("\u{04}")  // Ctrl-D
-    terminal.process.waitUntilExit()
+    #expect(terminal.waitForExit(seconds: 10), "Ctrl-D did not end the REPL")
     #expect(terminal.process.terminationStatus == 0)
 
     // The saved session replays in batch mode and prints what the session printed.

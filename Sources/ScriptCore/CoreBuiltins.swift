@@ -43,7 +43,7 @@ public enum CoreBuiltins {
         step > 0
         ? Swift.max(0, (end - start + step - 1) / step)
         : Swift.max(0, (start - end - step - 1) / -step)
-      guard count <= 100_000_000 else {
+      guard count <= 10_000_000 else {
         throw args.error("a", "range of \(count) items is too large")
       }
       return .list(Array(stride(from: start, to: end, by: step)).map(Value.int))

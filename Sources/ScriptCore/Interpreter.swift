@@ -14,6 +14,9 @@ public final class Interpreter: CallContext {
   public var commandLineParameters: [String: String] = [:]
   /// Script function calls deeper than this are an error, not a stack overflow.
   public var recursionLimit = 200
+  /// When set, statements stop with an error at the next safe point after this uptime
+  /// (nanoseconds): a time limit for untrusted or generated programs.
+  public var deadline: UInt64? = nil
 
   private var depth = 0
   private var frames: [(function: String, range: SourceRange)] = []
@@ -75,7 +78,12 @@ public final class Interpreter: CallContext {
 
   public func write(_ text: String) { output(text) }
 
-  public func checkInterrupt() throws { try Interrupt.check() }
+  public func checkInterrupt() throws {
+    try Interrupt.check()
+    if let deadline, DispatchTime.now().uptimeNanoseconds > deadline {
+      throw ScriptError(.interrupted, "time limit reached")
+    }
+  }
 
   public func commandLineParameter(_ name: String) -> String? { commandLineParameters[name] }
 

@@ -73,7 +73,14 @@ public struct Lexer {
         while i < stop, s[i] != "\n" { i += 1 }
       case "\n":
         i += 1
-        if depth == 0 && !lastContinues { add(.newline, start) }
+        if depth > 0 && !nested && nextLineStartsStatement() {
+          // A bracket left open: a statement keyword cannot stand inside brackets, so the
+          // broken statement ends here and the next lines are checked on their own.
+          depth = 0
+          add(.newline, start)
+        } else if depth == 0 && !lastContinues {
+          add(.newline, start)
+        }
       case "\\" where peek(1) == "\n":
         i += 2  // explicit line continuation
       case "0"..."9":
@@ -98,6 +105,19 @@ public struct Lexer {
       tokens.append(Token(kind: .newline, start: s.count, end: s.count))
     }
     tokens.append(Token(kind: .end, start: min(stop, s.count), end: min(stop, s.count)))
+  }
+
+  /// Whether the next line begins with a keyword that only starts a statement.
+  private func nextLineStartsStatement() -> Bool {
+    var j = i
+    while j < s.count, s[j] == " " || s[j] == "\t" { j += 1 }
+    var word = ""
+    while j < s.count, s[j].properties.isAlphabetic {
+      word.unicodeScalars.append(s[j])
+      j += 1
+    }
+    if j < s.count, s[j] == "_" || ("0"..."9").contains(s[j]) { return false }
+    return ["def", "if", "elif", "else", "for", "while", "return", "import", "end"].contains(word)
   }
 
   private mutating func lexNumber(_ start: Int) {

@@ -80,6 +80,17 @@ extension TensorBuiltins {
       }
     }
     r.register(
+      "pow", [BuiltinParameter("x", tensorLike), BuiltinParameter("exponent", tensorLike)],
+      doc: "x raised to `exponent` element-wise, broadcasting (also x ** exponent)."
+    ) { args, _ in
+      let x = try tensor(args["x"], args, "x")
+      switch args["exponent"] {
+      case .int(let p): return .tensor(x.pow(Float(p)))
+      case .float(let p): return .tensor(x.pow(Float(p)))
+      default: return .tensor(try Tensor.pow(x, try tensor(args["exponent"], args, "exponent")))
+      }
+    }
+    r.register(
       "softmax",
       [BuiltinParameter("x", tensorLike), BuiltinParameter("axis", .int, default: .int(-1))],
       doc: "Softmax along `axis` (default the last), computed after subtracting the maximum."

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Shape arithmetic shared by every op: element counts, strides, axes and broadcasting.
 /// Every function throws a `TensorError` naming `op` when a user-supplied value is wrong.
 package enum Shape {
@@ -12,6 +14,10 @@ package enum Shape {
     return strides
   }
 
+  /// The most bytes one tensor may take: half of physical memory. A larger request is an error
+  /// naming the shape, not an allocation failure that ends the process.
+  package static let maximumBytes = Int(min(ProcessInfo.processInfo.physicalMemory / 2, 1 << 40))
+
   /// The number of elements of `shape`; throws on a negative size or an overflowing product.
   package static func elementCount(_ shape: [Int], op: String) throws -> Int {
     var count = 1
@@ -20,8 +26,11 @@ package enum Shape {
         throw TensorError(op, "shape \(shapeString(shape)) has a negative size \(size)")
       }
       let (product, overflow) = count.multipliedReportingOverflow(by: size)
-      guard !overflow, product <= 1 << 40 else {
-        throw TensorError(op, "shape \(shapeString(shape)) has too many elements")
+      guard !overflow, product <= maximumBytes / MemoryLayout<Float>.stride else {
+        throw TensorError(
+          op,
+          "shape \(shapeString(shape)) needs more memory than one tensor may take "
+            + "(\(maximumBytes >> 20) MiB)")
       }
       count = product
     }

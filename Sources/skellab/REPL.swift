@@ -160,6 +160,14 @@ func fdSet(_ fd: Int32, _ set: inout fd_set) {
 /// Blocks (or unblocks) SIGINT on the calling thread. The main thread blocks it and the
 /// session thread unblocks it, so the signal always reaches the session (and interrupts its
 /// wait for input); new threads may start with signals blocked.
+/// Clears the signal mask inherited from the parent (a test runner or a shell may start us with
+/// signals blocked, and then SIGTERM would not end the process).
+func unblockAllSignals() {
+  var none = sigset_t()
+  sigemptyset(&none)
+  pthread_sigmask(SIG_SETMASK, &none, nil)
+}
+
 func setInterruptsBlocked(_ blocked: Bool) {
   var set = sigset_t()
   sigemptyset(&set)

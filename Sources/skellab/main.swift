@@ -151,6 +151,7 @@ func main(_ arguments: [String]) -> Status {
 
 // Scripts may recurse and nest deeply: run on a thread with a large stack, and keep SIGINT
 // away from the waiting main thread so that it interrupts the REPL's wait for input.
+unblockAllSignals()
 nonisolated(unsafe) var exitStatus = Status.success
 let finished = DispatchSemaphore(value: 0)
 let worker = Thread {

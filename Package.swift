@@ -39,12 +39,15 @@ let package = Package(
       name: "CReadline", path: "Sources/CReadline", pkgConfig: "readline",
       providers: [.apt(["libreadline-dev"])]),
 
+    .systemLibrary(
+      name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
     // Thread affinity, which Swift's Glibc module does not expose.
     .target(name: "CSystem", path: "Sources/CSystem"),
 
     // The tensor engine: float32 tensors, reverse-mode autograd, BLAS-backed products.
     .target(
-      name: "TensorCore", dependencies: ["CBLAS", "CSystem"],
+      name: "TensorCore", dependencies: ["CBLAS", "CSystem", "CZlib"],
       swiftSettings: [
         .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))
       ]),

@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing, so running it twice is safe and quick.
 set -euo pipefail
 
-packages=(libopenblas-dev libreadline-dev pkg-config)
+packages=(libopenblas-dev libreadline-dev zlib1g-dev pkg-config)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -32,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${as_root[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-for module in openblas readline; do
+for module in openblas readline zlib; do
   if ! pkg-config --exists "$module"; then
     echo "setup: pkg-config cannot find '$module' after installing; check PKG_CONFIG_PATH." >&2
     exit 1

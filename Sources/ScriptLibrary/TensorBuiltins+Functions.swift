@@ -381,14 +381,20 @@ extension TensorBuiltins {
   static func registerFiles(_ r: Registry) {
     r.register(
       "load", [BuiltinParameter("path", .string)],
-      doc: "Reads a .safetensors file as a Record of tensors (in file order)."
+      doc: "Reads a file by its extension: .safetensors and .npz give a Record of tensors (in "
+        + "file order), .npy gives a tensor."
     ) { args, _ in
       let path = args.string("path")
-      guard path.hasSuffix(".safetensors") else {
-        throw args.error("path", "'\(path)': load reads .safetensors files")
+      if path.hasSuffix(".safetensors") {
+        let file = try SafeTensors.read(path: path)
+        return .record(RecordBox(try file.names.map { ($0, .tensor(try file.tensor($0))) }))
       }
-      let file = try SafeTensors.read(path: path)
-      return .record(RecordBox(try file.names.map { ($0, .tensor(try file.tensor($0))) }))
+      if path.hasSuffix(".npy") { return .tensor(try NumPy.readArray(path: path).tensor) }
+      if path.hasSuffix(".npz") {
+        return .record(
+          RecordBox(try NumPy.readArchive(path: path).map { ($0.name, .tensor($0.array.tensor)) }))
+      }
+      throw args.error("path", "'\(path)': load reads .safetensors, .npy and .npz files")
     }
     r.register(
       "save",
@@ -396,26 +402,38 @@ extension TensorBuiltins {
         BuiltinParameter("path", .string),
         BuiltinParameter("value", .oneOf([.object("Tensor"), .record])),
       ],
-      doc: "Writes a tensor, or a Record of tensors, to a .safetensors file (atomically: a "
-        + "temporary file, then a rename). A single tensor is stored under the name 'tensor'."
+      doc: "Writes by the extension: a tensor to .npy, a Record of tensors to .npz or "
+        + ".safetensors (a single tensor there is stored as 'tensor'). Always atomically: a "
+        + "temporary file, then a rename."
     ) { args, _ in
       let path = args.string("path")
-      guard path.hasSuffix(".safetensors") else {
-        throw args.error("path", "'\(path)': save writes .safetensors files")
-      }
-      var values: [String: SafeTensors.Value] = [:]
+      var named: [(String, Tensor)] = []
       switch args["value"] {
-      case .object(let o as TensorObject): values["tensor"] = .float32(o.tensor)
+      case .object(let o as TensorObject): named = [("tensor", o.tensor)]
       case .record(let box):
         for (key, value) in box.entries {
           guard case .object(let o as TensorObject) = value else {
             throw args.error("value", "entry '\(key)' is \(value.typeName), not a Tensor")
           }
-          values[key] = .float32(o.tensor)
+          named.append((key, o.tensor))
         }
       default: break
       }
-      try SafeTensors.write(values, to: path)
+      if path.hasSuffix(".safetensors") {
+        try SafeTensors.write(
+          Dictionary(
+            named.map { ($0.0, SafeTensors.Value.float32($0.1)) }, uniquingKeysWith: { $1 }),
+          to: path)
+      } else if path.hasSuffix(".npz") {
+        try NumPy.writeArchive(named.map { (name: $0.0, tensor: $0.1) }, to: path)
+      } else if path.hasSuffix(".npy") {
+        guard case .object(let o as TensorObject) = args["value"] else {
+          throw args.error("value", ".npy holds one tensor; save a Record to .npz or .safetensors")
+        }
+        try NumPy.writeArray(o.tensor, to: path)
+      } else {
+        throw args.error("path", "'\(path)': save writes .npy, .npz and .safetensors files")
+      }
       return .nil
     }
   }

@@ -1,0 +1,341 @@
+import CZlib
+import Foundation
+
+/// NumPy's `.npy` (one array) and `.npz` (a zip of `.npy` members, stored or deflated,
+/// ZIP64 included) files. Values become float32 tensors; integer arrays also keep their exact
+/// integers.
+public enum NumPy {
+  /// One array read from a file.
+  public struct Array: Sendable {
+    /// NumPy's type string (`<f4`, `<f8`, `<i8`, `|u1`, ...).
+    public let dtype: String
+    public let tensor: Tensor
+    /// The exact values of an integer or boolean array.
+    public let integers: [Int]?
+  }
+
+  // MARK: .npy
+
+  /// Reads one `.npy` file.
+  public static func readArray(path: String) throws -> Array {
+    let data = try read(path)
+    do {
+      return try parseArray(data)
+    } catch let error as TensorError {
+      throw TensorError(error.op, "\(path): \(error.message)")
+    }
+  }
+
+  /// Parses `.npy` bytes: magic, version, header dictionary, then the data.
+  public static func parseArray(_ data: Data) throws -> Array {
+    let bytes = [UInt8](data)
+    guard bytes.count >= 10, bytes[0] == 0x93, bytes[1...5] == [0x4E, 0x55, 0x4D, 0x50, 0x59][...]
+    else {
+      throw TensorError("npy", "not a .npy file (missing the \\x93NUMPY magic)")
+    }
+    let major = bytes[6]
+    let (headerLength, headerStart): (Int, Int)
+    switch major {
+    case 1: (headerLength, headerStart) = (Int(bytes[8]) | Int(bytes[9]) << 8, 10)
+    case 2, 3:
+      guard bytes.count >= 12 else { throw TensorError("npy", "truncated header") }
+      headerLength =
+        Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+      headerStart = 12
+    default: throw TensorError("npy", "unsupported .npy version \(major)")
+    }
+    guard headerStart + headerLength <= bytes.count else {
+      throw TensorError("npy", "header of \(headerLength) bytes runs past the end of the file")
+    }
+    let header = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
+    guard let descr = match(header, "'descr':\\s*'([^']*)'"),
+      let order = match(header, "'fortran_order':\\s*(True|False)"),
+      let shapeText = match(header, "'shape':\\s*\\(([^)]*)\\)")
+    else {
+      throw TensorError("npy", "header lacks descr, fortran_order or shape: \(header)")
+    }
+    let shape = try shapeText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+      .filter { !$0.isEmpty }.map { text -> Int in
+        guard let size = Int(text), size >= 0 else {
+          throw TensorError("npy", "bad shape entry '\(text)' in \(header)")
+        }
+        return size
+      }
+    let count = try Shape.elementCount(shape, op: "npy")
+    let (width, decode) = try decoder(descr)
+    let start = headerStart + headerLength
+    guard bytes.count - start >= count * width else {
+      throw TensorError(
+        "npy",
+        "\(descr) \(shapeString(shape)) needs \(count * width) data bytes, the file has "
+          + "\(bytes.count - start)")
+    }
+    var values = [Double](repeating: 0, count: count)
+    bytes.withUnsafeBytes { raw in
+      for i in 0..<count { values[i] = decode(raw, start + i * width) }
+    }
+    let isInteger = !descr.contains("f")
+    // Fortran order: the data is the transpose of a C-order array of reversed shape.
+    let reversed = order == "True" && shape.count > 1
+    let layoutShape = reversed ? shape.reversed() : shape
+    var tensor = try Tensor(shape: layoutShape, scalars: values.map { Float($0) })
+    var integers = isInteger ? values.map { Int($0) } : nil
+    if reversed {
+      tensor = try tensor.permuted(Swift.Array((0..<shape.count).reversed())).contiguous()
+      if isInteger {
+        let order = try Tensor(shape: layoutShape, scalars: (0..<count).map(Float.init))
+          .permuted(Swift.Array((0..<shape.count).reversed())).contiguous().scalars
+        integers = order.map { values[Int($0)] }.map { Int($0) }
+      }
+    }
+    return Array(dtype: descr, tensor: tensor.detached(), integers: integers)
+  }
+
+  private static func decoder(_ descr: String) throws -> (
+    Int, (UnsafeRawBufferPointer, Int) -> Double
+  ) {
+    let little = !descr.hasPrefix(">")
+    func load<T: FixedWidthInteger>(_: T.Type) -> (UnsafeRawBufferPointer, Int) -> Double {
+      { raw, at in
+        let v = raw.loadUnaligned(fromByteOffset: at, as: T.self)
+        return Double(little ? T(littleEndian: v) : T(bigEndian: v))
+      }
+    }
+    switch descr.dropFirst() {
+    case "f4":
+      return (
+        4,
+        { raw, at in
+          let v = raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)
+          return Double(Float(bitPattern: little ? UInt32(littleEndian: v) : UInt32(bigEndian: v)))
+        }
+      )
+    case "f8":
+      return (
+        8,
+        { raw, at in
+          let v = raw.loadUnaligned(fromByteOffset: at, as: UInt64.self)
+          return Double(bitPattern: little ? UInt64(littleEndian: v) : UInt64(bigEndian: v))
+        }
+      )
+    case "i8": return (8, load(Int64.self))
+    case "i4": return (4, load(Int32.self))
+    case "i2": return (2, load(Int16.self))
+    case "i1": return (1, load(Int8.self))
+    case "u8": return (8, load(UInt64.self))
+    case "u4": return (4, load(UInt32.self))
+    case "u2": return (2, load(UInt16.self))
+    case "u1", "b1": return (1, load(UInt8.self))
+    default:
+      throw TensorError(
+        "npy", "unsupported dtype '\(descr)' (float32/64, signed and unsigned integers, bool)")
+    }
+  }
+
+  private static func match(_ text: String, _ pattern: String) -> String? {
+    guard let regex = try? NSRegularExpression(pattern: pattern),
+      let found = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
+      let range = Range(found.range(at: 1), in: text)
+    else { return nil }
+    return String(text[range])
+  }
+
+  /// A float32 tensor as `.npy` bytes (version 1.0, C order, header padded to 64 bytes).
+  public static func encodeArray(_ tensor: Tensor) -> Data {
+    let shape =
+      tensor.shape.map(String.init).joined(separator: ", ") + (tensor.rank == 1 ? "," : "")
+    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape)), }"
+    let unpadded = 10 + header.utf8.count + 1
+    header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+    var data = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
+    let length = UInt16(header.utf8.count)
+    data.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
+    data.append(contentsOf: header.utf8)
+    tensor.withUnsafeBufferPointer { buffer in
+      for v in buffer {
+        withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+      }
+    }
+    return data
+  }
+
+  /// Writes one tensor as a `.npy` file, atomically.
+  public static func writeArray(_ tensor: Tensor, to path: String) throws {
+    try AtomicFile.write(encodeArray(tensor), to: path, op: "npy")
+  }
+
+  // MARK: .npz
+
+  /// Reads every array of a `.npz` file, in archive order, named without `.npy`.
+  public static func readArchive(path: String) throws -> [(name: String, array: Array)] {
+    let data = try read(path)
+    do {
+      return try parseArchive(data)
+    } catch let error as TensorError {
+      throw TensorError(error.op, "\(path): \(error.message)")
+    }
+  }
+
+  /// Parses a zip archive of `.npy` members through its central directory.
+  public static func parseArchive(_ data: Data) throws -> [(name: String, array: Array)] {
+    let b = [UInt8](data)
+    func u16(_ at: Int) -> Int { at + 2 <= b.count ? Int(b[at]) | Int(b[at + 1]) << 8 : 0 }
+    func u32(_ at: Int) -> Int { at + 4 <= b.count ? u16(at) | u16(at + 2) << 16 : 0 }
+    func u64(_ at: Int) -> Int { u32(at) | u32(at + 4) << 32 }
+    // The end-of-central-directory record is in the last 64 KiB + 22 bytes.
+    var end = -1
+    var i = b.count - 22
+    while i >= max(0, b.count - 65_557) {
+      if u32(i) == 0x0605_4B50 {
+        end = i
+        break
+      }
+      i -= 1
+    }
+    guard end >= 0 else {
+      throw TensorError("npz", "not a zip archive (no end-of-directory record)")
+    }
+    var entries = u16(end + 10)
+    var directory = u32(end + 16)
+    if entries == 0xFFFF || directory == 0xFFFF_FFFF, end >= 20, u32(end - 20) == 0x0706_4B50 {
+      let record = u64(end - 12)  // ZIP64 end-of-central-directory record
+      guard u32(record) == 0x0606_4B50 else { throw TensorError("npz", "broken ZIP64 directory") }
+      entries = u64(record + 32)
+      directory = u64(record + 48)
+    }
+    var result: [(String, Array)] = []
+    var at = directory
+    for _ in 0..<entries {
+      guard u32(at) == 0x0201_4B50 else {
+        throw TensorError("npz", "broken central directory at byte \(at)")
+      }
+      let method = u16(at + 10)
+      let expectedCRC = u32(at + 16)
+      var compressed = u32(at + 20)
+      var uncompressed = u32(at + 24)
+      let nameLength = u16(at + 28)
+      let extraLength = u16(at + 30)
+      let commentLength = u16(at + 32)
+      var local = u32(at + 42)
+      let name = String(decoding: b[(at + 46)..<min(b.count, at + 46 + nameLength)], as: UTF8.self)
+      // ZIP64 sizes and offset, in this order, for the fields set to 0xFFFFFFFF.
+      var extra = at + 46 + nameLength
+      let extraEnd = extra + extraLength
+      while extra + 4 <= extraEnd {
+        let id = u16(extra)
+        let size = u16(extra + 2)
+        if id == 0x0001 {
+          var field = extra + 4
+          if uncompressed == 0xFFFF_FFFF { uncompressed = u64(field); field += 8 }
+          if compressed == 0xFFFF_FFFF { compressed = u64(field); field += 8 }
+          if local == 0xFFFF_FFFF { local = u64(field) }
+        }
+        extra += 4 + size
+      }
+      at = extraEnd + commentLength
+      guard u32(local) == 0x0403_4B50 else {
+        throw TensorError("npz", "member '\(name)' has no local header at byte \(local)")
+      }
+      let dataStart = local + 30 + u16(local + 26) + u16(local + 28)
+      guard dataStart + compressed <= b.count else {
+        throw TensorError("npz", "member '\(name)' runs past the end of the archive")
+      }
+      let member = Data(b[dataStart..<(dataStart + compressed)])
+      let raw: Data
+      switch method {
+      case 0: raw = member
+      case 8: raw = try inflate(member, expected: uncompressed, name: name)
+      default:
+        throw TensorError(
+          "npz", "member '\(name)' uses compression method \(method) (stored or deflate only)")
+      }
+      let crc = raw.withUnsafeBytes { bytes -> Int in
+        Int(crc32(0, bytes.bindMemory(to: UInt8.self).baseAddress, UInt32(bytes.count)))
+      }
+      guard crc == expectedCRC else {
+        throw TensorError("npz", "member '\(name)' is corrupt (CRC-32 mismatch)")
+      }
+      let array: Array
+      do {
+        array = try parseArray(raw)
+      } catch let error as TensorError {
+        throw TensorError("npz", "member '\(name)': \(error.message)")
+      }
+      result.append((name.hasSuffix(".npy") ? String(name.dropLast(4)) : name, array))
+    }
+    return result
+  }
+
+  private static func inflate(_ data: Data, expected: Int, name: String) throws -> Data {
+    guard expected <= Shape.maximumBytes else {
+      throw TensorError("npz", "member '\(name)' would inflate to \(expected) bytes")
+    }
+    var output = [UInt8](repeating: 0, count: max(expected, 1))
+    var input = [UInt8](data)
+    var stream = z_stream()
+    guard inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
+    else {
+      throw TensorError("npz", "cannot start inflating member '\(name)'")
+    }
+    defer { inflateEnd(&stream) }
+    let status = input.withUnsafeMutableBufferPointer { source in
+      output.withUnsafeMutableBufferPointer { target -> Int32 in
+        stream.next_in = source.baseAddress
+        stream.avail_in = UInt32(source.count)
+        stream.next_out = target.baseAddress
+        stream.avail_out = UInt32(target.count)
+        return CZlib.inflate(&stream, Z_FINISH)
+      }
+    }
+    guard status == Z_STREAM_END, Int(stream.total_out) == expected else {
+      throw TensorError("npz", "member '\(name)' is corrupt (inflate status \(status))")
+    }
+    return Data(output.prefix(expected))
+  }
+
+  /// Writes tensors as a `.npz` archive (members stored, as `numpy.savez` does), atomically.
+  public static func writeArchive(_ arrays: [(name: String, tensor: Tensor)], to path: String)
+    throws
+  {
+    var archive = Data()
+    var directory = Data()
+    func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+    func le32(_ v: Int) -> [UInt8] { le16(v & 0xFFFF) + le16(v >> 16 & 0xFFFF) }
+    for (name, tensor) in arrays {
+      let member = encodeArray(tensor)
+      guard archive.count + member.count < 0xFFFF_FFFF else {
+        throw TensorError("npz", "archive over 4 GiB: write the arrays as separate .npy files")
+      }
+      let file = Swift.Array((name + ".npy").utf8)
+      let crc = member.withUnsafeBytes { raw -> Int in
+        Int(crc32(0, raw.bindMemory(to: UInt8.self).baseAddress, UInt32(raw.count)))
+      }
+      let offset = archive.count
+      archive.append(
+        contentsOf: le32(0x0403_4B50) + le16(20) + le16(0) + le16(0) + le16(0) + le16(0x21))
+      archive.append(contentsOf: le32(crc) + le32(member.count) + le32(member.count))
+      archive.append(contentsOf: le16(file.count) + le16(0) + file)
+      archive.append(member)
+      directory.append(contentsOf: le32(0x0201_4B50) + le16(20) + le16(20) + le16(0) + le16(0))
+      directory.append(
+        contentsOf: le16(0) + le16(0x21) + le32(crc) + le32(member.count) + le32(member.count))
+      directory.append(
+        contentsOf: le16(file.count) + le16(0) + le16(0) + le16(0) + le16(0) + le32(0))
+      directory.append(contentsOf: le32(offset) + file)
+    }
+    let directoryOffset = archive.count
+    archive.append(directory)
+    archive.append(
+      contentsOf: le32(0x0605_4B50) + le16(0) + le16(0) + le16(arrays.count) + le16(arrays.count))
+    archive.append(contentsOf: le32(directory.count) + le32(directoryOffset) + le16(0))
+    try AtomicFile.write(archive, to: path, op: "npz")
+  }
+
+  private static func read(_ path: String) throws -> Data {
+    do {
+      return try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+    } catch {
+      throw TensorError("numpy", "cannot read '\(path)': \(error.localizedDescription)")
+    }
+  }
+}

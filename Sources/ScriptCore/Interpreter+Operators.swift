@@ -45,16 +45,8 @@ extension Interpreter {
         return result
       }
     case (.string(let a), .string(let b)):
-      switch op {
-      case "+": return .string(a + b)
-      case "==": return .bool(a == b)
-      case "!=": return .bool(a != b)
-      case "<": return .bool(a < b)
-      case "<=": return .bool(a <= b)
-      case ">": return .bool(a > b)
-      case ">=": return .bool(a >= b)
-      default: break
-      }
+      if op == "+" { return .string(a + b) }
+      if let result = Interpreter.compare(op, a, b) { return result }
     case (.string(let a), .int(let n)) where op == "*":
       guard n >= 0, n.multipliedReportingOverflow(by: a.count).partialValue < 100_000_000 else {
         throw ScriptError(.value, "cannot repeat a string \(n) times", at: range)
@@ -122,13 +114,8 @@ extension Interpreter {
         }
       }
       return .int(result)
-    case "==": return .bool(a == b)
-    case "!=": return .bool(a != b)
-    case "<": return .bool(a < b)
-    case "<=": return .bool(a <= b)
-    case ">": return .bool(a > b)
-    case ">=": return .bool(a >= b)
     default:
+      if let result = Interpreter.compare(op, a, b) { return result }
       throw ScriptError(.type, "'\(op)' does not apply to Int and Int", at: range)
     }
   }
@@ -148,6 +135,13 @@ extension Interpreter {
       let r = a.truncatingRemainder(dividingBy: b)
       return .float(r != 0 && (r < 0) != (b < 0) ? r + b : r)
     case "**": return .float(Foundation.pow(a, b))
+    default: return Interpreter.compare(op, a, b)
+    }
+  }
+
+  /// `a op b` for a comparison operator, nil for any other operator.
+  static func compare<T: Comparable>(_ op: String, _ a: T, _ b: T) -> Value? {
+    switch op {
     case "==": return .bool(a == b)
     case "!=": return .bool(a != b)
     case "<": return .bool(a < b)

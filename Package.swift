@@ -52,6 +52,9 @@ let package = Package(
         .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))
       ]),
 
+    // Layers and models over TensorCore, named as the PyTorch state dicts.
+    .target(name: "NN", dependencies: ["TensorCore"]),
+
     // The SkelLab language: lexer, parser, evaluator, registry, diagnostics. No tensors here.
     .target(name: "ScriptCore", dependencies: ["CSystem"]),
 
@@ -70,6 +73,7 @@ let package = Package(
     .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
     .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
     .testTarget(name: "ScriptCoreTests", dependencies: ["ScriptCore"]),
+    .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
     .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),
   ],

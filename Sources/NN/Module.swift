@@ -14,8 +14,12 @@ public final class Parameter {
 /// A layer or a model: parameters and sub-modules registered in declaration order, so that
 /// dotted names (`blocks.0.attn.qkv.weight`) are stable and match the PyTorch state dicts.
 open class Module {
-  private var parameterSlots: [(name: String, parameter: Parameter)] = []
-  private var childSlots: [(name: String, module: Module)] = []
+  /// Parameters and sub-modules in registration order, as PyTorch's state dict lists them.
+  private enum Slot {
+    case parameter(String, Parameter)
+    case child(String, Module)
+  }
+  private var slots: [Slot] = []
   /// Training mode (dropout, drop path and batch statistics act only in training).
   public var training = true
 
@@ -25,27 +29,31 @@ open class Module {
   @discardableResult
   public func parameter(_ name: String, _ value: Tensor) -> Parameter {
     let p = Parameter(value)
-    parameterSlots.append((name, p))
+    slots.append(.parameter(name, p))
     return p
   }
 
   /// Registers an existing parameter object under `name` (layers that keep typed references).
   public func registerExisting(_ name: String, _ parameter: Parameter) {
-    parameterSlots.append((name, parameter))
+    slots.append(.parameter(name, parameter))
   }
 
   /// Registers a sub-module under `name` and returns it.
   @discardableResult
   public func child<M: Module>(_ name: String, _ module: M) -> M {
-    childSlots.append((name, module))
+    slots.append(.child(name, module))
     return module
   }
 
   /// Every parameter with its dotted name, in declaration order.
   public func namedParameters(prefix: String = "") -> [(name: String, parameter: Parameter)] {
-    var result = parameterSlots.map { (prefix + $0.name, $0.parameter) }
-    for (name, module) in childSlots {
-      result += module.namedParameters(prefix: prefix + name + ".")
+    var result: [(name: String, parameter: Parameter)] = []
+    for slot in slots {
+      switch slot {
+      case .parameter(let name, let parameter): result.append((prefix + name, parameter))
+      case .child(let name, let module):
+        result += module.namedParameters(prefix: prefix + name + ".")
+      }
     }
     return result
   }
@@ -56,7 +64,7 @@ open class Module {
   /// Sets training or inference mode on this module and every sub-module.
   public func setTraining(_ flag: Bool) {
     training = flag
-    for (_, module) in childSlots { module.setTraining(flag) }
+    for case .child(_, let module) in slots { module.setTraining(flag) }
   }
 
   /// Loads parameters by name. Strict loading throws one error listing the missing, unexpected

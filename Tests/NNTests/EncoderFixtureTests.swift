@@ -54,3 +54,36 @@ struct EncoderFixtureTests {
     }
   }
 }
+
+@Suite("Skeleton2vec names")
+struct Skeleton2vecNamesTests {
+  @Test func tinySkeleton2vecEncoderLoadsByNameAndMatches() throws {
+    let fixture = try Fixture("encoder_tiny_s2v")
+    var weights: [String: Tensor] = [:]
+    var grads: [String: Tensor] = [:]
+    for name in fixture.file.names
+    where !["x", "out", "grad_out"].contains(name) && !name.hasPrefix("hidden.") {
+      if name.hasPrefix("grad.") {
+        if name != "grad.x" { grads[String(name.dropFirst(5))] = try fixture.tensor(name) }
+      } else {
+        weights[name] = try fixture.tensor(name)
+      }
+    }
+    #expect(weights.count == 42)
+    let state = try Skeleton2vecNames.encoderState(weights)
+    let expectedGrads = try Skeleton2vecNames.encoderState(grads)
+    let encoder = try Encoder(
+      dimension: 64, depth: 2, heads: 4, segment: 4, frames: 32, joints: 25,
+      eps: Float(try fixture.scalar("eps")), layerScale: 1e-4)
+    try encoder.load(state)
+    let x = try fixture.tensor("x").requiringGrad()
+    let (tokens, hidden) = try encoder.forwardWithHidden(x)
+    expectClose(tokens, try fixture.tensor("out"), rtol: 0, atol: 1e-5, "out")
+    expectClose(hidden[1], try fixture.tensor("hidden.1"), rtol: 1e-5, atol: 1e-5, "hidden.1")
+    try tokens.backward(gradient: fixture.tensor("grad_out"))
+    expectClose(try #require(x.grad), try fixture.tensor("grad.x"), "grad.x")
+    for (name, parameter) in encoder.namedParameters() {
+      expectClose(try #require(parameter.grad), try #require(expectedGrads[name]), "grad.\(name)")
+    }
+  }
+}

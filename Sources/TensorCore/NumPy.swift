@@ -74,21 +74,34 @@ public enum NumPy {
     bytes.withUnsafeBytes { raw in
       for i in 0..<count { values[i] = decode(raw, start + i * width) }
     }
-    let isInteger = !descr.contains("f")
-    // Fortran order: the data is the transpose of a C-order array of reversed shape.
-    let reversed = order == "True" && shape.count > 1
-    let layoutShape = reversed ? shape.reversed() : shape
-    var tensor = try Tensor(shape: layoutShape, scalars: values.map { Float($0) })
-    var integers = isInteger ? values.map { Int($0) } : nil
-    if reversed {
-      tensor = try tensor.permuted(Swift.Array((0..<shape.count).reversed())).contiguous()
-      if isInteger {
-        let order = try Tensor(shape: layoutShape, scalars: (0..<count).map(Float.init))
-          .permuted(Swift.Array((0..<shape.count).reversed())).contiguous().scalars
-        integers = order.map { values[Int($0)] }.map { Int($0) }
+    if order == "True" && shape.count > 1 { values = cOrder(fromFortran: values, shape: shape) }
+    let tensor = try Tensor(shape: shape, scalars: values.map { Float($0) })
+    let integers = descr.contains("f") ? nil : values.map { Int($0) }
+    return Array(dtype: descr, tensor: tensor, integers: integers)
+  }
+
+  /// Reorders column-major (Fortran) values into row-major order: element (i0, ..., in) sits
+  /// at i0 + shape[0]·(i1 + shape[1]·(...)) in the source, the first axis fastest.
+  private static func cOrder(fromFortran values: [Double], shape: [Int]) -> [Double] {
+    var sourceStrides = [Int](repeating: 1, count: shape.count)
+    for axis in 1..<shape.count { sourceStrides[axis] = sourceStrides[axis - 1] * shape[axis - 1] }
+    var result: [Double] = []
+    result.reserveCapacity(values.count)
+    var index = [Int](repeating: 0, count: shape.count)
+    var source = 0
+    for _ in 0..<values.count {
+      result.append(values[source])
+      var axis = shape.count - 1
+      while axis >= 0 {
+        index[axis] += 1
+        source += sourceStrides[axis]
+        if index[axis] < shape[axis] { break }
+        source -= sourceStrides[axis] * shape[axis]
+        index[axis] = 0
+        axis -= 1
       }
     }
-    return Array(dtype: descr, tensor: tensor.detached(), integers: integers)
+    return result
   }
 
   private static func decoder(_ descr: String) throws -> (

@@ -95,13 +95,7 @@ public struct Tensor: @unchecked Sendable {
   public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows
     -> R
   {
-    let dense =
-      isContiguous
-      ? self
-      : Tensor(validShape: shape) { dst in
-        Kernels.copy(
-          from: storage.base, shape: shape, strides: strides, offset: offset, to: dst)
-      }
+    let dense = detached().contiguous()
     return try body(UnsafeBufferPointer(start: dense.storage.base + dense.offset, count: count))
   }
 

@@ -9,9 +9,9 @@ public enum Checker {
     var visited = Set<String>()
     var globals = Set<String>()
     collectDefinitions(
-      statements, into: &globals, source: source, visited: &visited, errors: &errors)
+      statements, into: &globals, visited: &visited, errors: &errors)
     var checker = Walker(registry: registry, globals: globals)
-    checker.block(statements, locals: nil)
+    checker.block(statements)
     errors += checker.errors
     return errors.sorted { ($0.range?.start ?? 0) < ($1.range?.start ?? 0) }
   }
@@ -19,7 +19,7 @@ public enum Checker {
   /// Names a block defines at its own level (assignments, defs, loop variables), and those
   /// of the files it imports.
   static func collectDefinitions(
-    _ statements: [Stmt], into names: inout Set<String>, source: Source?,
+    _ statements: [Stmt], into names: inout Set<String>,
     visited: inout Set<String>, errors: inout [ScriptError]
   ) {
     for statement in statements {
@@ -28,17 +28,17 @@ public enum Checker {
       case .def(let name, _, _, _): names.insert(name)
       case .forLoop(let variable, _, let body, _):
         names.insert(variable)
-        collectDefinitions(body, into: &names, source: nil, visited: &visited, errors: &errors)
+        collectDefinitions(body, into: &names, visited: &visited, errors: &errors)
       case .whileLoop(_, let body, _):
-        collectDefinitions(body, into: &names, source: nil, visited: &visited, errors: &errors)
+        collectDefinitions(body, into: &names, visited: &visited, errors: &errors)
       case .ifChain(let branches, let elseBody, _):
         for branch in branches {
           collectDefinitions(
-            branch.body, into: &names, source: nil, visited: &visited, errors: &errors)
+            branch.body, into: &names, visited: &visited, errors: &errors)
         }
         if let elseBody {
           collectDefinitions(
-            elseBody, into: &names, source: nil, visited: &visited, errors: &errors)
+            elseBody, into: &names, visited: &visited, errors: &errors)
         }
       case .importStmt(let file, let range):
         let name = file.hasSuffix(".skl") ? file : file + ".skl"
@@ -59,7 +59,7 @@ public enum Checker {
         let (importedStatements, importedErrors) = Parser.parse(imported)
         errors += importedErrors
         collectDefinitions(
-          importedStatements, into: &names, source: imported, visited: &visited, errors: &errors)
+          importedStatements, into: &names, visited: &visited, errors: &errors)
       default: break
       }
     }
@@ -81,7 +81,7 @@ public enum Checker {
         || scopes.contains { $0.contains(name) }
     }
 
-    mutating func block(_ statements: [Stmt], locals: Set<String>?) {
+    mutating func block(_ statements: [Stmt]) {
       for statement in statements { self.statement(statement) }
     }
 
@@ -97,22 +97,22 @@ public enum Checker {
         var ignored = Set<String>()
         var ignoredErrors: [ScriptError] = []
         Checker.collectDefinitions(
-          body, into: &locals, source: nil, visited: &ignored, errors: &ignoredErrors)
+          body, into: &locals, visited: &ignored, errors: &ignoredErrors)
         scopes.append(locals)
-        block(body, locals: locals)
+        block(body)
         scopes.removeLast()
       case .ifChain(let branches, let elseBody, _):
         for b in branches {
           expression(b.condition)
-          block(b.body, locals: nil)
+          block(b.body)
         }
-        if let elseBody { block(elseBody, locals: nil) }
+        if let elseBody { block(elseBody) }
       case .forLoop(_, let sequence, let body, _):
         expression(sequence)
-        block(body, locals: nil)
+        block(body)
       case .whileLoop(let condition, let body, _):
         expression(condition)
-        block(body, locals: nil)
+        block(body)
       case .returnStmt(let e, _): if let e { expression(e) }
       case .breakStmt, .continueStmt, .importStmt: break
       }

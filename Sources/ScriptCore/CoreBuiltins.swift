@@ -191,13 +191,7 @@ extension Interpreter {
     guard let expr = try? parser.parseExpression(), parser.errors.isEmpty else { return nil }
     func value(_ e: Expr) -> Value? {
       switch e {
-      case .literal(let l, _):
-        switch l {
-        case .nil: return .nil
-        case .bool(let b): return .bool(b)
-        case .int(let i): return .int(i)
-        case .float(let d): return .float(d)
-        }
+      case .literal(let l, _): return Value(l)
       case .string(let parts, _):
         guard parts.count == 1, case .text(let t) = parts[0] else { return nil }
         return .string(t)

@@ -254,12 +254,7 @@ public final class Interpreter: CallContext {
   func evaluate(_ expr: Expr, _ env: Environment) throws -> Value {
     switch expr {
     case .literal(let literal, _):
-      switch literal {
-      case .nil: return .nil
-      case .bool(let b): return .bool(b)
-      case .int(let i): return .int(i)
-      case .float(let d): return .float(d)
-      }
+      return Value(literal)
     case .string(let parts, _):
       var text = ""
       for part in parts {
@@ -374,8 +369,7 @@ public final class Interpreter: CallContext {
     switch callee {
     case .builtin(let builtin):
       let arguments = try builtin.bind(
-        positional: positional.map { ($0.0, $0.1 ?? range ?? dummyRange) }, keywords: keywords,
-        call: range)
+        positional: positional.map { ($0.0, $0.1 ?? range) }, keywords: keywords, call: range)
       do {
         return try builtin.body(arguments, self)
       } catch {
@@ -387,8 +381,6 @@ public final class Interpreter: CallContext {
       throw ScriptError(.type, "\(callee.typeName) is not callable", at: range)
     }
   }
-
-  private var dummyRange: SourceRange { SourceRange(Source(name: "<call>", text: ""), 0, 0) }
 
   private func callFunction(
     _ function: Function, _ positional: [(Value, SourceRange?)],

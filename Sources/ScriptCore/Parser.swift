@@ -39,17 +39,14 @@ public struct Parser {
     }
     var brackets = 0
     var blocks = 0
-    for (index, token) in tokens.enumerated() {
+    for token in tokens {
       switch token.kind {
       case .symbol(let s) where ["(", "[", "{"].contains(s): brackets += 1
       case .symbol(let s) where [")", "]", "}"].contains(s): brackets -= 1
-      case .keyword(let k) where ["def", "for", "while"].contains(k): blocks += 1
-      case .keyword("if"):
-        blocks += 1
+      case .keyword(let k) where ["def", "if", "for", "while"].contains(k): blocks += 1
       case .keyword("end"): blocks -= 1
       default: break
       }
-      _ = index
     }
     if brackets > 0 || blocks > 0 { return true }
     // A trailing binary operator or comma continues onto the next line.
@@ -307,12 +304,18 @@ public struct Parser {
   // MARK: Expressions
 
   mutating func parseExpression() throws -> Expr {
+    try nested { try $0.parseOr() }
+  }
+
+  /// Parses one level deeper; more than `maximumNesting` levels is an error, not a stack
+  /// overflow.
+  private mutating func nested(_ parse: (inout Parser) throws -> Expr) throws -> Expr {
     nesting += 1
     defer { nesting -= 1 }
     guard nesting <= Parser.maximumNesting else {
       throw fail("expression is nested too deeply (more than \(Parser.maximumNesting) levels)")
     }
-    return try parseOr()
+    return try parse(&self)
   }
 
   private mutating func parseOr() throws -> Expr {
@@ -338,12 +341,7 @@ public struct Parser {
   private mutating func parseNot() throws -> Expr {
     if isKeyword("not") {
       let token = advance()
-      nesting += 1
-      defer { nesting -= 1 }
-      guard nesting <= Parser.maximumNesting else {
-        throw fail("expression is nested too deeply (more than \(Parser.maximumNesting) levels)")
-      }
-      let operand = try parseNot()
+      let operand = try nested { try $0.parseNot() }
       return .unary("not", operand, range(token).joined(operand.range))
     }
     return try parseComparison()
@@ -382,12 +380,7 @@ public struct Parser {
   private mutating func parseUnary() throws -> Expr {
     if isSymbol("-") || isSymbol("+") {
       let token = advance()
-      nesting += 1
-      defer { nesting -= 1 }
-      guard nesting <= Parser.maximumNesting else {
-        throw fail("expression is nested too deeply (more than \(Parser.maximumNesting) levels)")
-      }
-      let operand = try parseUnary()
+      let operand = try nested { try $0.parseUnary() }
       let op = source.text(token.start..<token.end)
       return .unary(op, operand, range(token).joined(operand.range))
     }

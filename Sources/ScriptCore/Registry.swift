@@ -175,7 +175,8 @@ public final class Builtin: @unchecked Sendable {
 
   /// Binds positional and keyword arguments to parameters, checking names, counts and types.
   func bind(
-    positional: [(Value, SourceRange)], keywords: [(String, Value, SourceRange)], call: SourceRange?
+    positional: [(Value, SourceRange?)], keywords: [(String, Value, SourceRange)],
+    call: SourceRange?
   ) throws -> Arguments {
     var values: [String: Value] = [:]
     var ranges: [String: SourceRange] = [:]

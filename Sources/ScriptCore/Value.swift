@@ -35,6 +35,16 @@ public enum Value: @unchecked Sendable {
     }
   }
 
+  /// The value of a parsed literal.
+  init(_ literal: Literal) {
+    switch literal {
+    case .nil: self = .nil
+    case .bool(let b): self = .bool(b)
+    case .int(let i): self = .int(i)
+    case .float(let d): self = .float(d)
+    }
+  }
+
   /// Convenience for building lists.
   public static func list(_ items: [Value]) -> Value { .list(ListBox(items)) }
 }

@@ -340,8 +340,7 @@ extension TensorBuiltins {
       doc: "Joins a List of tensors along an existing axis."
     ) { args, _ in
       .tensor(
-        try Tensor.concat(
-          try args.list("tensors").map { try tensor($0, args, "tensors") }, axis: args.int("axis")))
+        try Tensor.concat(tensors(args, "tensors"), axis: args.int("axis")))
     }
     r.register(
       "stack",
@@ -349,8 +348,7 @@ extension TensorBuiltins {
       doc: "Joins a List of same-shaped tensors along a new axis."
     ) { args, _ in
       .tensor(
-        try Tensor.stack(
-          try args.list("tensors").map { try tensor($0, args, "tensors") }, axis: args.int("axis")))
+        try Tensor.stack(tensors(args, "tensors"), axis: args.int("axis")))
     }
   }
 

@@ -18,32 +18,47 @@ public enum TensorBuiltins {
 
   // MARK: Conversions
 
-  /// A tensor from a Tensor, a number or a nested List of numbers.
-  static func tensor(_ value: Value, _ args: Arguments, _ name: String) throws -> Tensor {
+  /// A tensor from a Tensor, a number or a nested List of numbers (and of Bools and tensors
+  /// when `booleans`); nil for any other value. A list holding something else throws.
+  static func convert(_ value: Value, booleans: Bool) throws -> Tensor? {
+    func literal(_ item: Value) throws -> TensorLiteral {
+      switch item {
+      case .int(let i): return .scalar(Double(i))
+      case .float(let d): return .scalar(d)
+      case .bool(let b) where booleans: return .scalar(b ? 1 : 0)
+      case .list(let box): return .list(try box.items.map(literal))
+      case .object(let o as TensorObject) where booleans: return try literal(nested(o.tensor))
+      default: throw ScriptError(.type, "a tensor literal holds numbers, not \(item.typeName)")
+      }
+    }
     switch value {
     case .object(let o as TensorObject): return o.tensor
     case .int(let i): return Tensor(Float(i))
     case .float(let d): return Tensor(Float(d))
-    case .bool(let b): return Tensor(b ? 1 : 0)
-    case .list:
-      return try Tensor(literal: try literal(value, args, name))
-    default:
-      throw args.error(
-        name, "expected a Tensor, a number or a List of numbers, got \(value.typeName)")
+    case .bool(let b) where booleans: return Tensor(b ? 1 : 0)
+    case .list: return try Tensor(literal: literal(value))
+    default: return nil
     }
   }
 
-  static func literal(_ value: Value, _ args: Arguments, _ name: String) throws -> TensorLiteral {
-    switch value {
-    case .int(let i): return .scalar(Double(i))
-    case .float(let d): return .scalar(d)
-    case .bool(let b): return .scalar(b ? 1 : 0)
-    case .list(let box): return .list(try box.items.map { try literal($0, args, name) })
-    case .object(let o as TensorObject):
-      return try literal(nested(o.tensor), args, name)
-    default:
-      throw args.error(name, "a tensor literal holds numbers, not \(value.typeName)")
+  /// A builtin's tensor argument: a Tensor, a number, a Bool or a nested List of them.
+  static func tensor(_ value: Value, _ args: Arguments, _ name: String) throws -> Tensor {
+    let converted: Tensor?
+    do {
+      converted = try convert(value, booleans: true)
+    } catch let error as ScriptError {
+      throw args.error(name, error.message)
     }
+    guard let converted else {
+      throw args.error(
+        name, "expected a Tensor, a number or a List of numbers, got \(value.typeName)")
+    }
+    return converted
+  }
+
+  /// A builtin's List-of-tensors argument (`concat`, `stack`).
+  static func tensors(_ args: Arguments, _ name: String) throws -> [Tensor] {
+    try args.list(name).map { try tensor($0, args, name) }
   }
 
   /// Nested Lists of Floats (`list(t)`).
@@ -141,20 +156,16 @@ public enum TensorBuiltins {
       },
       set: { o, indices, value in
         guard let box = o as? TensorObject else { return }
-        let source: Tensor
-        switch value {
-        case .object(let v as TensorObject): source = v.tensor
-        case .int(let i): source = Tensor(Float(i))
-        case .float(let d): source = Tensor(Float(d))
-        case .list: source = try Tensor(literal: try literalFromValue(value))
-        default:
+        guard let source = try convert(value, booleans: false) else {
           throw ScriptError(.type, "cannot store \(value.typeName) in a Tensor")
         }
         try box.tensor.assign(source, at: try tensorIndices(indices))
       })
     registry.registerBinaryOperator { op, left, right in
       guard isTensor(left) || isTensor(right) else { return nil }
-      guard let a = try? operand(left), let b = try? operand(right) else {
+      guard let a = try? convert(left, booleans: false),
+        let b = try? convert(right, booleans: false)
+      else {
         throw ScriptError(
           .type, "'\(op)' does not apply to \(left.typeName) and \(right.typeName)")
       }
@@ -183,25 +194,6 @@ public enum TensorBuiltins {
   static func isTensor(_ value: Value) -> Bool {
     if case .object(_ as TensorObject) = value { return true }
     return false
-  }
-
-  static func operand(_ value: Value) throws -> Tensor {
-    switch value {
-    case .object(let o as TensorObject): return o.tensor
-    case .int(let i): return Tensor(Float(i))
-    case .float(let d): return Tensor(Float(d))
-    case .list: return try Tensor(literal: try literalFromValue(value))
-    default: throw ScriptError(.type, "not a tensor operand: \(value.typeName)")
-    }
-  }
-
-  static func literalFromValue(_ value: Value) throws -> TensorLiteral {
-    switch value {
-    case .int(let i): return .scalar(Double(i))
-    case .float(let d): return .scalar(d)
-    case .list(let box): return .list(try box.items.map(literalFromValue))
-    default: throw ScriptError(.type, "a tensor literal holds numbers, not \(value.typeName)")
-    }
   }
 
   static func tensorIndices(_ indices: [IndexValue]) throws -> [TensorIndex] {

@@ -16,6 +16,17 @@ struct LayerFixtureTests {
     return tensors.filter { ($0.value["role"] as? String) == "param" }.map(\.key).sorted()
   }
 
+  /// A fixture's parameter names, its parameters and their expected gradients, by name.
+  func parameters(of fixture: Fixture) throws -> (
+    names: [String], state: [String: Tensor], grads: [String: Tensor]
+  ) {
+    let names = try parameterNames(fixture.name)
+    let state = try Dictionary(uniqueKeysWithValues: names.map { ($0, try fixture.tensor($0)) })
+    let grads = try Dictionary(
+      uniqueKeysWithValues: names.map { ($0, try fixture.tensor("grad." + $0)) })
+    return (names, state, grads)
+  }
+
   /// Loads `state`, runs `forward` on the fixture's `x`, back-propagates `grad_out`, and
   /// compares `out`, `grad.x` and the gradient of every module parameter.
   func check(
@@ -40,10 +51,7 @@ struct LayerFixtureTests {
 
   @Test func attention() throws {
     let fixture = try Fixture("attention")
-    let names = try parameterNames("attention")
-    let state = try Dictionary(uniqueKeysWithValues: names.map { ($0, try fixture.tensor($0)) })
-    let grads = try Dictionary(
-      uniqueKeysWithValues: names.map { ($0, try fixture.tensor("grad." + $0)) })
+    let (_, state, grads) = try parameters(of: fixture)
     let module = try Attention(32, heads: Int(try fixture.scalar("num_heads")))
     #expect(
       module.namedParameters().map(\.name) == [
@@ -54,10 +62,7 @@ struct LayerFixtureTests {
 
   @Test func mampBlock() throws {
     let fixture = try Fixture("block")
-    let names = try parameterNames("block")
-    let state = try Dictionary(uniqueKeysWithValues: names.map { ($0, try fixture.tensor($0)) })
-    let grads = try Dictionary(
-      uniqueKeysWithValues: names.map { ($0, try fixture.tensor("grad." + $0)) })
+    let (names, state, grads) = try parameters(of: fixture)
     let block = try Block(32, heads: 4, eps: Float(try fixture.scalar("eps")))
     #expect(Set(block.namedParameters().map(\.name)) == Set(names))
     try check("block", module: block, state: state, expectedGrads: grads) { try block($0) }

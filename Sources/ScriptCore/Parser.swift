@@ -347,34 +347,29 @@ public struct Parser {
     return try parseComparison()
   }
 
-  private mutating func parseComparison() throws -> Expr {
-    var left = try parseAdditive()
-    while case .symbol(let op) = current.kind, ["==", "!=", "<", "<=", ">", ">="].contains(op) {
+  /// One left-associative level: operands from `next`, joined by any of `operators`.
+  private mutating func leftAssociative(
+    _ operators: Set<String>, _ next: (inout Parser) throws -> Expr
+  ) throws -> Expr {
+    var left = try next(&self)
+    while case .symbol(let op) = current.kind, operators.contains(op) {
       _ = advance()
-      let right = try parseAdditive()
+      let right = try next(&self)
       left = .binary(op, left, right, left.range.joined(right.range))
     }
     return left
+  }
+
+  private mutating func parseComparison() throws -> Expr {
+    try leftAssociative(["==", "!=", "<", "<=", ">", ">="]) { try $0.parseAdditive() }
   }
 
   private mutating func parseAdditive() throws -> Expr {
-    var left = try parseMultiplicative()
-    while case .symbol(let op) = current.kind, op == "+" || op == "-" {
-      _ = advance()
-      let right = try parseMultiplicative()
-      left = .binary(op, left, right, left.range.joined(right.range))
-    }
-    return left
+    try leftAssociative(["+", "-"]) { try $0.parseMultiplicative() }
   }
 
   private mutating func parseMultiplicative() throws -> Expr {
-    var left = try parseUnary()
-    while case .symbol(let op) = current.kind, ["*", "/", "%", "@"].contains(op) {
-      _ = advance()
-      let right = try parseUnary()
-      left = .binary(op, left, right, left.range.joined(right.range))
-    }
-    return left
+    try leftAssociative(["*", "/", "%", "@"]) { try $0.parseUnary() }
   }
 
   private mutating func parseUnary() throws -> Expr {

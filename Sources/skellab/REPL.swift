@@ -114,7 +114,7 @@ private let complete:
       before: before, interpreter: session.interpreter)
     let readlineStart = Int(start)
     let utf8 = Array(before.utf8)
-    let ours = Array(before.unicodeScalars.prefix(ourStart).map { String($0) }.joined().utf8).count
+    let ours = before.unicodeScalars.prefix(ourStart).reduce(0) { $0 + UTF8.width($1) }
     var adjusted: [String] = candidates
     if ours < readlineStart {
       let cut = readlineStart - ours

@@ -55,6 +55,9 @@ let package = Package(
     // Layers and models over TensorCore, named as the PyTorch state dicts.
     .target(name: "NN", dependencies: ["TensorCore"]),
 
+    // Optimisers, schedules, EMA and checkpoints.
+    .target(name: "Optim", dependencies: ["NN", "TensorCore"]),
+
     // The SkelLab language: lexer, parser, evaluator, registry, diagnostics. No tensors here.
     .target(name: "ScriptCore", dependencies: ["CSystem"]),
 
@@ -74,6 +77,7 @@ let package = Package(
     .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
     .testTarget(name: "ScriptCoreTests", dependencies: ["ScriptCore"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"]),
+    .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
     .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),
   ],

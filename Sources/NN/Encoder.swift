@@ -36,56 +36,137 @@ public final class JointEmbedding: Module {
   }
 }
 
+/// The two parameterisations of the encoder (methods.md §2.3, §2.6).
+public enum Flavor: String, Sendable, CaseIterable {
+  /// MAMP: LayerNorm eps 1e-5, no LayerScale, Xavier-uniform Linears, segment length 4.
+  case mamp
+  /// Skeleton2vec: eps 1e-6, LayerScale 1e-4, truncated-normal Linears, segment length 3.
+  case skeleton2vec
+
+  /// The LayerNorm epsilon.
+  public var eps: Float { self == .mamp ? 1e-5 : 1e-6 }
+  /// The LayerScale initial value, nil for none.
+  public var layerScale: Float? { self == .mamp ? nil : 1e-4 }
+  /// The default segment length u.
+  public var segment: Int { self == .mamp ? 4 : 3 }
+}
+
 /// The skeleton transformer encoder of methods.md §2 in MAMP's naming:
 /// `[B, T, J, C] -> [B, (T/u)·J, D]` tokens (token index t·J + j), after `depth` pre-norm
-/// blocks and the final `norm`. `forwardWithHidden` also returns every block's raw output.
+/// blocks and the final `norm`. It can run on a subset of the tokens (masking), return every
+/// block's raw output (teacher targets) and pool a sequence feature (evaluation).
 public final class Encoder: Module {
-  public let jointsEmbed: Module
   public let embedding: JointEmbedding
   public let posEmbed: Parameter
   public let tempEmbed: Parameter
   public let blocks: [Block]
   public let norm: LayerNorm
+  public let dimension: Int
+  public let heads: Int
   public let joints: Int
   public let segments: Int
+  public let flavor: Flavor
 
+  /// Builds the encoder and initialises it as its flavour does (§2.6). Block i gets drop path
+  /// `dropPath · i / (depth − 1)`.
   public init(
     dimension: Int, depth: Int, heads: Int, segment: Int, frames: Int, joints: Int,
-    mlpRatio: Int = 4, eps: Float = 1e-5, layerScale: Float? = nil
+    mlpRatio: Int = 4, eps: Float = 1e-5, layerScale: Float? = nil, dropPath: Float = 0,
+    flavor: Flavor = .mamp
   ) throws {
+    guard dimension > 0, depth >= 0, heads > 0, segment > 0, frames > 0, joints > 0 else {
+      throw TensorError(
+        "encoder",
+        "dim \(dimension), depth \(depth), heads \(heads), patch \(segment), frames \(frames) "
+          + "and joints \(joints) must be positive")
+    }
     guard frames % segment == 0 else {
       throw TensorError(
         "encoder", "frames \(frames) are not divisible by the segment length \(segment)")
     }
+    self.dimension = dimension
+    self.heads = heads
     self.joints = joints
+    self.flavor = flavor
     segments = frames / segment
     embedding = JointEmbedding(dimension: dimension, segment: segment)
-    jointsEmbed = Module()
     posEmbed = Parameter(Tensor.zeros([1, 1, joints, dimension]))
     tempEmbed = Parameter(Tensor.zeros([1, frames / segment, 1, dimension]))
-    blocks = try (0..<depth).map { _ in
-      try Block(dimension, heads: heads, mlpRatio: mlpRatio, eps: eps, layerScale: layerScale)
+    blocks = try (0..<depth).map { i in
+      try Block(
+        dimension, heads: heads, mlpRatio: mlpRatio, eps: eps, layerScale: layerScale,
+        dropPath: depth > 1 ? dropPath * Float(i) / Float(depth - 1) : 0)
     }
     norm = LayerNorm(dimension, eps: eps)
     super.init()
-    child("joints_embed", jointsEmbed).child("proj", embedding)
     registerExisting("pos_embed", posEmbed)
     registerExisting("temp_embed", tempEmbed)
+    child("joints_embed", Module()).child("proj", embedding)
     let container = child("blocks", Module())
     for (i, block) in blocks.enumerated() { container.child(String(i), block) }
     child("norm", norm)
+    try initialize()
   }
 
-  /// Final-norm tokens and the raw output of every block.
-  public func forwardWithHidden(_ x: Tensor) throws -> (tokens: Tensor, hidden: [Tensor]) {
-    guard x.rank == 4, x.shape[1] == segments * embedding.segment, x.shape[2] == joints else {
+  /// An encoder with its flavour's eps, LayerScale and segment length (§2.3).
+  public convenience init(
+    flavor: Flavor, dimension: Int, depth: Int, heads: Int, frames: Int, joints: Int = 25,
+    segment: Int? = nil, mlpRatio: Int = 4, dropPath: Float = 0
+  ) throws {
+    try self.init(
+      dimension: dimension, depth: depth, heads: heads, segment: segment ?? flavor.segment,
+      frames: frames, joints: joints, mlpRatio: mlpRatio, eps: flavor.eps,
+      layerScale: flavor.layerScale, dropPath: dropPath, flavor: flavor)
+  }
+
+  /// The initialisation of methods.md §2.6 for this encoder's flavour.
+  public func initialize() throws {
+    let fanIn = embedding.channels * embedding.segment
+    switch flavor {
+    case .mamp:
+      try Initialization.xavierLinears(self)
+      posEmbed.assign(try Initialization.truncatedNormal(posEmbed.value.shape, std: 0.02))
+      tempEmbed.assign(try Initialization.truncatedNormal(tempEmbed.value.shape, std: 0.02))
+      embedding.weight.assign(
+        try Initialization.defaultUniform(embedding.weight.value.shape, fanIn: fanIn))
+      embedding.bias.assign(
+        try Initialization.defaultUniform(embedding.bias.value.shape, fanIn: fanIn))
+    case .skeleton2vec:
+      try Initialization.truncatedNormalLinears(self, std: 0.02)
+      embedding.weight.assign(
+        try Initialization.truncatedNormal(embedding.weight.value.shape, std: 0.02))
+      embedding.bias.assign(Tensor.zeros(embedding.bias.value.shape))
+      posEmbed.assign(try Initialization.truncatedNormal(posEmbed.value.shape, std: 0.02))
+      // The reference initialises the spatial embedding twice and the temporal one never.
+      tempEmbed.assign(Tensor.zeros(tempEmbed.value.shape))
+    }
+  }
+
+  /// The number of tokens of one sequence, `TP·J`.
+  public var tokenCount: Int { segments * joints }
+  /// The number of frames the encoder expects.
+  public var frames: Int { segments * embedding.segment }
+
+  /// Embedded tokens with positional embeddings: `[B, T, J, C] -> [B, TP·J, D]`.
+  public func embed(_ x: Tensor) throws -> Tensor {
+    guard x.rank == 4, x.shape[1] == frames, x.shape[2] == joints,
+      x.shape[3] == embedding.channels
+    else {
       throw TensorError(
         "encoder",
-        "expects [B, \(segments * embedding.segment), \(joints), 3], got \(shapeString(x.shape))")
+        "expects [B, \(frames), \(joints), \(embedding.channels)], got \(shapeString(x.shape))")
     }
-    let b = x.shape[0]
     let embedded = try embedding(x) + posEmbed.value + tempEmbed.value  // [B, TP, J, D]
-    var h = try embedded.reshaped([b, segments * joints, -1])
+    return try embedded.reshaped([x.shape[0], tokenCount, dimension])
+  }
+
+  /// Final-norm tokens and the raw output of every block. With `keep` (`[B, K]` token indices)
+  /// only those tokens enter the blocks, in that order: `[B, K, D]`.
+  public func forwardWithHidden(_ x: Tensor, keep: Tensor? = nil) throws -> (
+    tokens: Tensor, hidden: [Tensor]
+  ) {
+    var h = try embed(x)
+    if let keep { h = try Tokens.select(h, keep) }
     var hidden: [Tensor] = []
     for block in blocks {
       h = try block(h)
@@ -94,5 +175,44 @@ public final class Encoder: Module {
     return (try norm(h), hidden)
   }
 
+  /// Final-norm tokens: `[B, T, J, C] -> [B, TP·J, D]`.
   public func callAsFunction(_ x: Tensor) throws -> Tensor { try forwardWithHidden(x).tokens }
+
+  /// Final-norm tokens of an `[N, C, T, J, M]` batch with bodies folded into the batch:
+  /// `[N, M, TP, J, D]`.
+  public func bodyTokens(_ x: Tensor) throws -> Tensor {
+    guard x.rank == 5 else {
+      throw TensorError("features", "expects [N, C, T, J, M], got \(shapeString(x.shape))")
+    }
+    let (n, c, t, j, m) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+    let sequences = try x.permuted([0, 4, 2, 3, 1]).contiguous().reshaped([n * m, t, j, c])
+    return try self(sequences).reshaped([n, m, segments, joints, dimension])
+  }
+
+  /// The sequence feature of §2.7: final-norm tokens averaged over all tokens and over the
+  /// bodies (a zero second body is averaged in): `[N, C, T, J, M] -> [N, D]`.
+  public func features(_ x: Tensor) throws -> Tensor {
+    try bodyTokens(x).mean(axes: [1, 2, 3])
+  }
+}
+
+/// Token bookkeeping shared by the encoder, the decoder and the maskings.
+public enum Tokens {
+  /// Rows of `x` `[B, L, D]` picked per sequence by `indices` `[B, K]`: `[B, K, D]`.
+  public static func select(_ x: Tensor, _ indices: Tensor) throws -> Tensor {
+    guard x.rank == 3, indices.rank == 2, indices.shape[0] == x.shape[0] else {
+      throw TensorError(
+        "select_tokens",
+        "expects tokens [B, L, D] and indices [B, K], got \(shapeString(x.shape)) and "
+          + shapeString(indices.shape))
+    }
+    let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2])
+    let k = indices.shape[1]
+    let flat = try Tensor.integerIndices(indices, limit: l, op: "select_tokens")
+    var rows = [Int](repeating: 0, count: b * k)
+    for i in 0..<b {
+      for r in 0..<k { rows[i * k + r] = i * l + flat[i * k + r] }
+    }
+    return try x.reshaped([b * l, d]).indexSelect(axis: 0, indices: rows).reshaped([b, k, d])
+  }
 }

@@ -97,9 +97,9 @@ public final class MLP: Module {
   public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(fc1(x).gelu()) }
 }
 
-/// The pre-norm transformer block: `x + γ1·attn(norm1(x))`, then `+ γ2·mlp(norm2(x))`.
-/// LayerScale vectors `gamma_1`, `gamma_2` exist only when `layerScale` is given
-/// (Skeleton2vec); MAMP has none.
+/// The pre-norm transformer block: `x + DropPath(γ1·attn(norm1(x)))`, then
+/// `+ DropPath(γ2·mlp(norm2(x)))`: `[B, N, D] -> [B, N, D]`. LayerScale vectors `gamma_1`,
+/// `gamma_2` exist only when `layerScale` is given (Skeleton2vec); MAMP has none.
 public final class Block: Module {
   public let norm1: LayerNorm
   public let attn: Attention
@@ -107,9 +107,11 @@ public final class Block: Module {
   public let mlp: MLP
   public let gamma1: Parameter?
   public let gamma2: Parameter?
+  public let dropPath: DropPath
 
   public init(
-    _ dimension: Int, heads: Int, mlpRatio: Int = 4, eps: Float = 1e-5, layerScale: Float? = nil
+    _ dimension: Int, heads: Int, mlpRatio: Int = 4, eps: Float = 1e-5, layerScale: Float? = nil,
+    dropPath: Float = 0
   ) throws {
     norm1 = LayerNorm(dimension, eps: eps)
     attn = try Attention(dimension, heads: heads)
@@ -117,23 +119,132 @@ public final class Block: Module {
     mlp = MLP(dimension, hidden: mlpRatio * dimension)
     gamma1 = layerScale.map { Parameter(Tensor.full([dimension], $0)) }
     gamma2 = layerScale.map { Parameter(Tensor.full([dimension], $0)) }
+    self.dropPath = DropPath(dropPath)
     super.init()
-    child("norm1", norm1)
-    child("attn", attn)
-    child("norm2", norm2)
-    child("mlp", mlp)
     if let gamma1, let gamma2 {
       registerExisting("gamma_1", gamma1)
       registerExisting("gamma_2", gamma2)
     }
+    child("norm1", norm1)
+    child("attn", attn)
+    child("drop_path", self.dropPath)
+    child("norm2", norm2)
+    child("mlp", mlp)
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     var a = try attn(norm1(x))
     if let gamma1 { a = try a * gamma1.value }
-    let h = try x + a
+    let h = try x + dropPath(a)
     var m = try mlp(norm2(h))
     if let gamma2 { m = try m * gamma2.value }
-    return try h + m
+    return try h + dropPath(m)
+  }
+}
+
+/// Element-wise dropout in training mode; the identity in inference mode.
+public final class Dropout: Module {
+  public let probability: Float
+
+  public init(_ probability: Float) {
+    self.probability = probability
+    super.init()
+  }
+
+  public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    try x.dropout(probability: probability, training: training)
+  }
+}
+
+/// Stochastic depth: in training, each sample (first axis) of a residual branch is kept with
+/// probability `1 - p` and scaled by `1/(1 - p)`, or zeroed; the identity in inference mode.
+public final class DropPath: Module {
+  public let probability: Float
+
+  public init(_ probability: Float) {
+    self.probability = probability
+    super.init()
+  }
+
+  public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    guard training, probability > 0 else { return x }
+    guard probability < 1 else { return x * 0 }
+    let keep = 1 - probability
+    var shape = [Int](repeating: 1, count: x.rank)
+    shape[0] = x.shape[0]
+    let mask = try Tensor(shape: shape, op: "drop_path") { values in
+      Random.withGenerator { generator in
+        for i in values.indices { values[i] = generator.nextFloat() < keep ? 1 / keep : 0 }
+      }
+    }
+    return try x * mask
+  }
+}
+
+/// Batch normalisation over the channel axis 1 of `[N, C]` or `[N, C, L]` (statistics over
+/// N, and L): biased variance to normalise, unbiased variance into `running_var`, momentum 0.1,
+/// as `torch.nn.BatchNorm1d`. Without `affine` it has no weight and bias (the linear probe).
+public final class BatchNorm1d: Module {
+  public let weight: Parameter?
+  public let bias: Parameter?
+  public let runningMean: Buffer
+  public let runningVar: Buffer
+  public let batchesTracked: Buffer
+  public let eps: Float
+  public let momentum: Float
+
+  public init(_ features: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) {
+    self.eps = eps
+    self.momentum = momentum
+    weight = affine ? Parameter(Tensor.ones([features])) : nil
+    bias = affine ? Parameter(Tensor.zeros([features])) : nil
+    runningMean = Buffer(Tensor.zeros([features]))
+    runningVar = Buffer(Tensor.ones([features]))
+    batchesTracked = Buffer(Tensor(0))
+    super.init()
+    if let weight, let bias {
+      registerExisting("weight", weight)
+      registerExisting("bias", bias)
+    }
+    registerExisting("running_mean", runningMean)
+    registerExisting("running_var", runningVar)
+    registerExisting("num_batches_tracked", batchesTracked)
+  }
+
+  public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    let features = runningMean.value.count
+    guard (x.rank == 2 || x.rank == 3), x.shape[1] == features else {
+      throw TensorError(
+        "batch_norm",
+        "expects [N, \(features)] or [N, \(features), L], got \(shapeString(x.shape))")
+    }
+    let axes = x.rank == 2 ? [0] : [0, 2]
+    let statShape = x.rank == 2 ? [1, features] : [1, features, 1]
+    let normalised: Tensor
+    if training {
+      let n = axes.reduce(1) { $0 * x.shape[$1] }
+      guard n > 1 else {
+        throw TensorError(
+          "batch_norm",
+          "needs more than 1 value per channel in training mode, got \(shapeString(x.shape))")
+      }
+      let mean = try x.mean(axes: axes, keepDim: true)
+      let variance = try x.variance(axes: axes, keepDim: true)
+      normalised = try (x - mean) / (variance + eps).sqrt()
+      try Autograd.noGrad {
+        let m = momentum
+        let unbiased = try variance.detached().reshaped([features]) * (Float(n) / Float(n - 1))
+        runningMean.value =
+          try runningMean.value * (1 - m) + mean.detached().reshaped([features]) * m
+        runningVar.value = try runningVar.value * (1 - m) + unbiased * m
+        batchesTracked.value = batchesTracked.value + 1
+      }
+    } else {
+      let mean = try runningMean.value.reshaped(statShape)
+      let variance = try runningVar.value.reshaped(statShape)
+      normalised = try (x - mean) / (variance + eps).sqrt()
+    }
+    guard let weight, let bias else { return normalised }
+    return try normalised * weight.value.reshaped(statShape) + bias.value.reshaped(statShape)
   }
 }

@@ -25,9 +25,10 @@ struct EncoderFixtureTests {
       eps: Float(try fixture.scalar("eps")))
     let names = encoder.namedParameters().map(\.name)
     #expect(names.count == 30)
+    // PyTorch's order: a module's own parameters before its children's.
     #expect(
       names.prefix(4) == [
-        "joints_embed.proj.weight", "joints_embed.proj.bias", "pos_embed", "temp_embed",
+        "pos_embed", "temp_embed", "joints_embed.proj.weight", "joints_embed.proj.bias",
       ])
     var state: [String: Tensor] = [:]
     for name in names { state[name] = try fixture.tensor(name) }
@@ -70,8 +71,8 @@ struct Skeleton2vecNamesTests {
       }
     }
     #expect(weights.count == 42)
-    let state = try Skeleton2vecNames.encoderState(weights)
-    let expectedGrads = try Skeleton2vecNames.encoderState(grads)
+    let state = try Skeleton2vecNames.ourState(weights)
+    let expectedGrads = try Skeleton2vecNames.ourState(grads)
     let encoder = try Encoder(
       dimension: 64, depth: 2, heads: 4, segment: 4, frames: 32, joints: 25,
       eps: Float(try fixture.scalar("eps")), layerScale: 1e-4)

@@ -1,0 +1,440 @@
+import Foundation
+
+/// What a PyTorch checkpoint holds, as plain data: the restricted unpickler builds these and
+/// nothing else.
+public indirect enum PickleValue: Sendable {
+  case none
+  case bool(Bool)
+  case int(Int)
+  case float(Double)
+  case string(String)
+  case bytes(Data)
+  case list([PickleValue])
+  case tuple([PickleValue])
+  /// Dicts and OrderedDicts, in insertion order.
+  case dict([(key: PickleValue, value: PickleValue)])
+  case tensor(Tensor)
+  /// A data-only object (`argparse.Namespace`): its class and attributes.
+  case object(type: String, attributes: [(key: PickleValue, value: PickleValue)])
+
+  /// The entry under a string key of a dict, or nil.
+  public subscript(key: String) -> PickleValue? {
+    guard case .dict(let items) = self else { return nil }
+    for (k, v) in items { if case .string(let s) = k, s == key { return v } }
+    return nil
+  }
+}
+
+/// Reads PyTorch `.pth`/`.pt` files natively: the zip container of `torch.save` (PyTorch ≥ 1.6)
+/// and a restricted unpickler that accepts only what a checkpoint's data needs — dicts,
+/// OrderedDicts, lists, tuples, strings, numbers, tensors rebuilt from their storages and
+/// `argparse.Namespace` — and refuses every other global (such as `os.system`) without calling
+/// anything.
+public enum TorchFile {
+  /// Reads and unpickles a PyTorch checkpoint.
+  public static func read(path: String) throws -> PickleValue {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+    } catch {
+      throw TensorError("pth", "cannot read '\(path)': \(error.localizedDescription)")
+    }
+    do {
+      return try parse(data)
+    } catch let error as TensorError {
+      throw TensorError(error.op, "\(path): \(error.message)")
+    }
+  }
+
+  /// Unpickles the bytes of a PyTorch zip checkpoint.
+  public static func parse(_ data: Data) throws -> PickleValue {
+    if data.count >= 2, data[data.startIndex] == 0x80 {
+      throw TensorError(
+        "pth",
+        "is in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch")
+    }
+    let members = try ZipArchive.members(data, op: "pth")
+    guard let pickle = members.first(where: { $0.name.hasSuffix("data.pkl") }) else {
+      throw TensorError("pth", "not a PyTorch checkpoint (the zip has no data.pkl)")
+    }
+    let root = String(pickle.name.dropLast("data.pkl".count))
+    if let order = members.first(where: { $0.name == root + "byteorder" }),
+      String(decoding: order.data, as: UTF8.self) != "little"
+    {
+      throw TensorError("pth", "stores big-endian tensors, which are not supported")
+    }
+    var storages: [String: Data] = [:]
+    for member in members where member.name.hasPrefix(root + "data/") {
+      storages[String(member.name.dropFirst(root.count + 5))] = member.data
+    }
+    var unpickler = Unpickler(bytes: [UInt8](pickle.data), storages: storages)
+    return try unpickler.run()
+  }
+}
+
+/// The element types of PyTorch storages.
+private enum StorageType: String {
+  case float = "FloatStorage", half = "HalfStorage", double = "DoubleStorage"
+  case bfloat16 = "BFloat16Storage", long = "LongStorage", int = "IntStorage"
+  case short = "ShortStorage", char = "CharStorage", byte = "ByteStorage", bool = "BoolStorage"
+
+  var size: Int {
+    switch self {
+    case .double, .long: 8
+    case .float, .int: 4
+    case .half, .bfloat16, .short: 2
+    case .char, .byte, .bool: 1
+    }
+  }
+
+  /// Element `i` of little-endian `bytes`, as a float.
+  func value(_ bytes: UnsafeRawBufferPointer, _ i: Int) -> Float {
+    let at = i * size
+    switch self {
+    case .float: return Float(bitPattern: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+    case .double:
+      return Float(Double(bitPattern: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self)))
+    case .half:
+      return Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+    case .bfloat16:
+      let bits = UInt32(bytes.loadUnaligned(fromByteOffset: at, as: UInt16.self)) << 16
+      return Float(bitPattern: bits)
+    case .long: return Float(bytes.loadUnaligned(fromByteOffset: at, as: Int64.self))
+    case .int: return Float(bytes.loadUnaligned(fromByteOffset: at, as: Int32.self))
+    case .short: return Float(bytes.loadUnaligned(fromByteOffset: at, as: Int16.self))
+    case .char: return Float(bytes.loadUnaligned(fromByteOffset: at, as: Int8.self))
+    case .byte, .bool: return Float(bytes[at])
+    }
+  }
+}
+
+/// The pickle virtual machine, restricted to data. Objects live in reference boxes while the
+/// program runs (the memo and APPEND/SETITEMS mutate shared containers).
+private struct Unpickler {
+  final class Box {
+    enum Kind {
+      case value(PickleValue)
+      case list([Box])
+      case tuple([Box])
+      case dict([(Box, Box)])
+      case object(String, [(Box, Box)])
+      /// An allowed callable or class, by its dotted name.
+      case global(String)
+      case storage(StorageType, key: String)
+    }
+    var kind: Kind
+    init(_ kind: Kind) { self.kind = kind }
+  }
+
+  static let allowedGlobals: Set<String> = [
+    "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_parameter", "argparse.Namespace",
+  ]
+
+  let bytes: [UInt8]
+  let storages: [String: Data]
+  var position = 0
+  var stack: [Box] = []
+  var marks: [Int] = []
+  var memo: [Int: Box] = [:]
+
+  init(bytes: [UInt8], storages: [String: Data]) {
+    self.bytes = bytes
+    self.storages = storages
+  }
+
+  func fail(_ message: String) -> TensorError {
+    TensorError("pth", "pickle byte \(position): \(message)")
+  }
+
+  mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
+    guard n >= 0, position + n <= bytes.count else { throw fail("truncated pickle") }
+    defer { position += n }
+    return bytes[position..<(position + n)]
+  }
+
+  mutating func integer(_ n: Int) throws -> Int {
+    let slice = try take(n)
+    var value: UInt64 = 0
+    for (i, byte) in slice.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
+    return Int(truncatingIfNeeded: value)
+  }
+
+  mutating func line() throws -> String {
+    guard let end = bytes[position...].firstIndex(of: 0x0A) else { throw fail("truncated line") }
+    defer { position = end + 1 }
+    return String(decoding: bytes[position..<end], as: UTF8.self)
+  }
+
+  mutating func pop() throws -> Box {
+    guard let top = stack.popLast() else { throw fail("stack underflow") }
+    return top
+  }
+
+  mutating func popMark() throws -> [Box] {
+    guard let mark = marks.popLast(), mark <= stack.count else { throw fail("no MARK") }
+    defer { stack.removeSubrange(mark...) }
+    return Array(stack[mark...])
+  }
+
+  mutating func push(_ kind: Box.Kind) { stack.append(Box(kind)) }
+  mutating func pushValue(_ value: PickleValue) { stack.append(Box(.value(value))) }
+
+  mutating func run() throws -> PickleValue {
+    while position < bytes.count {
+      let op = bytes[position]
+      position += 1
+      switch op {
+      case 0x80: _ = try take(1)  // PROTO
+      case 0x95: _ = try take(8)  // FRAME
+      case 0x2E:  // STOP
+        return try convert(pop())
+      case 0x28: marks.append(stack.count)  // MARK
+      case 0x7D: push(.dict([]))  // EMPTY_DICT
+      case 0x5D: push(.list([]))  // EMPTY_LIST
+      case 0x29: push(.tuple([]))  // EMPTY_TUPLE
+      case 0x74: push(.tuple(try popMark()))  // TUPLE
+      case 0x85, 0x86, 0x87:  // TUPLE1..3
+        let n = Int(op - 0x84)
+        guard stack.count >= n else { throw fail("stack underflow") }
+        let items = Array(stack.suffix(n))
+        stack.removeLast(n)
+        push(.tuple(items))
+      case 0x6C: push(.list(try popMark()))  // LIST
+      case 0x64:  // DICT
+        let items = try popMark()
+        push(.dict(try pairs(items)))
+      case 0x4E: pushValue(.none)  // NONE
+      case 0x88: pushValue(.bool(true))
+      case 0x89: pushValue(.bool(false))
+      case 0x4B: pushValue(.int(try integer(1)))  // BININT1
+      case 0x4D: pushValue(.int(try integer(2)))  // BININT2
+      case 0x4A: pushValue(.int(Int(Int32(truncatingIfNeeded: try integer(4)))))  // BININT
+      case 0x8A:  // LONG1
+        let n = try integer(1)
+        guard n <= 8 else { throw fail("integer of \(n) bytes is too large") }
+        let slice = try take(n)
+        var value: Int64 = 0
+        for (i, byte) in slice.enumerated() { value |= Int64(byte) << (8 * Int64(i)) }
+        if n > 0, n < 8, slice.last.map({ $0 & 0x80 != 0 }) == true {
+          value -= Int64(1) << (8 * Int64(n))  // two's complement of n bytes
+        }
+        pushValue(.int(Int(value)))
+      case 0x47:  // BINFLOAT, big-endian
+        let slice = try take(8)
+        var bits: UInt64 = 0
+        for byte in slice { bits = bits << 8 | UInt64(byte) }
+        pushValue(.float(Double(bitPattern: bits)))
+      case 0x58: pushValue(.string(try text(integer(4))))  // BINUNICODE
+      case 0x8C: pushValue(.string(try text(integer(1))))  // SHORT_BINUNICODE
+      case 0x8D: pushValue(.string(try text(integer(8))))  // BINUNICODE8
+      case 0x55: pushValue(.string(try text(integer(1))))  // SHORT_BINSTRING
+      case 0x54: pushValue(.string(try text(integer(4))))  // BINSTRING
+      case 0x43: pushValue(.bytes(Data(try take(integer(1)))))  // SHORT_BINBYTES
+      case 0x42: pushValue(.bytes(Data(try take(integer(4)))))  // BINBYTES
+      case 0x71: try memoize(integer(1))  // BINPUT
+      case 0x72: try memoize(integer(4))  // LONG_BINPUT
+      case 0x94: try memoize(memo.count)  // MEMOIZE
+      case 0x68: try recall(integer(1))  // BINGET
+      case 0x6A: try recall(integer(4))  // LONG_BINGET
+      case 0x30: _ = try pop()  // POP
+      case 0x31: _ = try popMark()  // POP_MARK
+      case 0x32:  // DUP
+        guard let top = stack.last else { throw fail("stack underflow") }
+        stack.append(top)
+      case 0x61:  // APPEND
+        let item = try pop()
+        try append([item])
+      case 0x65: try append(popMark())  // APPENDS
+      case 0x73:  // SETITEM
+        let value = try pop()
+        let key = try pop()
+        try setItems([key, value])
+      case 0x75: try setItems(popMark())  // SETITEMS
+      case 0x63:  // GLOBAL
+        let module = try line()
+        let name = try line()
+        try pushGlobal(module + "." + name)
+      case 0x93:  // STACK_GLOBAL
+        let name = try pop()
+        let module = try pop()
+        guard case .value(.string(let m)) = module.kind, case .value(.string(let n)) = name.kind
+        else { throw fail("STACK_GLOBAL needs two strings") }
+        try pushGlobal(m + "." + n)
+      case 0x51:  // BINPERSID
+        stack.append(try persistent(pop()))
+      case 0x52:  // REDUCE
+        let arguments = try pop()
+        let callable = try pop()
+        stack.append(try call(callable, arguments))
+      case 0x81:  // NEWOBJ
+        let arguments = try pop()
+        let type = try pop()
+        stack.append(try call(type, arguments))
+      case 0x62:  // BUILD
+        let state = try pop()
+        guard let target = stack.last else { throw fail("stack underflow") }
+        try build(target, state)
+      default:
+        throw fail(String(format: "refuses pickle opcode 0x%02x", op))
+      }
+    }
+    throw fail("pickle ends without STOP")
+  }
+
+  mutating func text(_ count: Int) throws -> String {
+    String(decoding: try take(count), as: UTF8.self)
+  }
+
+  mutating func memoize(_ index: Int) throws {
+    guard let top = stack.last else { throw fail("stack underflow") }
+    memo[index] = top
+  }
+
+  mutating func recall(_ index: Int) throws {
+    guard let box = memo[index] else { throw fail("memo entry \(index) is missing") }
+    stack.append(box)
+  }
+
+  func pairs(_ items: [Box]) throws -> [(Box, Box)] {
+    guard items.count % 2 == 0 else { throw fail("odd number of dict items") }
+    return stride(from: 0, to: items.count, by: 2).map { (items[$0], items[$0 + 1]) }
+  }
+
+  mutating func append(_ items: [Box]) throws {
+    guard let target = stack.last, case .list(let existing) = target.kind else {
+      throw fail("APPEND to something that is not a list")
+    }
+    target.kind = .list(existing + items)
+  }
+
+  mutating func setItems(_ items: [Box]) throws {
+    guard let target = stack.last else { throw fail("stack underflow") }
+    let new = try pairs(items)
+    switch target.kind {
+    case .dict(let existing): target.kind = .dict(existing + new)
+    case .object(let type, let existing): target.kind = .object(type, existing + new)
+    default: throw fail("SETITEM on something that is not a dict")
+    }
+  }
+
+  mutating func pushGlobal(_ name: String) throws {
+    if name.hasPrefix("torch."), let type = StorageType(rawValue: String(name.dropFirst(6))) {
+      push(.storage(type, key: ""))
+      return
+    }
+    guard Unpickler.allowedGlobals.contains(name) else {
+      throw TensorError(
+        "pth",
+        "refuses to load '\(name)': a checkpoint may hold only tensors, dicts, lists, tuples, "
+          + "strings and numbers (the file may be unsafe; nothing was run)")
+    }
+    push(.global(name))
+  }
+
+  /// `('storage', storage type, key, location, numel)`.
+  func persistent(_ id: Box) throws -> Box {
+    guard case .tuple(let parts) = id.kind, parts.count >= 3,
+      case .value(.string("storage")) = parts[0].kind,
+      case .storage(let type, _) = parts[1].kind,
+      case .value(.string(let key)) = parts[2].kind
+    else { throw fail("unsupported persistent id (only tensor storages are)") }
+    return Box(.storage(type, key: key))
+  }
+
+  func call(_ callable: Box, _ arguments: Box) throws -> Box {
+    guard case .global(let name) = callable.kind else {
+      throw fail("calls something that is not an allowed global")
+    }
+    guard case .tuple(let args) = arguments.kind else { throw fail("arguments are not a tuple") }
+    switch name {
+    case "collections.OrderedDict":
+      guard args.isEmpty else { throw fail("OrderedDict with arguments") }
+      return Box(.dict([]))
+    case "argparse.Namespace":
+      return Box(.object("argparse.Namespace", []))
+    case "torch._utils._rebuild_parameter":
+      guard let data = args.first else { throw fail("_rebuild_parameter without data") }
+      return data
+    default:  // _rebuild_tensor_v2 / _rebuild_tensor: (storage, offset, size, stride, ...)
+      return Box(.value(.tensor(try rebuildTensor(args))))
+    }
+  }
+
+  func rebuildTensor(_ args: [Box]) throws -> Tensor {
+    guard args.count >= 4, case .storage(let type, let key) = args[0].kind,
+      case .value(.int(let offset)) = args[1].kind
+    else { throw fail("malformed tensor (expects storage, offset, size, stride)") }
+    let size = try integers(args[2], "size")
+    let stride = try integers(args[3], "stride")
+    guard size.count == stride.count, size.allSatisfy({ $0 >= 0 }), offset >= 0 else {
+      throw fail("tensor size \(size) and stride \(stride) do not match")
+    }
+    guard let data = storages[key] else { throw fail("storage '\(key)' is missing from the zip") }
+    let available = data.count / type.size
+    let count = try Shape.elementCount(size, op: "pth")
+    if count > 0 {
+      var last = offset
+      for (n, s) in zip(size, stride) {
+        guard s >= 0 else { throw fail("negative stride \(s)") }
+        last += (n - 1) * s
+      }
+      guard last < available else {
+        throw fail("tensor of size \(size) runs past its storage of \(available) elements")
+      }
+    }
+    return try Tensor(shape: size, op: "pth") { out in
+      data.withUnsafeBytes { raw in
+        var index = [Int](repeating: 0, count: size.count)
+        for i in 0..<count {
+          var at = offset
+          for (axis, position) in index.enumerated() { at += position * stride[axis] }
+          out[i] = type.value(raw, at)
+          var axis = size.count - 1
+          while axis >= 0 {
+            index[axis] += 1
+            if index[axis] < size[axis] { break }
+            index[axis] = 0
+            axis -= 1
+          }
+        }
+      }
+    }
+  }
+
+  func integers(_ box: Box, _ what: String) throws -> [Int] {
+    guard case .tuple(let items) = box.kind else { throw fail("tensor \(what) is not a tuple") }
+    return try items.map { item in
+      guard case .value(.int(let v)) = item.kind else {
+        throw fail("tensor \(what) is not integers")
+      }
+      return v
+    }
+  }
+
+  func build(_ target: Box, _ state: Box) throws {
+    switch target.kind {
+    case .object(let type, let existing):
+      guard case .dict(let items) = state.kind else { throw fail("\(type) state is not a dict") }
+      target.kind = .object(type, existing + items)
+    case .dict, .value(.tensor):
+      return  // OrderedDict / tensor state (hooks, metadata): nothing to keep
+    default:
+      throw fail("BUILD on an unsupported object")
+    }
+  }
+
+  func convert(_ box: Box) throws -> PickleValue {
+    switch box.kind {
+    case .value(let value): return value
+    case .list(let items): return .list(try items.map(convert))
+    case .tuple(let items): return .tuple(try items.map(convert))
+    case .dict(let items): return .dict(try items.map { (try convert($0.0), try convert($0.1)) })
+    case .object(let type, let items):
+      return .object(
+        type: type, attributes: try items.map { (try convert($0.0), try convert($0.1)) })
+    case .global(let name): throw fail("a bare global '\(name)' is not data")
+    case .storage: throw fail("a bare storage is not data")
+    }
+  }
+}

@@ -135,27 +135,45 @@ public struct RandomGenerator: Sendable, Equatable {
   }
 }
 
-/// The process-wide generator behind `randn`, `rand`, dropout and shuffling; `seed(n)` fixes
-/// every draw after it.
+/// The process-wide generator behind `randn`, `rand`, initialisation, dropout and shuffling;
+/// `seed(n)` fixes every draw after it. `withSeed` gives a task its own stream for a scope
+/// (tests running in parallel, or a run that must not disturb the session's stream).
 public enum Random {
-  private static let lock = NSLock()
-  nonisolated(unsafe) private static var generator = RandomGenerator(seed: 0)
+  /// A generator shared by the code of one scope.
+  final class Stream: @unchecked Sendable {
+    let lock = NSLock()
+    var generator: RandomGenerator
+    init(_ generator: RandomGenerator) { self.generator = generator }
 
-  /// Restarts the global stream from `seed`.
+    func with<R>(_ body: (inout RandomGenerator) throws -> R) rethrows -> R {
+      lock.lock()
+      defer { lock.unlock() }
+      return try body(&generator)
+    }
+  }
+
+  private static let global = Stream(RandomGenerator(seed: 0))
+  @TaskLocal private static var scoped: Stream?
+
+  private static var current: Stream { scoped ?? global }
+
+  /// Restarts the current stream from `seed`.
   public static func seed(_ seed: UInt64) {
-    lock.lock()
-    generator = RandomGenerator(seed: seed)
-    lock.unlock()
+    current.with { $0 = RandomGenerator(seed: seed) }
   }
 
-  /// Calls `body` with exclusive access to the global generator.
+  /// Runs `body` with a stream of its own, started from `seed`; draws inside do not touch the
+  /// global stream.
+  public static func withSeed<R>(_ seed: UInt64, _ body: () throws -> R) rethrows -> R {
+    try $scoped.withValue(Stream(RandomGenerator(seed: seed))) { try body() }
+  }
+
+  /// Calls `body` with exclusive access to the current generator.
   public static func withGenerator<R>(_ body: (inout RandomGenerator) throws -> R) rethrows -> R {
-    lock.lock()
-    defer { lock.unlock() }
-    return try body(&generator)
+    try current.with(body)
   }
 
-  /// The global generator's state (for checkpoints) and its restoration.
+  /// The current generator's state (for checkpoints) and its restoration.
   public static var state: [UInt64] {
     get { withGenerator { $0.state } }
     set { withGenerator { $0.state = newValue } }

@@ -62,7 +62,7 @@ let package = Package(
     .target(name: "ScriptCore", dependencies: ["CSystem"]),
 
     // The one bridge between the language and the library: builtins registered by name.
-    .target(name: "ScriptLibrary", dependencies: ["ScriptCore", "TensorCore"]),
+    .target(name: "ScriptLibrary", dependencies: ["ScriptCore", "TensorCore", "NN", "Optim"]),
 
     // The command line and the REPL: thin, over ScriptLibrary.
     .executableTarget(

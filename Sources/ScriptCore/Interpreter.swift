@@ -377,9 +377,15 @@ public final class Interpreter: CallContext {
       }
     case .function(let function):
       return try callFunction(function, positional, keywords, range)
+    case .object(let object):
+      guard let builtin = registry.calls[object.typeName] else { break }
+      return try call(
+        .builtin(builtin), positional: [(callee, range)] + positional, keywords: keywords, at: range
+      )
     default:
-      throw ScriptError(.type, "\(callee.typeName) is not callable", at: range)
+      break
     }
+    throw ScriptError(.type, "\(callee.typeName) is not callable", at: range)
   }
 
   private func callFunction(

@@ -269,6 +269,8 @@ public final class Registry: @unchecked Sendable {
   var indexSetters: [String: (ScriptObject, [IndexValue], Value) throws -> Void] = [:]
   var iterators: [String: (ScriptObject) throws -> [Value]] = [:]
   var numberConversions: [String: (ScriptObject) throws -> Double?] = [:]
+  /// What `x(...)` does for a callable library type: a builtin whose first parameter is `x`.
+  public private(set) var calls: [String: Builtin] = [:]
 
   public init() {}
 
@@ -323,6 +325,9 @@ public final class Registry: @unchecked Sendable {
   ) {
     numberConversions[typeName] = convert
   }
+
+  /// Makes values of a library type callable: `x(a, b)` calls `builtin(x, a, b)`.
+  public func registerCall(_ typeName: String, _ builtin: Builtin) { calls[typeName] = builtin }
 
   /// Every name completion may offer for `x.` on a value of this type.
   public func attributeNames(of typeName: String) -> [String] {

@@ -8,6 +8,7 @@ public enum Library {
     let registry = Registry()
     CoreBuiltins.register(in: registry)
     TensorBuiltins.register(in: registry)
+    ModelBuiltins.register(in: registry)
     return registry
   }
 }

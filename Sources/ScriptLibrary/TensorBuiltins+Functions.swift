@@ -398,16 +398,18 @@ extension TensorBuiltins {
       "save",
       [
         BuiltinParameter("path", .string),
-        BuiltinParameter("value", .oneOf([.object("Tensor"), .record])),
+        BuiltinParameter("value", .oneOf([.object("Tensor"), .record, .object("Model")])),
       ],
       doc: "Writes by the extension: a tensor to .npy, a Record of tensors to .npz or "
-        + ".safetensors (a single tensor there is stored as 'tensor'). Always atomically: a "
-        + "temporary file, then a rename."
+        + ".safetensors (a single tensor there is stored as 'tensor'), a Model's parameters and "
+        + "buffers (its state dict) to .safetensors or .npz. Always atomically: a temporary "
+        + "file, then a rename."
     ) { args, _ in
       let path = args.string("path")
       var named: [(String, Tensor)] = []
       switch args["value"] {
       case .object(let o as TensorObject): named = [("tensor", o.tensor)]
+      case .object(let o as ModelObject): named = o.module.stateDict().map { ($0.name, $0.tensor) }
       case .record(let box):
         for (key, value) in box.entries {
           guard case .object(let o as TensorObject) = value else {

@@ -70,7 +70,8 @@ let package = Package(
 
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(
-      name: "SkellabBench", dependencies: ["TensorCore", "CBLAS"], path: "Sources/SkellabBench"),
+      name: "SkellabBench", dependencies: ["TensorCore", "NN", "Optim", "CBLAS"],
+      path: "Sources/SkellabBench"),
 
     // Shared test helpers: fixture reader, finite-difference gradient check, comparisons.
     .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),

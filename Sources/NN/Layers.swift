@@ -18,9 +18,7 @@ public final class Linear: Module {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    let product = try x.matmul(weight.value.transposed())
-    guard let bias else { return product }
-    return try product + bias.value
+    try Tensor.linear(x, weight: weight.value, bias: bias?.value)
   }
 }
 
@@ -67,6 +65,13 @@ public final class Attention: Module {
     guard x.rank == 3 else {
       throw TensorError("attention", "expects [B, N, D], got \(shapeString(x.shape))")
     }
+    // Fused and blocked (Tensor+Attention.swift); `composedAttention` is its oracle.
+    return try proj(Tensor.packedAttention(qkv(x), heads: heads))
+  }
+
+  /// The same attention from separate ops (permute, q·kᵀ·scale, softmax, ·v): the reference
+  /// the fused kernel is tested against.
+  public func composedAttention(_ x: Tensor) throws -> Tensor {
     let (b, n, d) = (x.shape[0], x.shape[1], x.shape[2])
     let hd = d / heads
     // [B, N, 3, H, hd] -> [3, B, H, N, hd]

@@ -1,6 +1,7 @@
 // skellab-bench: release-mode kernel benchmark.
 //
 //   swift run -c release skellab-bench [--threads 2] [--iters 50] [--torch ops.jsonl]
+//   swift run -c release skellab-bench model ...   (whole models; see ModelBench.swift)
 //
 // Prints GFLOP/s of TensorCore's matmul path next to raw cblas_sgemm at transformer shapes,
 // and the median forward+backward time of layer_norm, gelu, softmax and linear in the shapes
@@ -146,6 +147,9 @@ func run(_ options: Options) throws {
   print(String(format: "\npeak RSS %.0f MB", peakRSSMegabytes()))
 }
 
+if CommandLine.arguments.dropFirst().first == "model" {
+  exit(runModelBench(Array(CommandLine.arguments.dropFirst(2))))
+}
 guard let options = parseOptions() else {
   FileHandle.standardError.write(
     Data("usage: skellab-bench [--threads N] [--iters N] [--torch ops.jsonl]\n".utf8))

@@ -146,3 +146,60 @@ package func sgemm(
     CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
     Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
+
+extension Tensor {
+  /// `x · weightᵀ + bias` on the last axis (`torch.nn.functional.linear`): `[..., in]` with
+  /// weight `[out, in]` -> `[..., out]`. One product with the bias preloaded into the output
+  /// (beta = 1), so no separate pass adds it; the backward is three products and a column sum.
+  public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+    guard x.rank >= 1, weight.rank == 2, x.shape[x.rank - 1] == weight.shape[1],
+      bias.map({ $0.shape == [weight.shape[0]] }) ?? true
+    else {
+      throw TensorError(
+        "linear",
+        "input \(shapeString(x.shape)), weight \(shapeString(weight.shape))"
+          + (bias.map { " and bias \(shapeString($0.shape))" } ?? "")
+          + " do not fit [..., in] · [out, in]ᵀ + [out]")
+    }
+    let (inputs, outputs) = (weight.shape[1], weight.shape[0])
+    let rows = x.count / Swift.max(inputs, 1)
+    let dense = x.contiguous()
+    let w = weight.contiguous()
+    let b = bias?.contiguous()
+    let out = Tensor(validShape: Array(x.shape.dropLast()) + [outputs]) { dst in
+      if let b {
+        let source = b.storage.base + b.offset
+        for r in 0..<rows { (dst + r * outputs).update(from: source, count: outputs) }
+      }
+      sgemm(
+        transA: false, transB: true, m: rows, n: outputs, k: inputs,
+        a: dense.storage.base + dense.offset, lda: inputs, b: w.storage.base + w.offset,
+        ldb: inputs, c: dst, ldc: outputs, beta: b == nil ? 0 : 1)
+    }
+    let inputShape = x.shape
+    return Autograd.record("linear", out, bias.map { [x, weight, $0] } ?? [x, weight]) { g in
+      let gc = g.contiguous()
+      let gp = gc.storage.base + gc.offset
+      let dx =
+        x.requiresGrad
+        ? Tensor(validShape: inputShape) { dst in
+          sgemm(
+            transA: false, transB: false, m: rows, n: inputs, k: outputs, a: gp, lda: outputs,
+            b: w.storage.base + w.offset, ldb: inputs, c: dst, ldc: inputs)
+        } : nil
+      let dw =
+        weight.requiresGrad
+        ? Tensor(validShape: [outputs, inputs]) { dst in
+          sgemm(
+            transA: true, transB: false, m: outputs, n: inputs, k: rows, a: gp, lda: outputs,
+            b: dense.storage.base + dense.offset, ldb: inputs, c: dst, ldc: inputs)
+        } : nil
+      var grads: [Tensor?] = [dx, dw]
+      if let bias {
+        grads.append(
+          bias.requiresGrad ? try gc.reshaped([rows, outputs]).sum(axes: [0]) : nil)
+      }
+      return grads
+    }
+  }
+}

@@ -102,3 +102,28 @@ struct MatmulTests {
     #expect(try Tensor.ones([2, 0]).matmul(Tensor.ones([0, 2])).scalars == [0, 0, 0, 0])
   }
 }
+
+@Suite("Fused linear")
+struct LinearOpTests {
+  @Test func linearEqualsMatmulPlusBiasWithGradients() throws {
+    let x = try sampleTensor([2, 3, 5], seed: 1)
+    let w = try sampleTensor([4, 5], seed: 2)
+    let b = try sampleTensor([4], seed: 3)
+    let fused = try Tensor.linear(x, weight: w, bias: b)
+    let composed = try x.matmul(w.transposed()) + b
+    expectClose(fused, composed, rtol: 1e-6, atol: 1e-6, "linear")
+    expectClose(try Tensor.linear(x, weight: w, bias: nil), try x.matmul(w.transposed()), "no bias")
+    try checkGradients([x, w, b], "linear") { t in try Tensor.linear(t[0], weight: t[1], bias: t[2])
+    }
+    try checkGradients([x.transposed(), w], "linear of a view") { t in
+      try Tensor.linear(t[0].transposed(), weight: t[1], bias: nil)
+    }
+    let error = #expect(throws: TensorError.self) {
+      try Tensor.linear(x, weight: Tensor.zeros([4, 6]), bias: b)
+    }
+    #expect(
+      error?.description
+        == "[linear] input [2, 3, 5], weight [4, 6] and bias [4] do not fit [..., in] · [out, in]ᵀ + [out]"
+    )
+  }
+}

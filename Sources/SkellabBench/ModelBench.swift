@@ -1,0 +1,303 @@
+// skellab-bench model: whole-model steps against shared/bench/bench.py.
+//
+//   skellab-bench model [--configs tiny,small] [--modes mamp_train,encode] [--threads 2]
+//                       [--iters N] [--torch torch.jsonl]
+//
+// Each (config, mode) runs in a fresh child process so that its peak RSS is its own, and prints
+// one JSON line (median ms per step, sequences/s, peak RSS). With --torch (bench.py's --out
+// file from the same session), a table of the ratios SkelLab/PyTorch for PyTorch's `sdpa` and
+// `math` attention follows (below 1 means SkelLab is faster).
+import Foundation
+import NN
+import Optim
+import TensorCore
+
+/// The configurations of shared/bench/model.py.
+let benchConfigs:
+  [String: (dim: Int, depth: Int, heads: Int, decoderDepth: Int, frames: Int, batch: Int)] = [
+    "tiny": (64, 2, 4, 1, 32, 16),
+    "small": (128, 4, 4, 2, 64, 32),
+    "paper": (256, 8, 8, 3, 120, 8),
+  ]
+
+/// MAMP's pretraining model: encoder and decoder with their names side by side.
+final class MAMPBenchModel: Module {
+  let encoder: Encoder
+  let decoder: Decoder
+
+  init(dim: Int, depth: Int, heads: Int, decoderDepth: Int, frames: Int) throws {
+    encoder = try Encoder(flavor: .mamp, dimension: dim, depth: depth, heads: heads, frames: frames)
+    decoder = try Decoder(
+      encoderDimension: dim, dimension: dim, depth: decoderDepth, heads: heads,
+      segments: encoder.segments, joints: 25, head: .motion(outputs: 12))
+    super.init()
+    child("", encoder)
+    child("", decoder)
+  }
+}
+
+/// Random masking as the references do it (argsort of uniform noise; ratio 0.9).
+func randomMasking(batch: Int, tokens: Int, ratio: Double) throws -> (
+  keep: Tensor, restore: Tensor, mask: Tensor
+) {
+  let kept = Int(Double(tokens) * (1 - ratio))
+  var keep = [Float]()
+  var restore = [Float](repeating: 0, count: batch * tokens)
+  var mask = [Float](repeating: 1, count: batch * tokens)
+  try Random.withGenerator { generator in
+    for b in 0..<batch {
+      let noise = (0..<tokens).map { _ in generator.nextFloat() }
+      let order = (0..<tokens).sorted { noise[$0] < noise[$1] }
+      for (rank, token) in order.enumerated() {
+        restore[b * tokens + token] = Float(rank)
+        if rank < kept {
+          keep.append(Float(token))
+          mask[b * tokens + token] = 0
+        }
+      }
+    }
+    _ = try generator.nextInt(below: 1)
+  }
+  return (
+    try Tensor(shape: [batch, kept], scalars: keep),
+    try Tensor(shape: [batch, tokens], scalars: restore),
+    try Tensor(shape: [batch, tokens], scalars: mask)
+  )
+}
+
+/// MAMP's motion target: frame differences, patchified (u, c) per token, standardised with
+/// the unbiased variance.
+func motionTarget(_ x: Tensor, segment: Int) throws -> Tensor {
+  let (b, t, j, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+  let motion = try Tensor.concat(
+    [try x[.all, .range(1, nil, 1)] - x[.all, .range(nil, t - 1, 1)], Tensor.zeros([b, 1, j, c])],
+    axis: 1)
+  let y = try motion.reshaped([b, t / segment, segment, j, c]).permuted([0, 1, 3, 2, 4])
+    .contiguous().reshaped([b, t / segment * j, segment * c])
+  let mean = try y.mean(axes: [-1], keepDim: true)
+  let variance = try y.variance(axes: [-1], keepDim: true, unbiased: true)
+  return try (y - mean) / (variance + 1e-6).sqrt()
+}
+
+func runSingle(config: String, mode: String, iterations: Int?) throws -> [String: Any] {
+  guard let c = benchConfigs[config] else { throw TensorError("bench", "unknown config \(config)") }
+  Random.seed(0)
+  let x = try Tensor.randn([c.batch, c.frames, 25, 3])
+  let (warmup, defaultIterations) =
+    config == "tiny" ? (5, 30) : config == "small" ? (3, 15) : (2, 8)
+  let iters = iterations ?? defaultIterations
+  var step: () throws -> Void
+  var parameterCount = 0
+  switch mode {
+  case "encode":
+    let encoder = try Encoder(
+      flavor: .skeleton2vec, dimension: c.dim, depth: c.depth, heads: c.heads, frames: c.frames,
+      segment: 4)
+    encoder.setTraining(false)
+    parameterCount = encoder.parameterCount
+    step = { _ = try Autograd.noGrad { try encoder(x) } }
+  case "mamp_train":
+    let model = try MAMPBenchModel(
+      dim: c.dim, depth: c.depth, heads: c.heads, decoderDepth: c.decoderDepth, frames: c.frames)
+    parameterCount = model.parameterCount
+    let optimizer = try AdamW(
+      groups: ParameterGroup.groups(model, weightDecay: 0.05), learningRate: 1e-3, beta2: 0.95)
+    let tokens = model.encoder.tokenCount
+    step = {
+      let target = try Autograd.noGrad { try motionTarget(x, segment: 4) }
+      let (keep, restore, mask) = try randomMasking(batch: c.batch, tokens: tokens, ratio: 0.9)
+      let visible = try model.encoder.forwardWithHidden(x, keep: keep).tokens
+      let prediction = try model.decoder(visible, restore: restore)
+      let d = try prediction - target
+      let perToken = try (d * d).mean(axes: [-1])
+      let loss = try (perToken * mask).sum() * (1 / (try mask.sum().item()))
+      optimizer.zeroGrad()
+      try loss.backward()
+      try optimizer.step()
+    }
+  default:
+    throw TensorError("bench", "unknown mode \(mode)")
+  }
+  for _ in 0..<warmup { try step() }
+  var times: [Double] = []
+  for _ in 0..<iters {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try step()
+    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+  }
+  times.sort()
+  let median = times[times.count / 2]
+  return [
+    "config": config, "mode": mode, "threads": Threading.threadCount, "batch": c.batch,
+    "params": parameterCount, "median_ms": (median * 1000).rounded() / 1000,
+    "min_ms": (times[0] * 1000).rounded() / 1000, "n": iters,
+    "seq_per_s": (Double(c.batch) / median * 1e5).rounded() / 100,
+    "peak_rss_mb": (peakRSSMegabytes() * 10).rounded() / 10,
+  ]
+}
+
+/// PyTorch's median ms per (config, mode, attn) from bench.py's JSON lines.
+func loadTorchSteps(_ path: String) throws -> [String: (ms: Double, rss: Double, floor: Double)] {
+  var result: [String: (Double, Double, Double)] = [:]
+  for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+    guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+      let config = o["config"] as? String, let mode = o["mode"] as? String,
+      let attn = o["attn"] as? String, let ms = o["median_ms"] as? Double
+    else { continue }
+    result["\(config)/\(mode)/\(attn)"] = (
+      ms, o["peak_rss_mb"] as? Double ?? 0, o["rss_after_import_mb"] as? Double ?? 0
+    )
+  }
+  return result
+}
+
+func runModelBench(_ arguments: [String]) -> Int32 {
+  var configs = ["tiny", "small"]
+  var modes = ["mamp_train", "encode"]
+  var threads = 2
+  var iterations: Int?
+  var torchPath: String?
+  var single: (String, String)?
+  var rest = arguments[...]
+  while let flag = rest.popFirst() {
+    switch flag {
+    case "--configs": configs = rest.popFirst()?.split(separator: ",").map(String.init) ?? []
+    case "--modes": modes = rest.popFirst()?.split(separator: ",").map(String.init) ?? []
+    case "--threads": threads = rest.popFirst().flatMap(Int.init) ?? 2
+    case "--iters": iterations = rest.popFirst().flatMap(Int.init)
+    case "--torch": torchPath = rest.popFirst()
+    case "--pieces":
+      try? Threading.setThreadCount(threads)
+      try? profileAttentionPieces()
+      return 0
+    case "--profile":
+      guard let c = rest.popFirst() else { return 2 }
+      do {
+        try Threading.setThreadCount(threads)
+        try profileEncode(config: c, iterations: iterations ?? 10)
+      } catch {
+        FileHandle.standardError.write(Data("skellab-bench model: \(error)\n".utf8))
+        return 1
+      }
+      return 0
+    case "--single":
+      guard let c = rest.popFirst(), let m = rest.popFirst() else { return 2 }
+      single = (c, m)
+    default:
+      FileHandle.standardError.write(Data("skellab-bench model: unknown flag \(flag)\n".utf8))
+      return 2
+    }
+  }
+  do {
+    try Threading.setThreadCount(threads)
+    if let (config, mode) = single {
+      let result = try runSingle(config: config, mode: mode, iterations: iterations)
+      let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+      print(String(decoding: json, as: UTF8.self))
+      return 0
+    }
+    let torch = try torchPath.map(loadTorchSteps) ?? [:]
+    var rows: [String] = []
+    for config in configs {
+      for mode in modes {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+        child.arguments =
+          ["model", "--single", config, mode, "--threads", String(threads)]
+          + (iterations.map { ["--iters", String($0)] } ?? [])
+        let pipe = Pipe()
+        child.standardOutput = pipe
+        try child.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        child.waitUntilExit()
+        let line = String(decoding: output, as: UTF8.self).trimmingCharacters(
+          in: .whitespacesAndNewlines)
+        print(line)
+        guard child.terminationStatus == 0,
+          let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+          let ms = o["median_ms"] as? Double, let rss = o["peak_rss_mb"] as? Double
+        else { continue }
+        var row = String(format: "%-6@ %-11@ %9.1f ms %7.0f MB", config, mode, ms, rss)
+        for attn in ["sdpa", "math"] {
+          if let t = torch["\(config)/\(mode)/\(attn)"] {
+            row += String(
+              format: "   %@ %8.1f ms ratio %.2f (torch RSS %4.0f MB, %4.0f over import)", attn,
+              t.ms, ms / t.ms, t.rss, t.rss - t.floor)
+          }
+        }
+        rows.append(row)
+      }
+    }
+    if !rows.isEmpty {
+      print("\nconfig mode        SkelLab      peak RSS   vs PyTorch (ratio = SkelLab/PyTorch)")
+      rows.forEach { print($0) }
+    }
+    return 0
+  } catch {
+    FileHandle.standardError.write(Data("skellab-bench model: \(error)\n".utf8))
+    return 1
+  }
+}
+
+/// Per-op times of one encoder forward (inference) at a config: where the time goes.
+func profileEncode(config: String, iterations: Int) throws {
+  guard let c = benchConfigs[config] else { throw TensorError("bench", "unknown config \(config)") }
+  Random.seed(0)
+  let x = try Tensor.randn([c.batch, c.frames, 25, 3])
+  let encoder = try Encoder(
+    flavor: .skeleton2vec, dimension: c.dim, depth: c.depth, heads: c.heads, frames: c.frames,
+    segment: 4)
+  var totals: [String: Double] = [:]
+  var order: [String] = []
+  func time<R>(_ label: String, _ body: () throws -> R) rethrows -> R {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let result = try body()
+    if totals[label] == nil { order.append(label) }
+    totals[label, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+    return result
+  }
+  for iteration in 0..<(iterations + 2) {
+    if iteration == 2 {
+      totals = [:]
+      order = []
+    }
+    try Autograd.noGrad {
+      var h = try time("embed") { try encoder.embed(x) }
+      for block in encoder.blocks {
+        let a = try time("norm1") { try block.norm1(h) }
+        let packed = try time("qkv") { try block.attn.qkv(a) }
+        let attended = try time("attention") { try Tensor.packedAttention(packed, heads: c.heads) }
+        var o = try time("proj") { try block.attn.proj(attended) }
+        o = try time("scale+add") { try h + o * (block.gamma1?.value ?? Tensor(1)) }
+        let m = try time("norm2") { try block.norm2(o) }
+        let f = try time("fc1") { try block.mlp.fc1(m) }
+        let g = try time("gelu") { f.gelu() }
+        let f2 = try time("fc2") { try block.mlp.fc2(g) }
+        h = try time("scale+add") { try o + f2 * (block.gamma2?.value ?? Tensor(1)) }
+      }
+      _ = try time("norm") { try encoder.norm(h) }
+    }
+  }
+  let total = totals.values.reduce(0, +) / Double(iterations)
+  print(String(format: "encode %@: %.1f ms per step", config, total))
+  for label in order {
+    let ms = (totals[label] ?? 0) / Double(iterations)
+    print(String(format: "  %-10@ %8.2f ms  %5.1f%%", label, ms, 100 * ms / total))
+  }
+}
+
+/// Scratch timing of the attention pieces at the small config (development aid).
+func profileAttentionPieces() throws {
+  let q = try Tensor.randn([128, 400, 32])
+  let k = try Tensor.randn([128, 400, 32])
+  let s = try Tensor.randn([128, 400, 400])
+  let gemm = medianMilliseconds(10) { _ = try? q.matmul(k.transposed()) }
+  let pv = medianMilliseconds(10) { _ = try? s.matmul(q) }
+  let softmax = medianMilliseconds(10) { _ = try? s.softmax(axis: -1) }
+  let qkv = try Tensor.randn([32, 400, 384])
+  let fused = medianMilliseconds(10) { _ = try? Tensor.packedAttention(qkv, heads: 4) }
+  print(
+    String(
+      format: "q·kᵀ %.1f ms, p·v %.1f ms, softmax %.1f ms, fused %.1f ms", gemm, pv, softmax, fused)
+  )
+}

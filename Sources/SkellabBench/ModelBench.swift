@@ -271,7 +271,7 @@ func profileEncode(config: String, iterations: Int) throws {
         o = try time("scale+add") { try h + o * (block.gamma1?.value ?? Tensor(1)) }
         let m = try time("norm2") { try block.norm2(o) }
         let f = try time("fc1") { try block.mlp.fc1(m) }
-        let g = try time("gelu") { f.gelu() }
+        let g = time("gelu") { f.gelu() }
         let f2 = try time("fc2") { try block.mlp.fc2(g) }
         h = try time("scale+add") { try o + f2 * (block.gamma2?.value ?? Tensor(1)) }
       }

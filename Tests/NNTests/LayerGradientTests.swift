@@ -161,3 +161,32 @@ struct LayerGradientTests {
     #expect(maxAbsDifference(try bidirectional(x), output) > 1e-3)
   }
 }
+
+@Suite("Model gradients")
+struct ModelGradientTests {
+  @Test func decoderGradientsForVisibleTokensAndEveryParameter() throws {
+    let decoder = try Decoder(
+      encoderDimension: 6, dimension: 4, depth: 1, heads: 2, segments: 2, joints: 2,
+      head: .motion(outputs: 3), layerScale: 0.5)
+    try randomize(decoder, seed: 31)
+    let restore = try Tensor(shape: [2, 4], scalars: [2, 0, 3, 1, 1, 3, 0, 2])
+    try checkModuleGradients(decoder, inputs: [sampleTensor([2, 2, 6], seed: 32)], "decoder") {
+      try decoder($0[0], restore: restore)
+    }
+  }
+
+  @Test func classifierHeadsGradients() throws {
+    for head in Classifier.HeadKind.allCases {
+      let encoder = try Encoder(dimension: 4, depth: 1, heads: 2, segment: 2, frames: 2, joints: 2)
+      let classifier = try Classifier(
+        encoder: encoder, classes: 3, head: head, hidden: 5, dropout: 0)
+      try randomize(classifier, seed: 33)
+      // Batch statistics (training mode) are deterministic; dropout is off. The probe's
+      // BatchNorm over few samples is strongly curved, so the difference step is small.
+      try checkModuleGradients(
+        classifier, inputs: [sampleTensor([8, 3, 2, 2, 2], seed: 34)], eps: 2e-3, rtol: 3e-2,
+        atol: 2e-3, "classifier \(head)"
+      ) { try classifier($0[0]) }
+    }
+  }
+}

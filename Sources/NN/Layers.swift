@@ -20,6 +20,18 @@ public final class Linear: Module {
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     try Tensor.linear(x, weight: weight.value, bias: bias?.value)
   }
+
+  /// `residual + scale ⊙ (x · weightᵀ + bias)` in one product: the scale (LayerScale γ) is
+  /// folded into the weight rows and the bias, the residual into the output buffer.
+  public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
+  {
+    guard let scale else {
+      return try Tensor.linear(x, weight: weight.value, bias: bias?.value, adding: residual)
+    }
+    let scaledWeight = try weight.value * scale.reshaped([-1, 1])
+    let scaledBias = try bias.map { try $0.value * scale }
+    return try Tensor.linear(x, weight: scaledWeight, bias: scaledBias, adding: residual)
+  }
 }
 
 /// Layer normalisation over the last axis with learnable weight and bias: `[..., D]`.
@@ -69,6 +81,15 @@ public final class Attention: Module {
     return try proj(Tensor.packedAttention(qkv(x), heads: heads))
   }
 
+  /// `residual + scale ⊙ attn(x)`, the output projection fused with the residual connection.
+  public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
+  {
+    guard x.rank == 3 else {
+      throw TensorError("attention", "expects [B, N, D], got \(shapeString(x.shape))")
+    }
+    return try proj(Tensor.packedAttention(qkv(x), heads: heads), scale: scale, adding: residual)
+  }
+
   /// The same attention from separate ops (permute, q·kᵀ·scale, softmax, ·v): the reference
   /// the fused kernel is tested against.
   public func composedAttention(_ x: Tensor) throws -> Tensor {
@@ -100,6 +121,12 @@ public final class MLP: Module {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(fc1(x).gelu()) }
+
+  /// `residual + scale ⊙ mlp(x)`, the second product fused with the residual connection.
+  public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
+  {
+    try fc2(fc1(x).gelu(), scale: scale, adding: residual)
+  }
 }
 
 /// The pre-norm transformer block: `x + DropPath(γ1·attn(norm1(x)))`, then
@@ -138,12 +165,17 @@ public final class Block: Module {
   }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    var a = try attn(norm1(x))
-    if let gamma1 { a = try a * gamma1.value }
-    let h = try x + dropPath(a)
-    var m = try mlp(norm2(h))
-    if let gamma2 { m = try m * gamma2.value }
-    return try h + dropPath(m)
+    if dropPath.training && dropPath.probability > 0 {
+      var a = try attn(norm1(x))
+      if let gamma1 { a = try a * gamma1.value }
+      let h = try x + dropPath(a)
+      var m = try mlp(norm2(h))
+      if let gamma2 { m = try m * gamma2.value }
+      return try h + dropPath(m)
+    }
+    // Without drop path, LayerScale and the residual additions fold into the output products.
+    let h = try attn(norm1(x), scale: gamma1?.value, adding: x)
+    return try mlp(norm2(h), scale: gamma2?.value, adding: h)
   }
 }
 

@@ -88,6 +88,7 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
   let iters = iterations ?? defaultIterations
   var step: () throws -> Void
   var parameterCount = 0
+  var stages: [String: [Double]] = [:]
   switch mode {
   case "encode":
     let encoder = try Encoder(
@@ -103,17 +104,27 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     let optimizer = try AdamW(
       groups: ParameterGroup.groups(model, weightDecay: 0.05), learningRate: 1e-3, beta2: 0.95)
     let tokens = model.encoder.tokenCount
+    stages = ["inputs": [], "student_fwd": [], "backward": [], "optimizer": []]
     step = {
+      let t0 = DispatchTime.now().uptimeNanoseconds
       let target = try Autograd.noGrad { try motionTarget(x, segment: 4) }
       let (keep, restore, mask) = try randomMasking(batch: c.batch, tokens: tokens, ratio: 0.9)
+      let t1 = DispatchTime.now().uptimeNanoseconds
       let visible = try model.encoder.forwardWithHidden(x, keep: keep).tokens
       let prediction = try model.decoder(visible, restore: restore)
       let d = try prediction - target
       let perToken = try (d * d).mean(axes: [-1])
       let loss = try (perToken * mask).sum() * (1 / (try mask.sum().item()))
+      let t2 = DispatchTime.now().uptimeNanoseconds
       optimizer.zeroGrad()
       try loss.backward()
+      let t3 = DispatchTime.now().uptimeNanoseconds
       try optimizer.step()
+      let t4 = DispatchTime.now().uptimeNanoseconds
+      stages["inputs"]?.append(Double(t1 - t0) / 1e6)
+      stages["student_fwd"]?.append(Double(t2 - t1) / 1e6)
+      stages["backward"]?.append(Double(t3 - t2) / 1e6)
+      stages["optimizer"]?.append(Double(t4 - t3) / 1e6)
     }
   default:
     throw TensorError("bench", "unknown mode \(mode)")
@@ -127,7 +138,13 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
   }
   times.sort()
   let median = times[times.count / 2]
+  var stageMedians: [String: Double] = [:]
+  for (name, values) in stages where !values.isEmpty {
+    let recent = values.suffix(iters).sorted()
+    stageMedians[name] = (recent[recent.count / 2] * 1000).rounded() / 1000
+  }
   return [
+    "stage_median_ms": stageMedians,
     "config": config, "mode": mode, "threads": Threading.threadCount, "batch": c.batch,
     "params": parameterCount, "median_ms": (median * 1000).rounded() / 1000,
     "min_ms": (times[0] * 1000).rounded() / 1000, "n": iters,

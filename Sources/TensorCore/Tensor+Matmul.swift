@@ -152,6 +152,15 @@ extension Tensor {
   /// weight `[out, in]` -> `[..., out]`. One product with the bias preloaded into the output
   /// (beta = 1), so no separate pass adds it; the backward is three products and a column sum.
   public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+    try linear(x, weight: weight, bias: bias, adding: nil)
+  }
+
+  /// `residual + x · weightᵀ + bias`: the residual connection of a block folded into the same
+  /// product (the output buffer starts as residual + bias, then BLAS adds the product with
+  /// beta = 1), saving a pass over the activations.
+  public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor?)
+    throws -> Tensor
+  {
     guard x.rank >= 1, weight.rank == 2, x.shape[x.rank - 1] == weight.shape[1],
       bias.map({ $0.shape == [weight.shape[0]] }) ?? true
     else {
@@ -162,22 +171,42 @@ extension Tensor {
           + " do not fit [..., in] · [out, in]ᵀ + [out]")
     }
     let (inputs, outputs) = (weight.shape[1], weight.shape[0])
+    let outShape = Array(x.shape.dropLast()) + [outputs]
+    if let residual, residual.shape != outShape {
+      throw TensorError(
+        "linear",
+        "residual \(shapeString(residual.shape)) does not match the output \(shapeString(outShape))"
+      )
+    }
     let rows = x.count / Swift.max(inputs, 1)
     let dense = x.contiguous()
     let w = weight.contiguous()
     let b = bias?.contiguous()
-    let out = Tensor(validShape: Array(x.shape.dropLast()) + [outputs]) { dst in
-      if let b {
+    let r = residual?.contiguous()
+    let out = Tensor(validShape: outShape) { dst in
+      if let r {
+        (dst).update(from: r.storage.base + r.offset, count: rows * outputs)
+        if let b {
+          let source = b.storage.base + b.offset
+          for row in 0..<rows {
+            let target = dst + row * outputs
+            for j in 0..<outputs { target[j] += source[j] }
+          }
+        }
+      } else if let b {
         let source = b.storage.base + b.offset
-        for r in 0..<rows { (dst + r * outputs).update(from: source, count: outputs) }
+        for row in 0..<rows { (dst + row * outputs).update(from: source, count: outputs) }
       }
       sgemm(
         transA: false, transB: true, m: rows, n: outputs, k: inputs,
         a: dense.storage.base + dense.offset, lda: inputs, b: w.storage.base + w.offset,
-        ldb: inputs, c: dst, ldc: outputs, beta: b == nil ? 0 : 1)
+        ldb: inputs, c: dst, ldc: outputs, beta: b == nil && r == nil ? 0 : 1)
     }
     let inputShape = x.shape
-    return Autograd.record("linear", out, bias.map { [x, weight, $0] } ?? [x, weight]) { g in
+    var recorded: [Tensor] = [x, weight]
+    if let bias { recorded.append(bias) }
+    if let residual { recorded.append(residual) }
+    return Autograd.record("linear", out, recorded) { g in
       let gc = g.contiguous()
       let gp = gc.storage.base + gc.offset
       let dx =
@@ -199,6 +228,7 @@ extension Tensor {
         grads.append(
           bias.requiresGrad ? try gc.reshaped([rows, outputs]).sum(axes: [0]) : nil)
       }
+      if residual != nil { grads.append(gc) }
       return grads
     }
   }

@@ -118,6 +118,19 @@ struct LinearOpTests {
     try checkGradients([x.transposed(), w], "linear of a view") { t in
       try Tensor.linear(t[0].transposed(), weight: t[1], bias: nil)
     }
+    let residual = try sampleTensor([2, 3, 4], seed: 4)
+    expectClose(
+      try Tensor.linear(x, weight: w, bias: b, adding: residual), try composed + residual,
+      rtol: 1e-6, atol: 1e-6, "linear + residual")
+    try checkGradients([x, w, b, residual], "linear + residual") { t in
+      try Tensor.linear(t[0], weight: t[1], bias: t[2], adding: t[3])
+    }
+    try checkGradients([x, w, residual], "linear + residual, no bias") { t in
+      try Tensor.linear(t[0], weight: t[1], bias: nil, adding: t[2])
+    }
+    #expect(throws: TensorError.self) {
+      try Tensor.linear(x, weight: w, bias: b, adding: Tensor.zeros([2, 4]))
+    }
     let error = #expect(throws: TensorError.self) {
       try Tensor.linear(x, weight: Tensor.zeros([4, 6]), bias: b)
     }

@@ -55,6 +55,9 @@ let package = Package(
     // Layers and models over TensorCore, named as the PyTorch state dicts.
     .target(name: "NN", dependencies: ["TensorCore"]),
 
+    // Skeleton data: readers of the real formats, the synthetic dataset, transforms, loaders.
+    .target(name: "SkeletonData", dependencies: ["TensorCore"]),
+
     // Optimisers, schedules, EMA and checkpoints.
     .target(name: "Optim", dependencies: ["NN", "TensorCore"]),
 
@@ -78,6 +81,8 @@ let package = Package(
     .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
     .testTarget(name: "ScriptCoreTests", dependencies: ["ScriptCore"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"]),
+    .testTarget(
+      name: "SkeletonDataTests", dependencies: ["SkeletonData", "TensorCore", "TestSupport"]),
     .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
     .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),

@@ -130,20 +130,17 @@ struct TransformTests {
     let x = try sampleTensor([3, 20, 25, 2], seed: 5)
     #expect(try Transforms.shear(x, generator: &generator).shape == x.shape)
     let corrupted = try Transforms.jointCorruption(x, generator: &generator)
-    let changed = (0..<25).filter { j in
-      (try? (corrupted[.all, .all, .index(j)] - x[.all, .all, .index(j)]).abs().max().item() ?? 0)
-        ?? 0 > 0
+    /// The largest absolute value of `t` (throws on a failed slice).
+    func peak(_ t: Tensor) throws -> Float { try t.abs().max().item() }
+    let changed = try (0..<25).filter { j in
+      try peak(corrupted[.all, .all, .index(j)] - x[.all, .all, .index(j)]) > 0
     }
     #expect(changed.count == 15)
     let occluded = try Transforms.occludeTime(x, length: 20, ratio: 0.5, generator: &generator)
-    let zeroFrames = (0..<20).filter { f in
-      (try? occluded[.all, .index(f)].abs().max().item() ?? 1) == 0
-    }
-    #expect(zeroFrames.count == 10 && zeroFrames.last! - zeroFrames.first! == 9)
+    let zeroFrames = try (0..<20).filter { f in try peak(occluded[.all, .index(f)]) == 0 }
+    #expect(zeroFrames.count == 10 && (zeroFrames.last ?? 0) - (zeroFrames.first ?? 0) == 9)
     let parts = try Transforms.occludeParts(x, layout: .kinectV2, count: 2, generator: &generator)
-    let hidden = (0..<25).filter { j in
-      (try? parts[.all, .all, .index(j)].abs().max().item() ?? 1) == 0
-    }
+    let hidden = try (0..<25).filter { j in try peak(parts[.all, .all, .index(j)]) == 0 }
     #expect([8, 9, 10, 11].contains(hidden.count))
   }
 }

@@ -72,6 +72,23 @@ public enum TorchFile {
   }
 }
 
+/// Plain pickle files (`pickle.dump` of labels, PYSKL annotations) through the same restricted
+/// unpickler: containers, strings, numbers and NumPy arrays and scalars only.
+public enum PickleFile {
+  /// Reads and unpickles a plain pickle file.
+  public static func read(path: String) throws -> PickleValue {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw TensorError("pickle", "cannot read '\(path)' (missing or unreadable)")
+    }
+    do {
+      var unpickler = Unpickler(bytes: [UInt8](data), storages: [:])
+      return try unpickler.run()
+    } catch let error as TensorError {
+      throw TensorError("pickle", "\(path): \(error.message)")
+    }
+  }
+}
+
 /// The element types of PyTorch storages.
 private enum StorageType: String {
   case float = "FloatStorage", half = "HalfStorage", double = "DoubleStorage"
@@ -120,6 +137,10 @@ private struct Unpickler {
       case object(String, [(Box, Box)])
       /// An allowed callable or class, by its dotted name.
       case global(String)
+      /// A NumPy array under construction (`_reconstruct`, then BUILD with its state).
+      case ndarray
+      /// A NumPy dtype by its type string (`f4`, `i8`, …) and byte order.
+      case dtype(String, order: String)
       case storage(StorageType, key: String)
     }
     var kind: Kind
@@ -129,6 +150,8 @@ private struct Unpickler {
   static let allowedGlobals: Set<String> = [
     "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
     "torch._utils._rebuild_parameter", "argparse.Namespace",
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
+    "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
   ]
 
   let bytes: [UInt8]
@@ -353,6 +376,21 @@ private struct Unpickler {
       return Box(.dict([]))
     case "argparse.Namespace":
       return Box(.object("argparse.Namespace", []))
+    case "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct":
+      return Box(.ndarray)
+    case "numpy.ndarray":
+      return Box(.ndarray)
+    case "numpy.dtype":
+      guard case .value(.string(let code)) = args.first?.kind else {
+        throw fail("dtype without a type")
+      }
+      return Box(.dtype(code, order: "="))
+    case "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar":
+      guard args.count == 2, case .dtype(let code, let order) = args[0].kind,
+        case .value(.bytes(let raw)) = args[1].kind
+      else { throw fail("malformed NumPy scalar") }
+      let values = try NumPyData.decode(raw, code: code, order: order, count: 1, fail: fail)
+      return Box(.value(code.hasPrefix("f") ? .float(values[0]) : .int(Int(values[0]))))
     case "torch._utils._rebuild_parameter":
       guard let data = args.first else { throw fail("_rebuild_parameter without data") }
       return data
@@ -419,6 +457,60 @@ private struct Unpickler {
       target.kind = .object(type, existing + items)
     case .dict, .value(.tensor):
       return  // OrderedDict / tensor state (hooks, metadata): nothing to keep
+    case .dtype(let code, _):
+      // (version, byte order, subarray, names, fields, elsize, alignment, flags)
+      guard case .tuple(let items) = state.kind, items.count > 1,
+        case .value(.string(let order)) = items[1].kind
+      else { throw fail("malformed dtype state") }
+      target.kind = .dtype(code, order: order)
+    case .ndarray:
+      // (version, shape, dtype, is_fortran, raw data)
+      guard case .tuple(let items) = state.kind, items.count == 5,
+        case .tuple(let dims) = items[1].kind, case .dtype(let code, let order) = items[2].kind,
+        case .value(.bool(let fortran)) = items[3].kind
+      else { throw fail("malformed NumPy array state") }
+      let shape = try dims.map { box -> Int in
+        guard case .value(.int(let n)) = box.kind, n >= 0 else { throw fail("bad NumPy shape") }
+        return n
+      }
+      let count = try Shape.elementCount(shape, op: "pickle")
+      let values: [Double]
+      switch items[4].kind {
+      case .value(.bytes(let raw)):
+        values = try NumPyData.decode(raw, code: code, order: order, count: count, fail: fail)
+      case .list(let objects) where code == "O":
+        values = try objects.map { box -> Double in
+          switch box.kind {
+          case .value(.int(let i)): return Double(i)
+          case .value(.float(let d)): return d
+          default: throw fail("object arrays may hold numbers only")
+          }
+        }
+      default: throw fail("NumPy array data must be bytes")
+      }
+      guard values.count == count else {
+        throw fail("NumPy array of \(shape) holds \(values.count) values")
+      }
+      var ordered = values
+      if fortran, shape.count > 1 {
+        // Column-major to row-major.
+        var strides = [Int](repeating: 1, count: shape.count)
+        for axis in 1..<shape.count { strides[axis] = strides[axis - 1] * shape[axis - 1] }
+        var index = [Int](repeating: 0, count: shape.count)
+        for i in 0..<count {
+          var at = 0
+          for axis in 0..<shape.count { at += index[axis] * strides[axis] }
+          ordered[i] = values[at]
+          var axis = shape.count - 1
+          while axis >= 0 {
+            index[axis] += 1
+            if index[axis] < shape[axis] { break }
+            index[axis] = 0
+            axis -= 1
+          }
+        }
+      }
+      target.kind = .value(.tensor(try Tensor(shape: shape, scalars: ordered.map { Float($0) })))
     default:
       throw fail("BUILD on an unsupported object")
     }
@@ -434,7 +526,51 @@ private struct Unpickler {
       return .object(
         type: type, attributes: try items.map { (try convert($0.0), try convert($0.1)) })
     case .global(let name): throw fail("a bare global '\(name)' is not data")
+    case .ndarray, .dtype: throw fail("an unfinished NumPy object is not data")
     case .storage: throw fail("a bare storage is not data")
+    }
+  }
+}
+
+/// Decoding the raw bytes of NumPy arrays and scalars in pickles.
+enum NumPyData {
+  static func decode(
+    _ raw: Data, code: String, order: String, count: Int, fail: (String) -> TensorError
+  ) throws -> [Double] {
+    guard order != ">" else { throw fail("big-endian NumPy data is not supported") }
+    let kind = code.first ?? "?"
+    let size = Int(code.dropFirst()) ?? (code == "?" ? 1 : 0)
+    guard size > 0, raw.count >= size * count else {
+      throw fail("NumPy dtype '\(code)' with \(raw.count) bytes for \(count) values")
+    }
+    let supported: Set<String> = [
+      "f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "b1",
+    ]
+    guard supported.contains("\(kind)\(size)") else {
+      throw fail("NumPy dtype '\(code)' is not supported (numbers and booleans only)")
+    }
+    return raw.withUnsafeBytes { bytes -> [Double] in
+      (0..<count).map { i -> Double in
+        let at = i * size
+        switch (kind, size) {
+        case ("f", 4):
+          return Double(Float(bitPattern: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+        case ("f", 8):
+          return Double(bitPattern: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        case ("f", 2):
+          return Double(
+            Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: at, as: UInt16.self))))
+        case ("i", 8): return Double(bytes.loadUnaligned(fromByteOffset: at, as: Int64.self))
+        case ("i", 4): return Double(bytes.loadUnaligned(fromByteOffset: at, as: Int32.self))
+        case ("i", 2): return Double(bytes.loadUnaligned(fromByteOffset: at, as: Int16.self))
+        case ("i", 1): return Double(bytes.loadUnaligned(fromByteOffset: at, as: Int8.self))
+        case ("u", 8): return Double(bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        case ("u", 4): return Double(bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+        case ("u", 2): return Double(bytes.loadUnaligned(fromByteOffset: at, as: UInt16.self))
+        case ("u", 1), ("b", 1): return Double(bytes[at])
+        default: return 0  // excluded by the check above
+        }
+      }
     }
   }
 }

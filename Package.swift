@@ -65,7 +65,9 @@ let package = Package(
     .target(name: "ScriptCore", dependencies: ["CSystem"]),
 
     // The one bridge between the language and the library: builtins registered by name.
-    .target(name: "ScriptLibrary", dependencies: ["ScriptCore", "TensorCore", "NN", "Optim"]),
+    .target(
+      name: "ScriptLibrary",
+      dependencies: ["ScriptCore", "TensorCore", "NN", "Optim", "SkeletonData"]),
 
     // The command line and the REPL: thin, over ScriptLibrary.
     .executableTarget(
@@ -73,7 +75,7 @@ let package = Package(
 
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(
-      name: "SkellabBench", dependencies: ["TensorCore", "NN", "Optim", "CBLAS"],
+      name: "SkellabBench", dependencies: ["TensorCore", "NN", "Optim", "SkeletonData", "CBLAS"],
       path: "Sources/SkellabBench"),
 
     // Shared test helpers: fixture reader, finite-difference gradient check, comparisons.

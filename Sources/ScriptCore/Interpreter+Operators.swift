@@ -177,16 +177,24 @@ extension Interpreter {
 
   // MARK: Iteration
 
-  func iterate(_ value: Value, _ range: SourceRange) throws -> [Value] {
+  func iterate(_ value: Value, _ range: SourceRange) throws -> ValueStream {
+    func stream(_ items: [Value]) -> ValueStream {
+      var iterator = items.makeIterator()
+      return { iterator.next() }
+    }
     switch value {
-    case .list(let box): return box.items
-    case .record(let box): return box.keys.map(Value.string)
-    case .string(let s): return s.map { .string(String($0)) }
+    case .list(let box): return stream(box.items)
+    case .record(let box): return stream(box.keys.map(Value.string))
+    case .string(let s): return stream(s.map { .string(String($0)) })
     case .object(let o):
       guard let items = registry.iterators[o.typeName] else {
         throw ScriptError(.type, "cannot iterate over \(o.typeName)", at: range)
       }
-      do { return try items(o) } catch { throw wrap(error, range) }
+      let next: ValueStream
+      do { next = try items(o) } catch { throw wrap(error, range) }
+      return { [self] in
+        do { return try next() } catch { throw wrap(error, range) }
+      }
     default:
       throw ScriptError(.type, "cannot iterate over \(value.typeName)", at: range)
     }

@@ -138,8 +138,8 @@ public final class Interpreter: CallContext {
       if let elseBody { return try executeBlock(elseBody, env) }
       return .normal
     case .forLoop(let variable, let sequenceExpr, let body, _):
-      let items = try iterate(try evaluate(sequenceExpr, env), sequenceExpr.range)
-      for item in items {
+      let next = try iterate(try evaluate(sequenceExpr, env), sequenceExpr.range)
+      while let item = try next() {
         try checkInterrupt()
         env.values[variable] = item
         switch try executeBlock(body, env) {

@@ -254,6 +254,9 @@ public struct Attribute {
   }
 }
 
+/// The next item of a `for` loop over a library value, nil at the end.
+public typealias ValueStream = () throws -> Value?
+
 /// A binary operator handler: returns nil when it does not apply to these operands.
 public typealias OperatorHandler = (String, Value, Value) throws -> Value?
 
@@ -267,7 +270,7 @@ public final class Registry: @unchecked Sendable {
   var unaryOperators: [(String, Value) throws -> Value?] = []
   var indexGetters: [String: (ScriptObject, [IndexValue]) throws -> Value] = [:]
   var indexSetters: [String: (ScriptObject, [IndexValue], Value) throws -> Void] = [:]
-  var iterators: [String: (ScriptObject) throws -> [Value]] = [:]
+  var iterators: [String: (ScriptObject) throws -> ValueStream] = [:]
   var numberConversions: [String: (ScriptObject) throws -> Double?] = [:]
   /// What `x(...)` does for a callable library type: a builtin whose first parameter is `x`.
   public private(set) var calls: [String: Builtin] = [:]
@@ -312,11 +315,22 @@ public final class Registry: @unchecked Sendable {
     if let set { indexSetters[typeName] = set }
   }
 
-  /// Registers `for item in x` for a library type.
+  /// Registers `for item in x` for a library type whose items are all known at once.
   public func registerIteration(
     _ typeName: String, _ items: @escaping (ScriptObject) throws -> [Value]
   ) {
-    iterators[typeName] = items
+    iterators[typeName] = { object in
+      var iterator = try items(object).makeIterator()
+      return { iterator.next() }
+    }
+  }
+
+  /// Registers `for item in x` for a library type that makes its items one at a time (a data
+  /// loader): the stream returns nil at the end; dropping it (a `break`) ends the iteration.
+  public func registerStream(
+    _ typeName: String, _ stream: @escaping (ScriptObject) throws -> ValueStream
+  ) {
+    iterators[typeName] = stream
   }
 
   /// Registers how a library value becomes a number (format specs, `float`, conditions).

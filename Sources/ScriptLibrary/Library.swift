@@ -9,6 +9,7 @@ public enum Library {
     CoreBuiltins.register(in: registry)
     TensorBuiltins.register(in: registry)
     ModelBuiltins.register(in: registry)
+    DataBuiltins.register(in: registry)
     return registry
   }
 }

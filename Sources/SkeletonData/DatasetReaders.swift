@@ -55,7 +55,11 @@ public enum DatasetReaders {
       }
       samples.append(sample)
     }
-    return try SkeletonDataset(samples: samples, kind: "ntu", layout: .kinectV2, skipped: skipped)
+    // NTU RGB+D 60 has actions 1–60; NTU-120 adds 61–120.
+    let classes = (samples.map(\.label).max() ?? 0) < 60 ? 60 : 120
+    return try SkeletonDataset(
+      samples: samples, kind: "ntu", layout: .kinectV2,
+      classNames: (0..<classes).map { "A\(String(format: "%03d", $0 + 1))" }, skipped: skipped)
   }
 
   /// MSR Action3D: every `*_skeleton3D.txt` of a folder (20 classes, 20 joints, one body).

@@ -74,8 +74,8 @@ public final class Loader: @unchecked Sendable {
   public let dropLast: Bool
   public let augmentations: [Augmentation]
   /// Epoch and batch of the next batch (the state a checkpoint saves).
-  public private(set) var epoch = 0
-  public private(set) var position = 0
+  public internal(set) var epoch = 0
+  public internal(set) var position = 0
 
   /// A batch: `x` `[N, C, T, V, M]`, labels, valid lengths and the dataset positions.
   public struct Batch: @unchecked Sendable {
@@ -106,7 +106,8 @@ public final class Loader: @unchecked Sendable {
     dropLast ? max(dataset.count / batchSize, 0) : (dataset.count + batchSize - 1) / batchSize
   }
 
-  static func mix(_ keys: UInt64...) -> UInt64 {
+  /// Mixes keys into one seed (SplitMix-style), so randomness is keyed by (seed, epoch, sample).
+  public static func mix(_ keys: UInt64...) -> UInt64 {
     var h: UInt64 = 0x243F_6A88_85A3_08D3
     for k in keys {
       h ^= k &+ 0x9E37_79B9_7F4A_7C15 &+ (h << 6) &+ (h >> 2)
@@ -158,40 +159,68 @@ public final class Loader: @unchecked Sendable {
     self.position = position
   }
 
-  /// The remaining batches of the current epoch, made by a background thread one batch ahead
-  /// (`prefetch` batches queued); the loader then moves to the next epoch. `body` returns false
-  /// to stop early (the loader then resumes after the last batch it delivered).
+  /// The remaining batches of the current epoch, made by a background thread ahead of the
+  /// consumer (`prefetch` batches queued); the loader moves to the next epoch after the last.
+  /// `body` returns false to stop early (the loader then resumes after the last batch it
+  /// delivered).
   public func forEachBatch(prefetch: Int = 2, _ body: (Batch) throws -> Bool) throws {
-    let e = epoch
-    let order = try self.order(epoch: e)
-    let total = batchesPerEpoch
-    let first = position
-    guard first < total else {
-      epoch += 1
-      position = 0
-      return
-    }
-    let queue = BatchQueue(capacity: max(prefetch, 1))
-    let producer = Thread { [self] in
-      for b in first..<total {
-        if queue.isCancelled { break }
-        let result = Result { try self.batch(epoch: e, index: b, order: order) }
-        queue.put(result)
-        if case .failure = result { break }
-      }
-      queue.finish()
-    }
-    producer.start()
-    defer { queue.cancel() }
-    var delivered = first
-    while let result = queue.take() {
-      let batch = try result.get()
-      delivered += 1
-      position = delivered
+    let batches = try makeIterator(prefetch: prefetch)
+    while let batch = try batches.next() {
       guard try body(batch) else { return }
     }
-    epoch += 1
-    position = 0
+  }
+
+  /// A pull-based iterator over the rest of the current epoch with a prefetch thread; dropping
+  /// it stops the thread.
+  public func makeIterator(prefetch: Int = 2) throws -> EpochIterator {
+    try EpochIterator(self, prefetch: prefetch)
+  }
+
+  /// The batches of one epoch, produced one or more ahead by a background thread.
+  public final class EpochIterator: @unchecked Sendable {
+    let loader: Loader
+    let queue: BatchQueue
+    let epoch: Int
+    var delivered: Int
+    var done = false
+
+    init(_ loader: Loader, prefetch: Int) throws {
+      self.loader = loader
+      epoch = loader.epoch
+      delivered = loader.position
+      queue = BatchQueue(capacity: max(prefetch, 1))
+      let order = try loader.order(epoch: epoch)
+      let (first, total, e, queue) = (loader.position, loader.batchesPerEpoch, epoch, queue)
+      let producer = Thread {
+        if first < total {
+          for b in first..<total {
+            if queue.isCancelled { break }
+            let result = Result { try loader.batch(epoch: e, index: b, order: order) }
+            queue.put(result)
+            if case .failure = result { break }
+          }
+        }
+        queue.finish()
+      }
+      producer.start()
+    }
+
+    deinit { queue.cancel() }
+
+    /// The next batch, or nil at the end of the epoch (the loader then points at the next one).
+    public func next() throws -> Batch? {
+      guard !done else { return nil }
+      guard let result = queue.take() else {
+        done = true
+        loader.epoch = epoch + 1
+        loader.position = 0
+        return nil
+      }
+      let batch = try result.get()
+      delivered += 1
+      loader.position = delivered
+      return batch
+    }
   }
 }
 

@@ -59,7 +59,7 @@ public enum NTUSkeletonReader {
         guard !id.isEmpty else {
           throw scanner.error("expected a body id, found the end of the file")
         }
-        for k in 0..<9 { _ = try scanner.double("body field \(k + 2) of 10") }
+        for k in 0..<9 { try scanner.skipField("body field \(k + 2) of 10") }
         let joints = try scanner.integer("the joint count")
         guard joints > 0, joints <= 64 else { throw scanner.error("joint count \(joints)") }
         if jointCount == 0 { jointCount = joints }
@@ -75,7 +75,9 @@ public enum NTUSkeletonReader {
           let x = try scanner.float("joint x")
           let y = try scanner.float("joint y")
           let z = try scanner.float("joint z")
-          for k in 0..<9 { _ = try scanner.double("joint field \(k + 4) of 12") }
+          // Depth/colour coordinates, orientation and tracking state are not used: skip them
+          // without converting (they must still be there).
+          for k in 0..<9 { try scanner.skipField("joint field \(k + 4) of 12") }
           bodies[id]?.joints.append(contentsOf: [x, y, z])
         }
       }

@@ -91,6 +91,18 @@ struct TextScanner {
     }
   }
 
+  /// Skips the next token, which must be on the current line.
+  mutating func skipField(_ what: String) throws {
+    let before = line
+    skipSpace()
+    guard line == before, position < bytes.count - 1 else {
+      throw error(
+        "expected \(what), found "
+          + (position < bytes.count - 1 ? "the end of the line" : "the end of the file"))
+    }
+    skipToken()
+  }
+
   /// The next token as text.
   mutating func word() -> String {
     skipSpace()

@@ -2,6 +2,7 @@
 //
 //   swift run -c release skellab-bench [--threads 2] [--iters 50] [--torch ops.jsonl]
 //   swift run -c release skellab-bench model ...   (whole models; see ModelBench.swift)
+//   swift run -c release skellab-bench data ...    (the data path; see DataBench.swift)
 //
 // Prints GFLOP/s of TensorCore's matmul path next to raw cblas_sgemm at transformer shapes,
 // and the median forward+backward time of layer_norm, gelu, softmax and linear in the shapes
@@ -147,6 +148,9 @@ func run(_ options: Options) throws {
   print(String(format: "\npeak RSS %.0f MB", peakRSSMegabytes()))
 }
 
+if CommandLine.arguments.dropFirst().first == "data" {
+  exit(runDataBench(Array(CommandLine.arguments.dropFirst(2))))
+}
 if CommandLine.arguments.dropFirst().first == "model" {
   exit(runModelBench(Array(CommandLine.arguments.dropFirst(2))))
 }

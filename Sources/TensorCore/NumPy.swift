@@ -28,7 +28,8 @@ public enum NumPy {
 
   /// Parses `.npy` bytes: magic, version, header dictionary, then the data.
   public static func parseArray(_ data: Data) throws -> Array {
-    let bytes = [UInt8](data)
+    // The header as bytes; the data section is read in place.
+    let bytes = [UInt8](data.prefix(65_548))
     guard bytes.count >= 10, bytes[0] == 0x93, bytes[1...5] == [0x4E, 0x55, 0x4D, 0x50, 0x59][...]
     else {
       throw TensorError("npy", "not a .npy file (missing the \\x93NUMPY magic)")
@@ -64,14 +65,24 @@ public enum NumPy {
     let count = try Shape.elementCount(shape, op: "npy")
     let (width, decode) = try decoder(descr)
     let start = headerStart + headerLength
-    guard bytes.count - start >= count * width else {
+    guard data.count - start >= count * width else {
       throw TensorError(
         "npy",
         "\(descr) \(shapeString(shape)) needs \(count * width) data bytes, the file has "
-          + "\(bytes.count - start)")
+          + "\(data.count - start)")
+    }
+    // The common case, little-endian float32 in C order, is one copy.
+    if descr == "<f4" && (order != "True" || shape.count <= 1) {
+      let tensor = try Tensor(shape: shape, op: "npy") { out in
+        data.withUnsafeBytes { raw in
+          guard let base = raw.baseAddress, let target = out.baseAddress, count > 0 else { return }
+          UnsafeMutableRawPointer(target).copyMemory(from: base + start, byteCount: count * 4)
+        }
+      }
+      return Array(dtype: descr, tensor: tensor, integers: nil)
     }
     var values = [Double](repeating: 0, count: count)
-    bytes.withUnsafeBytes { raw in
+    data.withUnsafeBytes { raw in
       for i in 0..<count { values[i] = decode(raw, start + i * width) }
     }
     if order == "True" && shape.count > 1 { values = cOrder(fromFortran: values, shape: shape) }

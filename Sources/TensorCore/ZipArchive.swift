@@ -6,7 +6,12 @@ public enum ZipArchive {
   /// Every member of a zip archive, read through its central directory (stored or deflated,
   /// ZIP64 sizes and offsets, CRC-32 checked). `op` names the caller in errors.
   public static func members(_ data: Data, op: String) throws -> [(name: String, data: Data)] {
-    let b = [UInt8](data)
+    try data.withUnsafeBytes { b in try members(b, op: op) }
+  }
+
+  private static func members(_ b: UnsafeRawBufferPointer, op: String) throws -> [(
+    name: String, data: Data
+  )] {
     func u16(_ at: Int) -> Int { at + 2 <= b.count ? Int(b[at]) | Int(b[at + 1]) << 8 : 0 }
     func u32(_ at: Int) -> Int { at + 4 <= b.count ? u16(at) | u16(at + 2) << 16 : 0 }
     func u64(_ at: Int) -> Int { u32(at) | u32(at + 4) << 32 }
@@ -68,7 +73,7 @@ public enum ZipArchive {
       guard dataStart + compressed <= b.count else {
         throw TensorError(op, "member '\(name)' runs past the end of the archive")
       }
-      let member = Data(b[dataStart..<(dataStart + compressed)])
+      let member = Data(UnsafeRawBufferPointer(rebasing: b[dataStart..<(dataStart + compressed)]))
       let raw: Data
       switch method {
       case 0: raw = member

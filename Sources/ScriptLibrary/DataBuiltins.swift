@@ -1,0 +1,483 @@
+import Foundation
+import ScriptCore
+import SkeletonData
+import TensorCore
+
+/// A dataset as the language holds it, with its augmentations and, when split, its halves.
+final class DatasetObject: ScriptObject {
+  let dataset: SkeletonDataset
+  let augmentations: [Augmentation]
+  let split: String?
+  let train: DatasetObject?
+  let test: DatasetObject?
+
+  init(
+    _ dataset: SkeletonDataset, augmentations: [Augmentation] = [], split: String? = nil,
+    train: DatasetObject? = nil, test: DatasetObject? = nil
+  ) {
+    self.dataset = dataset
+    self.augmentations = augmentations
+    self.split = split
+    self.train = train
+    self.test = test
+  }
+
+  var typeName: String { "Dataset" }
+
+  /// Sample `i` with this dataset's augmentations (seeded by the index).
+  func sample(_ i: Int) throws -> SkeletonSample {
+    var sample = try dataset.sample(i)
+    var generator = RandomGenerator(seed: Loader.mix(0, 0, UInt64(i), 1))
+    for step in augmentations {
+      sample = try step.apply(sample, layout: dataset.layout, generator: &generator)
+    }
+    return sample
+  }
+
+  func display() -> String {
+    let shape = "[" + dataset.sampleShape.map(String.init).joined(separator: ", ") + "]"
+    var text =
+      "Dataset \(dataset.kind): \(dataset.count) samples, \(dataset.classNames.count) classes, "
+      + "sample \(shape) (C, T, V, M), \(dataset.layout.name)"
+    if let split, let train, let test {
+      text += "\n  split \(split): train \(train.dataset.count), test \(test.dataset.count)"
+    }
+    if !augmentations.isEmpty {
+      text += "\n  augmentations: " + augmentations.map { "\($0)" }.joined(separator: ", ")
+    }
+    if !dataset.skipped.isEmpty {
+      text +=
+        "\n  skipped \(dataset.skipped.count): " + dataset.skipped.prefix(3).joined(separator: "; ")
+        + (dataset.skipped.count > 3 ? "; …" : "")
+    }
+    return text
+  }
+}
+
+/// A loader as the language holds it; iterating gives batch Records for one epoch.
+final class LoaderObject: ScriptObject {
+  let loader: Loader
+  init(_ loader: Loader) { self.loader = loader }
+  var typeName: String { "Loader" }
+  func display() -> String {
+    "Loader(\(loader.dataset.count) samples, batch \(loader.batchSize), "
+      + "\(loader.batchesPerEpoch) batches per epoch, shuffle \(loader.shuffle), seed \(loader.seed), "
+      + "epoch \(loader.epoch), next batch \(loader.position))"
+  }
+}
+
+/// The data builtins of language.md §6 "data" (methods.md §1).
+enum DataBuiltins {
+  static func register(in r: Registry) {
+    r.registerType(
+      "Dataset",
+      doc: "Skeleton sequences [C, T, V, M] with labels and metadata. ds[i] is a sample Record "
+        + "(x, label, length, subject, view, setup, source); len(ds); .train and .test when split.")
+    r.registerType("Loader", doc: "Batches of a dataset; for b in loader gives {x, label, length}.")
+    registerDatasets(r)
+    registerTypeTables(r)
+    registerTransforms(r)
+  }
+
+  static func dataset(_ args: Arguments, _ name: String) throws -> DatasetObject {
+    guard let object = args.object(name, as: DatasetObject.self) else {
+      throw args.error(name, "expected a Dataset, got \(args[name].typeName)")
+    }
+    return object
+  }
+
+  static func record(_ s: SkeletonSample) -> Value {
+    .record(
+      RecordBox([
+        ("x", .tensor(s.data)), ("label", .int(s.label)), ("length", .int(s.length)),
+        ("subject", .int(s.subject)), ("view", .int(s.view)), ("setup", .int(s.setup)),
+        ("source", .string(s.source)),
+      ]))
+  }
+
+  /// Splits a dataset object by a standard split name.
+  static func split(_ object: DatasetObject, _ name: String) throws -> DatasetObject {
+    let (train, test) = try object.dataset.standardSplit(name)
+    return DatasetObject(
+      object.dataset, augmentations: object.augmentations, split: name,
+      train: DatasetObject(train, augmentations: object.augmentations),
+      test: DatasetObject(test, augmentations: object.augmentations))
+  }
+
+  // MARK: Building
+
+  static func registerDatasets(_ r: Registry) {
+    r.register(
+      "dataset",
+      [
+        BuiltinParameter("kind", .string, default: .string("synthetic")),
+        BuiltinParameter("path", .optional(.string), default: .nil),
+        BuiltinParameter("split", .optional(.string), default: .nil),
+        BuiltinParameter("labels", .optional(.string), default: .nil),
+        BuiltinParameter("frames_file", .optional(.string), default: .nil),
+        BuiltinParameter("seed", .int, default: .int(0)),
+        BuiltinParameter("subjects", .int, default: .int(10)),
+        BuiltinParameter("views", .int, default: .int(3)),
+        BuiltinParameter("repetitions", .int, default: .int(2)),
+        BuiltinParameter("frames", .int, default: .int(64)),
+        BuiltinParameter("bodies", .string, default: .string("denoised")),
+        BuiltinParameter("normalize", .string, default: .string("mamp")),
+        BuiltinParameter("cache", .optional(.string), default: .nil),
+      ],
+      doc: "A skeleton dataset. kind \"synthetic\" (the built-in generator: seed, subjects, views, "
+        + "repetitions, frames; needs no files), \"ntu\" (a folder of raw .skeleton files; bodies "
+        + "\"denoised\"|\"energy\", normalize \"mamp\"|\"agcn\"|\"none\"), \"npz\" (MAMP's "
+        + "x_train/y_train/x_test/y_test file: .train and .test), \"agcn\" (path = *_data_joint.npy, "
+        + "labels = *_label.pkl or .npy, frames_file = *_num_frame.npy), \"pyskl\" (path = "
+        + "*_3danno.pkl; split \"xsub\" gives xsub_train/xsub_val), \"pkummd\" (path = skeleton "
+        + "folder, labels = label folder), \"msr\" (MSR Action3D folder). split \"xsub\", "
+        + "\"xsub120\", \"xview\" or \"xset\" adds .train and .test. cache = an .npz path: "
+        + "reloaded if it exists, written otherwise."
+    ) { args, context in
+      let kind = args.string("kind")
+      func path() throws -> String {
+        guard case .string(let p) = args["path"] else {
+          throw args.error("path", "dataset \"\(kind)\" needs path=")
+        }
+        return p
+      }
+      func labels() throws -> String {
+        guard case .string(let p) = args["labels"] else {
+          throw args.error("labels", "dataset \"\(kind)\" needs labels=")
+        }
+        return p
+      }
+      let splitName = args.isNil("split") ? nil : args.string("split")
+      if let cache = args.isNil("cache") ? nil : args.string("cache"),
+        FileManager.default.fileExists(atPath: cache)
+      {
+        let object = DatasetObject(try SkeletonDataset.cached(path: cache, kind: kind))
+        return .object(try splitName.map { try split(object, $0) } ?? object)
+      }
+      var object: DatasetObject
+      switch kind {
+      case "synthetic":
+        let generator = try SyntheticSkeletons(
+          seed: UInt64(max(args.int("seed"), 0)), subjects: args.int("subjects"),
+          views: args.int("views"),
+          repetitions: args.int("repetitions"), frames: args.int("frames"))
+        object = DatasetObject(SkeletonDataset.synthetic(generator))
+      case "ntu":
+        guard let selection = NTUSkeletonReader.BodySelection(rawValue: args.string("bodies"))
+        else {
+          throw args.error("bodies", "must be \"denoised\" or \"energy\"")
+        }
+        guard let normalization = DatasetReaders.Normalization(rawValue: args.string("normalize"))
+        else {
+          throw args.error("normalize", "must be \"mamp\", \"agcn\" or \"none\"")
+        }
+        object = DatasetObject(
+          try DatasetReaders.ntu(
+            folder: try path(), selection: selection, normalization: normalization))
+      case "msr": object = DatasetObject(try DatasetReaders.msr(folder: try path()))
+      case "npz":
+        let p = try path()
+        let train = DatasetObject(try DatasetReaders.npz(path: p, split: "train"))
+        let test = DatasetObject(try DatasetReaders.npz(path: p, split: "test"))
+        return .object(DatasetObject(train.dataset, split: "file", train: train, test: test))
+      case "agcn":
+        object = DatasetObject(
+          try DatasetReaders.agcn(
+            data: try path(), labels: try labels(),
+            frames: args.isNil("frames_file") ? nil : args.string("frames_file")))
+      case "pyskl":
+        let p = try path()
+        guard let name = splitName else {
+          throw args.error("split", "dataset \"pyskl\" needs split= (e.g. \"xsub\")")
+        }
+        let train = DatasetObject(try DatasetReaders.pyskl(path: p, split: name + "_train"))
+        let test = DatasetObject(try DatasetReaders.pyskl(path: p, split: name + "_val"))
+        return .object(DatasetObject(train.dataset, split: name, train: train, test: test))
+      case "pkummd":
+        object = DatasetObject(
+          try DatasetReaders.pkummd(skeletonFolder: try path(), labelFolder: try labels()))
+      default:
+        throw args.error(
+          "kind",
+          "unknown dataset kind \"\(kind)\" (synthetic, ntu, npz, agcn, pyskl, pkummd, msr)")
+      }
+      if !object.dataset.skipped.isEmpty {
+        context.write("dataset \(kind): skipped \(object.dataset.skipped.count) sequence(s)\n")
+      }
+      if let cache = args.isNil("cache") ? nil : args.string("cache") {
+        try object.dataset.cache(to: cache)
+      }
+      return .object(try splitName.map { try split(object, $0) } ?? object)
+    }
+    r.register(
+      "split", [BuiltinParameter("ds", .object("Dataset")), BuiltinParameter("name", .string)],
+      doc: "The dataset with .train and .test of a standard split: \"xsub\" (NTU-60's training "
+        + "performers; odd subjects for MSR and the synthetic set), \"xsub120\", \"xview\" "
+        + "(camera or view 1 is the test set), \"xset\" (even setups train)."
+    ) { args, _ in
+      .object(try split(try dataset(args, "ds"), args.string("name")))
+    }
+    r.register(
+      "subset",
+      [
+        BuiltinParameter("ds", .object("Dataset")),
+        BuiltinParameter("fraction", .optional(.number), default: .nil),
+        BuiltinParameter("per_class", .bool, default: .bool(true)),
+        BuiltinParameter("seed", .int, default: .int(0)),
+        BuiltinParameter("classes", .optional(.list), default: .nil),
+      ],
+      doc: "A seeded random subset: floor(n·fraction) samples (at least one), per class when "
+        + "per_class (the semi-supervised 1% and 10% subsets); or the samples of the listed classes "
+        + "(held-out classes for few-shot)."
+    ) { args, _ in
+      let object = try dataset(args, "ds")
+      var result = object.dataset
+      if let fraction = args.optionalNumber("fraction") {
+        result = try result.fraction(
+          fraction, perClass: args.bool("per_class"), seed: UInt64(max(args.int("seed"), 0)))
+      }
+      if !args.isNil("classes") {
+        let classes = try args.list("classes").map { value -> Int in
+          guard case .int(let c) = value else {
+            throw args.error("classes", "must be a List of Int")
+          }
+          return c
+        }
+        result = try result.classes(Set(classes))
+      }
+      guard args.optionalNumber("fraction") != nil || !args.isNil("classes") else {
+        throw args.error("fraction", "give fraction= or classes=")
+      }
+      return .object(DatasetObject(result, augmentations: object.augmentations))
+    }
+    r.register(
+      "loader",
+      [
+        BuiltinParameter("ds", .object("Dataset")),
+        BuiltinParameter("batch", .int, default: .int(32)),
+        BuiltinParameter("shuffle", .bool, default: .bool(true)),
+        BuiltinParameter("seed", .int, default: .int(0)),
+        BuiltinParameter("drop_last", .bool, default: .bool(false)),
+      ],
+      doc: "Batches of a dataset with its augmentations, made one ahead by a background thread. "
+        + "The same seed gives the same batches in the same order; each epoch reshuffles. "
+        + "for b in loader gives {x [N, C, T, V, M], label [N], length} for one epoch."
+    ) { args, _ in
+      let object = try dataset(args, "ds")
+      let loader = try Loader(
+        dataset: object.dataset, batchSize: args.int("batch"), shuffle: args.bool("shuffle"),
+        seed: UInt64(max(args.int("seed"), 0)), dropLast: args.bool("drop_last"),
+        augmentations: object.augmentations)
+      return .object(LoaderObject(loader))
+    }
+  }
+
+  // MARK: Attributes, indexing, iteration
+
+  static func registerTypeTables(_ r: Registry) {
+    func attribute(_ name: String, _ doc: String, _ get: @escaping (DatasetObject) throws -> Value)
+    {
+      r.registerAttribute(
+        "Dataset",
+        Attribute(name, doc: doc) { o in
+          guard let object = o as? DatasetObject else { return .nil }
+          return try get(object)
+        })
+    }
+    attribute("length", "the number of samples") { .int($0.dataset.count) }
+    attribute("train", "the training half of a split dataset") { object in
+      guard let train = object.train else {
+        throw ScriptError(
+          .value, "this dataset is not split; use split(ds, \"xsub\") or dataset(..., split=)")
+      }
+      return .object(train)
+    }
+    attribute("test", "the test half of a split dataset") { object in
+      guard let test = object.test else {
+        throw ScriptError(
+          .value, "this dataset is not split; use split(ds, \"xsub\") or dataset(..., split=)")
+      }
+      return .object(test)
+    }
+    attribute("classes", "the class names, in label order") {
+      .list($0.dataset.classNames.map(Value.string))
+    }
+    attribute("shape", "the sample shape [C, T, V, M]") {
+      .list($0.dataset.sampleShape.map(Value.int))
+    }
+    attribute("kind", "the dataset kind") { .string($0.dataset.kind) }
+    attribute("skipped", "sequences left out at load, with the reason") {
+      .list($0.dataset.skipped.map(Value.string))
+    }
+    attribute("labels", "every sample's label, a List of Int") {
+      .list($0.dataset.labels.map(Value.int))
+    }
+    r.registerIndexing(
+      "Dataset",
+      get: { o, indices in
+        guard let object = o as? DatasetObject else { return .nil }
+        guard indices.count == 1, case .value(.int(let i)) = indices[0] else {
+          throw ScriptError(.type, "a Dataset takes one Int index")
+        }
+        let n = object.dataset.count
+        return record(try object.sample(i < 0 ? i + n : i))
+      })
+    r.registerStream("Dataset") { o in
+      guard let object = o as? DatasetObject else { return { nil } }
+      var i = 0
+      return {
+        guard i < object.dataset.count else { return nil }
+        defer { i += 1 }
+        return record(try object.sample(i))
+      }
+    }
+    r.registerAttribute(
+      "Loader",
+      Attribute("length", doc: "batches per epoch") { o in
+        .int((o as? LoaderObject)?.loader.batchesPerEpoch ?? 0)
+      })
+    r.registerAttribute(
+      "Loader",
+      Attribute("epoch", doc: "the epoch the next batch belongs to") { o in
+        .int((o as? LoaderObject)?.loader.epoch ?? 0)
+      })
+    r.registerStream("Loader") { o in
+      guard let loader = (o as? LoaderObject)?.loader else { return { nil } }
+      let batches = try loader.makeIterator()
+      return {
+        guard let batch = try batches.next() else { return nil }
+        return .record(
+          RecordBox([
+            ("x", .tensor(batch.x)), ("label", .tensor(Tensor(batch.labels.map(Float.init)))),
+            ("length", .list(batch.lengths.map(Value.int))),
+          ]))
+      }
+    }
+  }
+
+  // MARK: Augmentation and drawing
+
+  static func registerTransforms(_ r: Registry) {
+    r.register(
+      "augment",
+      [
+        BuiltinParameter("ds", .object("Dataset")),
+        BuiltinParameter("crop", .optional(.int), default: .nil),
+        BuiltinParameter("crop_ratio", .list, default: .list([.float(0.5), .float(1)])),
+        BuiltinParameter("crop_min", .int, default: .int(64)),
+        BuiltinParameter("centre", .optional(.int), default: .nil),
+        BuiltinParameter("centre_ratio", .number, default: .float(0.95)),
+        BuiltinParameter("uniform", .optional(.int), default: .nil),
+        BuiltinParameter("rotate", .number, default: .float(0)),
+        BuiltinParameter("shear", .number, default: .float(0)),
+        BuiltinParameter("corrupt", .optional(.number), default: .nil),
+        BuiltinParameter("occlude_parts", .int, default: .int(0)),
+        BuiltinParameter("occlude_time", .number, default: .float(0)),
+        BuiltinParameter("motion", .bool, default: .bool(false)),
+      ],
+      doc: "The dataset with augmentations (methods.md §1.4–1.8), applied in this order: a "
+        + "temporal step — crop (random crop of crop_ratio, at least crop_min frames, resized to "
+        + "crop frames; training), centre (centre crop of centre_ratio resized to centre frames; "
+        + "testing) or uniform (PYSKL sampling of uniform frames) — then rotate (angles in ±θ), "
+        + "shear (±amount) or corrupt (joint corruption with that probability, else shear), "
+        + "occlusion (occlude_parts random body parts, occlude_time a block of that ratio), "
+        + "motion (frame differences). Loaders draw new randomness every epoch."
+    ) { args, _ in
+      let object = try dataset(args, "ds")
+      var steps = object.augmentations
+      let temporal = ["crop", "centre", "uniform"].filter { !args.isNil($0) }
+      guard temporal.count <= 1 else {
+        throw args.error(temporal[1], "give one of crop, centre and uniform")
+      }
+      if let window = args.optionalInt("crop") {
+        let ratio = try args.list("crop_ratio").map { value -> Double in
+          switch value {
+          case .int(let i): return Double(i)
+          case .float(let d): return d
+          default: throw args.error("crop_ratio", "must be two numbers")
+          }
+        }
+        guard ratio.count == 2, ratio[0] > 0, ratio[0] <= ratio[1], ratio[1] <= 1, window > 0 else {
+          throw args.error("crop_ratio", "must be [low, high] with 0 < low ≤ high ≤ 1")
+        }
+        steps.append(
+          .randomCrop(window: window, low: ratio[0], high: ratio[1], minimum: args.int("crop_min")))
+      }
+      if let window = args.optionalInt("centre") {
+        guard window > 0 else { throw args.error("centre", "must be positive") }
+        steps.append(.centreCrop(window: window, ratio: args.number("centre_ratio")))
+      }
+      if let clip = args.optionalInt("uniform") {
+        guard clip > 0 else { throw args.error("uniform", "must be positive") }
+        steps.append(.uniformSample(clip: clip))
+      }
+      if args.number("rotate") > 0 { steps.append(.rotate(theta: args.number("rotate"))) }
+      if let probability = args.optionalNumber("corrupt") {
+        steps.append(.corruptOrShear(probability: probability))
+      } else if args.number("shear") > 0 {
+        steps.append(.shear(amount: args.number("shear")))
+      }
+      if args.int("occlude_parts") > 0 {
+        steps.append(.occludeParts(count: args.int("occlude_parts")))
+      }
+      if args.number("occlude_time") > 0 {
+        steps.append(.occludeTime(ratio: args.number("occlude_time")))
+      }
+      if args.bool("motion") { steps.append(.motion) }
+      return .object(
+        DatasetObject(
+          object.dataset, augmentations: steps, split: object.split,
+          train: object.train.map { DatasetObject($0.dataset, augmentations: steps) },
+          test: object.test.map { DatasetObject($0.dataset, augmentations: steps) }))
+    }
+    r.register(
+      "show",
+      [
+        BuiltinParameter("sample"),
+        BuiltinParameter("path", .optional(.string), default: .nil),
+        BuiltinParameter("frames", .int, default: .int(8)),
+        BuiltinParameter("mask", .optional(.object("Tensor")), default: .nil),
+      ],
+      doc: "Draws a sample (a Record from ds[i], or a [C, T, V, M] tensor) as a strip of stick "
+        + "figures: to an SVG file when path is given (two bodies in two colours, a [T, V] mask "
+        + "drawn in red), else as braille characters in the terminal."
+    ) { args, context in
+      var sample: SkeletonSample
+      switch args["sample"] {
+      case .record(let box):
+        guard case .object(let o as TensorObject)? = box["x"] else {
+          throw args.error("sample", "a sample Record has x (a [C, T, V, M] tensor)")
+        }
+        var length = o.tensor.rank == 4 ? o.tensor.shape[1] : 0
+        if case .int(let l)? = box["length"] { length = l }
+        var label = -1
+        if case .int(let l)? = box["label"] { label = l }
+        var source = ""
+        if case .string(let s)? = box["source"] { source = s }
+        sample = SkeletonSample(data: o.tensor, length: length, label: label, source: source)
+      case .object(let o as TensorObject):
+        sample = SkeletonSample(
+          data: o.tensor, length: o.tensor.rank == 4 ? o.tensor.shape[1] : 0, label: -1)
+      default:
+        throw args.error("sample", "expected a sample Record or a [C, T, V, M] tensor")
+      }
+      guard sample.data.rank == 4, let layout = JointLayout.forJointCount(sample.data.shape[2])
+      else {
+        throw args.error(
+          "sample",
+          "cannot draw shape \(shapeString(sample.data.shape)) (needs [C, T, 25 or 20, M])")
+      }
+      sample.length = min(max(sample.length, 1), sample.data.shape[1])
+      let mask = args.object("mask", as: TensorObject.self)?.tensor
+      if case .string(let path) = args["path"] {
+        try SkeletonDrawing.writeSVG(
+          sample, layout: layout, to: path, count: args.int("frames"), mask: mask)
+        return .nil
+      }
+      context.write(
+        try SkeletonDrawing.terminal(sample, layout: layout, count: min(args.int("frames"), 6))
+          + "\n")
+      return .nil
+    }
+  }
+}

@@ -26,7 +26,8 @@ struct Vec3 {
 ///
 /// Each sequence is a forward-kinematics animation: a subject (bone lengths scaled per subject
 /// and per bone), an action class driving the joint angles over time with per-sample speed,
-/// amplitude and phase, a camera view (one of three yaw angles plus jitter, at 2.5–3.5 m), and
+/// amplitude, phase, onset and duration, performed with either side (mirrored), a camera view
+/// (yaw angles 60° apart ± 30°, a tilt of ± 10°, 2–4 m away, 1 m of sideways placement), and
 /// sensor effects: per-joint noise, occasional tracking glitches on a hand or foot, occasional
 /// dropped (zero) joints. Some single-person clips have an idle bystander as body 2, so the
 /// number of bodies does not give the two-person classes away. Sample `i` depends only on the
@@ -35,8 +36,11 @@ public struct SyntheticSkeletons: Sendable {
   /// The action classes, in label order.
   public static let classes = [
     "wave one hand", "wave both hands", "clap", "punch", "kick", "squat", "bow", "jump",
-    "turn around", "raise both arms", "walk in place", "sit down", "handshake", "push",
+    "turn around", "raise both arms", "walk in place", "sit down", "drink", "phone call",
+    "check watch", "handshake", "push",
   ]
+  /// The two-person interactions are the last classes.
+  static let interactions = 2
 
   public let seed: UInt64
   public let subjects: Int
@@ -101,31 +105,43 @@ public struct SyntheticSkeletons: Sendable {
     let bystander = Proportions(&bystanderRandom)
     let length = Int(Double(frames) * (0.6 + 0.4 * random.nextDouble()))
     let style = Style(&random)
+    // Views 60° apart with ±30° jitter (together −90° to 90°), a camera tilt of ±10°, the subject anywhere in a
+    // 1 m × 2 m area; half of the performances are mirrored (the other hand or leg); the
+    // action starts and ends at random times inside the clip.
     let viewYaw =
-      Double(id.view - (views + 1) / 2) * (Double.pi / 4) + (random.nextDouble() - 0.5) * 0.2
+      Double(id.view - (views + 1) / 2) * (Double.pi / 3) + (random.nextDouble() - 0.5) * 1.05
+    let tilt = (random.nextDouble() - 0.5) * 0.35
     let place = Vec3(
-      (random.nextDouble() - 0.5) * 0.6, -0.9 + (random.nextDouble() - 0.5) * 0.2,
-      2.5 + random.nextDouble())
+      (random.nextDouble() - 0.5) * 1.0, -0.9 + (random.nextDouble() - 0.5) * 0.3,
+      2.0 + 2.0 * random.nextDouble())
+    let mirrored = random.nextDouble() < 0.5
+    let onset = 0.25 * random.nextDouble()
+    let span = 0.65 + (1 - onset - 0.65) * random.nextDouble()
     let label = id.label
-    let twoPerson = label >= 12
+    let twoPerson = label >= Self.classes.count - Self.interactions
     let hasBystander = !twoPerson && random.nextDouble() < 0.3
     var values = [Float](repeating: 0, count: 3 * frames * 25 * 2)
     for f in 0..<length {
-      let u = length > 1 ? Double(f) / Double(length - 1) : 0
+      let clock = length > 1 ? Double(f) / Double(length - 1) : 0
+      let u = min(max((clock - onset) / span, 0), 1)
       var bodies: [[Vec3]] = []
       if twoPerson {
         bodies = Self.interaction(label, u: u, style: style, first: body, second: bystander)
       } else {
         bodies = [Self.pose(label, u: u, style: style, body: body).map { $0 }]
         if hasBystander {
-          let idle = Self.pose(10, u: u, style: Style.idle, body: bystander)
+          let idle = Self.pose(10, u: clock, style: Style.idle, body: bystander)
           bodies.append(idle.map { $0.yawed(-0.5) + Vec3(-1.2, 0, 0.6) })
         }
       }
+      if mirrored { bodies = bodies.map(Self.mirror) }
       for (m, joints) in bodies.enumerated() {
         for (j, p) in joints.enumerated() {
-          // Body frame (x left, y up, z forward) to the camera: the subject faces the camera.
-          let q = p.yawed(Double.pi + viewYaw) + place
+          // Body frame (x left, y up, z forward) to the camera: the subject faces the camera,
+          // which is tilted about its x axis.
+          let r = p.yawed(Double.pi + viewYaw)
+          let q =
+            Vec3(r.x, cos(tilt) * r.y - sin(tilt) * r.z, sin(tilt) * r.y + cos(tilt) * r.z) + place
           for (c, value) in [q.x, q.y, q.z].enumerated() {
             values[((c * frames + f) * 25 + j) * 2 + m] = Float(value)
           }
@@ -138,6 +154,15 @@ public struct SyntheticSkeletons: Sendable {
     return SkeletonSample(
       data: data, length: length, label: label, subject: id.subject, view: id.view,
       replication: id.repetition, source: "synthetic:\(seed):\(index)")
+  }
+
+  /// The left-right mirror image of a body (x negated, left and right joints swapped).
+  static func mirror(_ joints: [Vec3]) -> [Vec3] {
+    var out = joints.map { Vec3(-$0.x, $0.y, $0.z) }
+    for (left, right) in JointLayout.kinectV2.mirrored {
+      out.swapAt(left, right)
+    }
+    return out
   }
 
   /// Noise on every joint, glitches on a hand or foot for a few frames, dropped joints.
@@ -196,14 +221,24 @@ public struct SyntheticSkeletons: Sendable {
     }
   }
 
-  /// A performance's style: speed (cycles), amplitude and phase.
+  /// A performance's style: speed (cycles), amplitude, phase, and the posture of whatever the
+  /// action does not drive (rest arms, stance, lean) — nuisance variation a classifier must see
+  /// through.
   struct Style {
     let speed: Double, amplitude: Double, phase: Double, lean: Double
+    var rest = (elevation: 0.15, azimuth: 0.3, elbow: 0.2)
+    var stance = 0.05
+    var reach = 0.0
     init(_ random: inout RandomGenerator) {
-      speed = 0.75 + 0.5 * random.nextDouble()
-      amplitude = 0.8 + 0.4 * random.nextDouble()
+      speed = 0.7 + 0.6 * random.nextDouble()
+      amplitude = 0.7 + 0.6 * random.nextDouble()
       phase = 2 * Double.pi * random.nextDouble()
-      lean = (random.nextDouble() - 0.5) * 0.15
+      lean = (random.nextDouble() - 0.5) * 0.25
+      rest = (
+        0.05 + 0.35 * random.nextDouble(), 0.6 * random.nextDouble(), 0.1 + 0.9 * random.nextDouble()
+      )
+      stance = 0.02 + 0.16 * random.nextDouble()
+      reach = (random.nextDouble() - 0.5) * 0.4
     }
     init(speed: Double, amplitude: Double, phase: Double, lean: Double) {
       (self.speed, self.amplitude, self.phase, self.lean) = (speed, amplitude, phase, lean)
@@ -238,6 +273,10 @@ public struct SyntheticSkeletons: Sendable {
   /// The joint angles of a single-person action at normalised time `u`.
   static func angles(_ label: Int, u: Double, style s: Style) -> Angles {
     var a = Angles()
+    a.leftArm = s.rest
+    a.rightArm = s.rest
+    a.leftLeg.abduction = s.stance
+    a.rightLeg.abduction = s.stance
     let w = 2 * Double.pi * s.speed * u + s.phase
     let amp = s.amplitude
     a.pitch = s.lean
@@ -307,6 +346,21 @@ public struct SyntheticSkeletons: Sendable {
       a.pitch = s.lean + 0.35 * bump(u, 0.05, 0.75)
       a.leftArm = (0.3 * d, 0.4, 0.8 * d)
       a.rightArm = (0.3 * d, 0.4, 0.8 * d)
+    case 12:  // drink: the right hand to the mouth, sips with the head back
+      let raise = bump(u, 0.05, 0.95)
+      let sip = 0.5 + 0.5 * sin(2 * w)
+      a.rightArm = (s.rest.elevation + (0.55 + s.reach) * raise, 0.1, s.rest.elbow + (2.2 - s.rest.elbow) * raise - 0.15 * sip * raise)
+      a.nod = -0.25 * raise * sip
+    case 13:  // phone call: the right hand held at the ear
+      let hold = ramp(u, 0.05, 0.25) * (1 - ramp(u, 0.85, 1))
+      a.rightArm = (s.rest.elevation + (0.75 + s.reach) * hold, 0.3 + 0.6 * hold, s.rest.elbow + (2.5 - s.rest.elbow) * hold)
+      a.roll = 0.12 * hold
+      a.nod = 0.05 * sin(w) * hold
+    case 14:  // check watch: the left forearm across the chest, the head down to it
+      let look = ramp(u, 0.05, 0.3) * (1 - ramp(u, 0.75, 0.95))
+      a.leftArm = (s.rest.elevation + (0.4 + s.reach) * look, 0.2, s.rest.elbow + (1.7 - s.rest.elbow) * look)
+      a.nod = 0.35 * look
+      a.pitch = s.lean + 0.1 * look
     default:
       break
     }
@@ -392,7 +446,7 @@ public struct SyntheticSkeletons: Sendable {
     var b = angles(-1, u: u, style: Style.idle)
     var gap = 1.0
     switch label {
-    case 12:  // handshake: right hands meet and shake
+    case classes.count - 2:  // handshake: right hands meet and shake
       let reach = ramp(u, 0.05, 0.35) * (1 - ramp(u, 0.8, 0.98))
       let shake = 0.15 * sin(2 * Double.pi * 3 * s.speed * u) * reach
       a.rightArm = (0.2 + 1.05 * reach + shake, 0.15, 0.6 - 0.3 * reach)

@@ -79,8 +79,9 @@ struct DatasetTests {
     let generator = try SyntheticSkeletons(
       seed: 7, subjects: 4, views: 3, repetitions: 1, frames: 32)
     let ds = SkeletonDataset.synthetic(generator)
-    #expect(ds.count == 14 * 4 * 3)
-    #expect(SyntheticSkeletons.classes.count >= 12)
+    let classes = SyntheticSkeletons.classes.count
+    #expect(ds.count == classes * 4 * 3)
+    #expect(classes >= 12)
     let a = try ds.sample(17)
     let b = try SkeletonDataset.synthetic(generator).sample(17)
     #expect(a.data.scalars == b.data.scalars && a.label == b.label)
@@ -90,20 +91,21 @@ struct DatasetTests {
     #expect(a.data.shape == [3, 32, 25, 2] && a.length >= 19 && a.length <= 32)
     try a.validate()
     // Every class appears equally often; two-person classes fill body 2.
-    var counts = [Int](repeating: 0, count: 14)
+    var counts = [Int](repeating: 0, count: classes)
     for label in ds.labels { counts[label] += 1 }
     #expect(Set(counts) == [12])
-    let handshake = try ds.sample(ds.labels.firstIndex(of: 12) ?? 0)
+    let handshake = try ds.sample(
+      ds.labels.firstIndex(of: SyntheticSkeletons.classes.firstIndex(of: "handshake") ?? 0) ?? 0)
     #expect(try handshake.data[.all, .all, .all, .index(1)].abs().max().item() > 0)
     let (train, test) = try ds.standardSplit("xsub")
-    #expect(train.count == 84 && test.count == 84)
+    #expect(train.count == classes * 6 && test.count == classes * 6)
     #expect(try (0..<train.count).allSatisfy { try train.metadata($0).subject % 2 == 1 })
     let (viewTrain, viewTest) = try ds.standardSplit("xview")
-    #expect(viewTrain.count == 112 && viewTest.count == 56)
+    #expect(viewTrain.count == classes * 8 && viewTest.count == classes * 4)
     // Semi-supervised subsets: per class, seeded.
     let tenth = try train.fraction(0.1, seed: 3)
-    #expect(tenth.count == 14)
-    #expect(Set(tenth.labels).count == 14)
+    #expect(tenth.count == classes)
+    #expect(Set(tenth.labels).count == classes)
     #expect(try train.fraction(0.1, seed: 3).indices == tenth.indices)
     #expect(try train.fraction(0.1, seed: 4).indices != tenth.indices)
   }
@@ -141,8 +143,9 @@ struct DatasetTests {
     let b = try Loader(dataset: ds, batchSize: 5, seed: 9, augmentations: steps)
     let ordersA = try run(a, epochs: 2)
     #expect(ordersA == (try run(b, epochs: 2)))
-    #expect(ordersA.count == 12 && ordersA[0].count == 5 && ordersA[5].count == 3)
-    #expect(ordersA[0] != ordersA[6])  // a new order each epoch
+    // 2 subjects × 17 classes = 34 samples: 7 batches of 5 (the last of 4) per epoch.
+    #expect(ordersA.count == 14 && ordersA[0].count == 5 && ordersA[6].count == 4)
+    #expect(ordersA[0] != ordersA[7])  // a new order each epoch
     // The same batch values whichever thread made them, and after a resume.
     let direct = try a.batch(epoch: 1, index: 2, order: a.order(epoch: 1))
     let c = try Loader(dataset: ds, batchSize: 5, seed: 9, augmentations: steps)

@@ -77,6 +77,7 @@ enum DataBuiltins {
     registerDatasets(r)
     registerTypeTables(r)
     registerTransforms(r)
+    registerSampleFunctions(r)
   }
 
   static func dataset(_ args: Arguments, _ name: String) throws -> DatasetObject {
@@ -210,12 +211,45 @@ enum DataBuiltins {
       return .object(try splitName.map { try split(object, $0) } ?? object)
     }
     r.register(
-      "split", [BuiltinParameter("ds", .object("Dataset")), BuiltinParameter("name", .string)],
-      doc: "The dataset with .train and .test of a standard split: \"xsub\" (NTU-60's training "
+      "split",
+      [
+        BuiltinParameter("ds", .object("Dataset")),
+        BuiltinParameter("by", .oneOf([.string, .callable])),
+      ],
+      doc: "The dataset with .train and .test: a standard split — \"xsub\" (NTU-60's training "
         + "performers; odd subjects for MSR and the synthetic set), \"xsub120\", \"xview\" "
-        + "(camera or view 1 is the test set), \"xset\" (even setups train)."
-    ) { args, _ in
-      .object(try split(try dataset(args, "ds"), args.string("name")))
+        + "(camera or view 1 is the test set), \"xset\" (even setups train) — or a function of "
+        + "a sample's metadata Record {label, subject, view, setup, replication, source} that is "
+        + "true for training samples."
+    ) { args, context in
+      let object = try dataset(args, "ds")
+      if case .string(let name) = args["by"] { return .object(try split(object, name)) }
+      var failure: Error?
+      let (train, test) = try object.dataset.split { m in
+        guard failure == nil else { return false }
+        let record = Value.record(
+          RecordBox([
+            ("label", .int(m.label)), ("subject", .int(m.subject)), ("view", .int(m.view)),
+            ("setup", .int(m.setup)), ("replication", .int(m.replication)),
+            ("source", .string(m.source)),
+          ]))
+        do {
+          let verdict = try context.call(args["by"], [record])
+          guard case .bool(let flag) = verdict else {
+            throw args.error("by", "the function must return a Bool, got \(verdict.typeName)")
+          }
+          return flag
+        } catch {
+          failure = error
+          return false
+        }
+      }
+      if let failure { throw failure }
+      return .object(
+        DatasetObject(
+          object.dataset, augmentations: object.augmentations, split: "by function",
+          train: DatasetObject(train, augmentations: object.augmentations),
+          test: DatasetObject(test, augmentations: object.augmentations)))
     }
     r.register(
       "subset",
@@ -352,6 +386,239 @@ enum DataBuiltins {
             ("length", .list(batch.lengths.map(Value.int))),
           ]))
       }
+    }
+  }
+
+  // MARK: Transforms on a sample or a batch
+
+  /// Applies `body` to a `[C, T, V, M]` sequence, or to each sequence of a `[N, C, T, V, M]`
+  /// batch.
+  static func eachSequence(_ x: Tensor, _ args: Arguments, _ body: (Tensor) throws -> Tensor) throws
+    -> Tensor
+  {
+    switch x.rank {
+    case 4: return try body(x)
+    case 5: return try Tensor.stack((0..<x.shape[0]).map { try body(x[.index($0)].contiguous()) })
+    default:
+      throw args.error(
+        "x",
+        "expects a sequence [C, T, V, M] or a batch [N, C, T, V, M], got \(shapeString(x.shape))")
+    }
+  }
+
+  /// Runs `body` with a generator seeded by `seed=`, or with the global one.
+  static func randomly<R>(_ args: Arguments, _ body: (inout RandomGenerator) throws -> R) throws
+    -> R
+  {
+    if let seed = args.optionalInt("seed") {
+      var generator = RandomGenerator(seed: UInt64(truncatingIfNeeded: seed))
+      return try body(&generator)
+    }
+    return try Random.withGenerator { try body(&$0) }
+  }
+
+  static func layout(_ x: Tensor, _ args: Arguments) throws -> JointLayout {
+    let joints = x.rank >= 4 ? x.shape[x.rank - 2] : 0
+    guard let layout = JointLayout.forJointCount(joints) else {
+      throw args.error("x", "no joint layout has \(joints) joints (25 Kinect v2, 20 MSR)")
+    }
+    return layout
+  }
+
+  static func registerSampleFunctions(_ r: Registry) {
+    let x = BuiltinParameter("x", .object("Tensor"))
+    let seed = BuiltinParameter("seed", .optional(.int), default: .nil)
+    func tensor(_ args: Arguments) throws -> Tensor {
+      try TensorBuiltins.tensor(args["x"], args, "x")
+    }
+    r.register(
+      "crop_resize",
+      [
+        x, BuiltinParameter("window", .int),
+        BuiltinParameter("length", .optional(.int), default: .nil),
+        BuiltinParameter("ratio", .oneOf([.number, .list]), default: .float(0.95)),
+        BuiltinParameter("minimum", .int, default: .int(64)), seed,
+      ],
+      doc: "Temporal crop-and-resize (methods.md §1.4) of a sequence or each of a batch: ratio a "
+        + "number is the test-time centre crop, [low, high] the random training crop (at least "
+        + "minimum frames); length is the valid length (default: the non-zero frames)."
+    ) { args, _ in
+      let window = args.int("window")
+      guard window > 0 else { throw args.error("window", "must be positive") }
+      return .tensor(
+        try eachSequence(try tensor(args), args) { s in
+          let n = args.optionalInt("length") ?? max(SkeletonSample.validLength(s), 1)
+          if case .list(let box) = args["ratio"] {
+            let bounds = box.items.compactMap { value -> Double? in
+              if case .float(let d) = value { return d }
+              if case .int(let i) = value { return Double(i) }
+              return nil
+            }
+            guard bounds.count == 2, bounds[0] > 0, bounds[0] <= bounds[1] else {
+              throw args.error("ratio", "must be a number or [low, high]")
+            }
+            return try randomly(args) { g in
+              try Transforms.randomCropResize(
+                s, length: n, window: window, ratio: bounds[0]...bounds[1],
+                minimum: args.int("minimum"),
+                generator: &g)
+            }
+          }
+          return try Transforms.centreCropResize(
+            s, length: n, window: window, ratio: args.number("ratio"))
+        })
+    }
+    r.register(
+      "rotate",
+      [
+        x, BuiltinParameter("theta", .number, default: .float(0.3)),
+        BuiltinParameter("angles", .optional(.list), default: .nil), seed,
+      ],
+      doc: "Rotates every point by R = Rz·Ry·Rx (methods.md §1.6): angles [ax, ay, az] given, or "
+        + "drawn from U(−theta, theta), one rotation per sequence."
+    ) { args, _ in
+      let angles =
+        try args.isNil("angles")
+        ? nil
+        : args.list("angles").map { value -> Double in
+          switch value {
+          case .int(let i): return Double(i)
+          case .float(let d): return d
+          default: throw args.error("angles", "must be three numbers")
+          }
+        }
+      if let angles, angles.count != 3 { throw args.error("angles", "must be three numbers") }
+      return .tensor(
+        try eachSequence(try tensor(args), args) { s in
+          if let angles {
+            return try Transforms.rotate(
+              s, Transforms.rotationMatrix(angles[0], angles[1], angles[2]))
+          }
+          return try randomly(args) {
+            try Transforms.randomRotation(s, theta: args.number("theta"), generator: &$0)
+          }
+        })
+    }
+    r.register(
+      "shear", [x, BuiltinParameter("amount", .number, default: .float(1)), seed],
+      doc: "Shear by [[1, a, b], [c, 1, d], [e, f, 1]] with off-diagonals from U(−amount, amount) "
+        + "(methods.md §1.8), per sequence."
+    ) { args, _ in
+      .tensor(
+        try eachSequence(try tensor(args), args) { s in
+          try randomly(args) {
+            try Transforms.shear(s, amount: args.number("amount"), generator: &$0)
+          }
+        })
+    }
+    r.register(
+      "corrupt", [x, seed],
+      doc: "PCM3's joint corruption (methods.md §1.8): 15 of 25 joints zeroed (probability 0.5) or "
+        + "multiplied by a random 3×3 matrix, per sequence."
+    ) { args, _ in
+      .tensor(
+        try eachSequence(try tensor(args), args) { s in
+          try randomly(args) { try Transforms.jointCorruption(s, generator: &$0) }
+        })
+    }
+    r.register(
+      "motion", [x],
+      doc: "Frame differences x[t+1] − x[t], the last frame 0 (methods.md §1.7)."
+    ) { args, _ in
+      .tensor(try eachSequence(try tensor(args), args) { try Transforms.motion($0) })
+    }
+    r.register(
+      "normalize",
+      [
+        x, BuiltinParameter("mode", .string, default: .string("mamp")),
+        BuiltinParameter("align", .bool, default: .bool(false)),
+      ],
+      doc: "Offline normalisation (methods.md §1.3): \"mamp\" (body 1's spine mid in its first "
+        + "frame is the origin), \"agcn\" (gap filling, per-frame centring, alignment rotations) "
+        + "or \"pyskl\" (empty frames dropped and zero-padded at the end, centred on the first "
+        + "kept frame; align adds the alignment rotations)."
+    ) { args, _ in
+      let x = try tensor(args)
+      let layout = try layout(x, args)
+      return .tensor(
+        try eachSequence(x, args) { s in
+          switch args.string("mode") {
+          case "mamp": return try Transforms.centreOnFirstFrame(s, layout: layout)
+          case "agcn": return try Transforms.agcnNormalize(s, layout: layout)
+          case "pyskl":
+            let (data, length) = try Transforms.pysklNormalize(
+              s, layout: layout, align: args.bool("align"))
+            guard length < s.shape[1] else { return data }
+            var padding = s.shape
+            padding[1] = s.shape[1] - length
+            return try length == 0
+              ? Tensor.zeros(s.shape) : Tensor.concat([data, Tensor.zeros(padding)], axis: 1)
+          default: throw args.error("mode", "must be \"mamp\", \"agcn\" or \"pyskl\"")
+          }
+        })
+    }
+    r.register(
+      "uniform_sample",
+      [
+        x, BuiltinParameter("clip", .int, default: .int(90)),
+        BuiltinParameter("length", .optional(.int), default: .nil), seed,
+      ],
+      doc: "PYSKL's uniform sampling of clip frames (methods.md §1.5) from the valid length."
+    ) { args, _ in
+      .tensor(
+        try eachSequence(try tensor(args), args) { s in
+          let n = args.optionalInt("length") ?? max(SkeletonSample.validLength(s), 1)
+          let indices = try randomly(args) {
+            try Transforms.uniformSampleIndices(total: n, clip: args.int("clip"), generator: &$0)
+          }
+          return try Transforms.frames(s, at: indices)
+        })
+    }
+    r.register(
+      "occlude",
+      [
+        x, BuiltinParameter("parts", .int, default: .int(0)),
+        BuiltinParameter("ratio", .number, default: .float(0)), seed,
+      ],
+      doc: "The occluded protocol's transforms: parts random body parts hidden in every frame, "
+        + "and/or a contiguous block of ratio of the valid frames hidden."
+    ) { args, _ in
+      let x = try tensor(args)
+      let layout = try layout(x, args)
+      return .tensor(
+        try eachSequence(x, args) { s in
+          var out = s
+          if args.int("parts") > 0 {
+            out = try randomly(args) {
+              try Transforms.occludeParts(
+                out, layout: layout, count: args.int("parts"), generator: &$0)
+            }
+          }
+          if args.number("ratio") > 0 {
+            let n = max(SkeletonSample.validLength(out), 1)
+            out = try randomly(args) {
+              try Transforms.occludeTime(
+                out, length: n, ratio: args.number("ratio"), generator: &$0)
+            }
+          }
+          return out
+        })
+    }
+    r.register(
+      "mix", [x, seed],
+      doc: "PCM3's view mixing of a batch [N, C, T, V, M] (methods.md §7.2): one random case per "
+        + "batch — swap of 2–3 body parts over 7–11 segments with sample (i + shift) mod N, the "
+        + "same region pasted from its resampled first frames, or mixup. Returns {x, lam, shift, kind}."
+    ) { args, _ in
+      let batch = try tensor(args)
+      let result = try randomly(args) {
+        try Transforms.mix(batch, layout: layout(batch, args), generator: &$0)
+      }
+      return .record(
+        RecordBox([
+          ("x", .tensor(result.x)), ("lam", .float(result.lam)), ("shift", .int(result.shift)),
+          ("kind", .string(result.kind)),
+        ]))
     }
   }
 

@@ -292,6 +292,10 @@ public enum DatasetReaders {
     guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else {
       throw TensorError("dataset", "cannot read '\(labels)' (missing or unreadable)")
     }
+    // PKU-MMD names sequences `NNNN-V.txt` with the view V = L, M or R (1, 2, 3: the
+    // cross-view split tests on L, view 1).
+    let stem = ((skeleton as NSString).lastPathComponent as NSString).deletingPathExtension
+    let view = ["L": 1, "M": 2, "R": 3][String(stem.split(separator: "-").last ?? "")] ?? 0
     var samples: [SkeletonSample] = []
     for (number, line) in text.split(whereSeparator: \.isNewline).enumerated() {
       let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -320,7 +324,8 @@ public enum DatasetReaders {
       }
       samples.append(
         SkeletonSample(
-          data: data, length: length, label: label - 1, source: "\(skeleton)[\(start), \(end))"))
+          data: data, length: length, label: label - 1, view: view,
+          source: "\(skeleton)[\(start), \(end))"))
     }
     return samples
   }

@@ -235,7 +235,8 @@ public struct SyntheticSkeletons: Sendable {
       phase = 2 * Double.pi * random.nextDouble()
       lean = (random.nextDouble() - 0.5) * 0.25
       rest = (
-        0.05 + 0.35 * random.nextDouble(), 0.6 * random.nextDouble(), 0.1 + 0.9 * random.nextDouble()
+        0.05 + 0.35 * random.nextDouble(), 0.6 * random.nextDouble(),
+        0.1 + 0.9 * random.nextDouble()
       )
       stance = 0.02 + 0.16 * random.nextDouble()
       reach = (random.nextDouble() - 0.5) * 0.4
@@ -349,16 +350,24 @@ public struct SyntheticSkeletons: Sendable {
     case 12:  // drink: the right hand to the mouth, sips with the head back
       let raise = bump(u, 0.05, 0.95)
       let sip = 0.5 + 0.5 * sin(2 * w)
-      a.rightArm = (s.rest.elevation + (0.55 + s.reach) * raise, 0.1, s.rest.elbow + (2.2 - s.rest.elbow) * raise - 0.15 * sip * raise)
+      a.rightArm = (
+        s.rest.elevation + (0.55 + s.reach) * raise, 0.1,
+        s.rest.elbow + (2.2 - s.rest.elbow) * raise - 0.15 * sip * raise
+      )
       a.nod = -0.25 * raise * sip
     case 13:  // phone call: the right hand held at the ear
       let hold = ramp(u, 0.05, 0.25) * (1 - ramp(u, 0.85, 1))
-      a.rightArm = (s.rest.elevation + (0.75 + s.reach) * hold, 0.3 + 0.6 * hold, s.rest.elbow + (2.5 - s.rest.elbow) * hold)
+      a.rightArm = (
+        s.rest.elevation + (0.75 + s.reach) * hold, 0.3 + 0.6 * hold,
+        s.rest.elbow + (2.5 - s.rest.elbow) * hold
+      )
       a.roll = 0.12 * hold
       a.nod = 0.05 * sin(w) * hold
     case 14:  // check watch: the left forearm across the chest, the head down to it
       let look = ramp(u, 0.05, 0.3) * (1 - ramp(u, 0.75, 0.95))
-      a.leftArm = (s.rest.elevation + (0.4 + s.reach) * look, 0.2, s.rest.elbow + (1.7 - s.rest.elbow) * look)
+      a.leftArm = (
+        s.rest.elevation + (0.4 + s.reach) * look, 0.2, s.rest.elbow + (1.7 - s.rest.elbow) * look
+      )
       a.nod = 0.35 * look
       a.pitch = s.lean + 0.1 * look
     default:

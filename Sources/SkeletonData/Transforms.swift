@@ -437,3 +437,80 @@ public enum Transforms {
     return try x.tensor()
   }
 }
+
+extension Transforms {
+  /// The result of PCM3's mixing (§7.2).
+  public struct Mix: Sendable {
+    public let x: Tensor
+    /// The mixing weight of the partner sample.
+    public let lam: Double
+    /// Sample i is mixed with sample (i + shift) mod N.
+    public let shift: Int
+    /// "swap", "paste" or "mixup".
+    public let kind: String
+  }
+
+  /// PCM3's view mixing of a batch `[N, C, T, V, M]` (§7.2), one random case per batch: with
+  /// probability 0.5 a swap of 2 or 3 body parts over `Ct ~ U{7..11}` segments of 4 frames from
+  /// the partner `j = (i + n) mod N` (`n ~ U{1..N−2}`); 0.25 the same region pasted from the
+  /// partner's first `min(2·4Ct, T)` frames resampled (nearest) to `4Ct`; 0.25 mixup with
+  /// `lam ~ U(0, 1)`. For the region cases `lam = Ct·joints / (segments·V)`.
+  public static func mix(_ batch: Tensor, layout: JointLayout, generator g: inout RandomGenerator)
+    throws -> Mix
+  {
+    guard batch.rank == 5, batch.shape[0] >= 3, batch.shape[3] == layout.count else {
+      throw TensorError(
+        "mix", "expects a batch [N ≥ 3, C, T, \(layout.count), M], got \(shapeString(batch.shape))")
+    }
+    let (n, c, t, v, m) = (
+      batch.shape[0], batch.shape[1], batch.shape[2], batch.shape[3], batch.shape[4]
+    )
+    let shift = 1 + (try g.nextInt(below: n - 2))
+    var values = batch.scalars
+    let source = values
+    let per = c * t * v * m
+    func at(_ i: Int, _ ch: Int, _ f: Int, _ j: Int, _ b: Int) -> Int {
+      i * per + ((ch * t + f) * v + j) * m + b
+    }
+    let draw = g.nextDouble()
+    if draw >= 0.75 {
+      let lam = g.nextDouble()
+      for i in 0..<n {
+        let partner = (i + shift) % n
+        for k in 0..<per {
+          values[i * per + k] = Float(
+            (1 - lam) * Double(source[i * per + k]) + lam * Double(source[partner * per + k]))
+        }
+      }
+      return Mix(
+        x: try Tensor(shape: batch.shape, scalars: values), lam: lam, shift: shift, kind: "mixup")
+    }
+    let segments = max(t / 4, 1)
+    let count = min(2 + (try g.nextInt(below: 2)), layout.parts.count)
+    let parts = try g.sample(count, from: layout.parts.count)
+    let joints = parts.flatMap { layout.parts[$0].joints }
+    let ct = min(7 + (try g.nextInt(below: 5)), segments)
+    let start = try g.nextInt(below: segments - ct + 1)
+    let (from, span) = (4 * start, min(4 * ct, t - 4 * start))
+    let paste = draw >= 0.5
+    let pasted = min(2 * 4 * ct, t)
+    for i in 0..<n {
+      let partner = (i + shift) % n
+      for k in 0..<span {
+        // Swap: the partner's same frames; paste: its first frames, resampled (nearest).
+        let frame = paste ? min(Int(Double(k) * Double(pasted) / Double(4 * ct)), t - 1) : from + k
+        for j in joints {
+          for ch in 0..<c {
+            for b in 0..<m {
+              values[at(i, ch, from + k, j, b)] = source[at(partner, ch, frame, j, b)]
+            }
+          }
+        }
+      }
+    }
+    let lam = Double(ct * joints.count) / Double(segments * v)
+    return Mix(
+      x: try Tensor(shape: batch.shape, scalars: values), lam: lam, shift: shift,
+      kind: paste ? "paste" : "swap")
+  }
+}

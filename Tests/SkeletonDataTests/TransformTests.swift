@@ -144,3 +144,38 @@ struct TransformTests {
     #expect([8, 9, 10, 11].contains(hidden.count))
   }
 }
+
+@Suite("Mixing")
+struct MixingTests {
+  @Test func everyCaseMixesWithThePartnerAndReportsLam() throws {
+    // Sample i is filled with the value i + 1, so each output value names its source.
+    let n = 4
+    let per = 3 * 64 * 25 * 2
+    let batch = try Tensor(
+      shape: [n, 3, 64, 25, 2], scalars: (0..<(n * per)).map { Float($0 / per + 1) })
+    var kinds: Set<String> = []
+    for seed in 0..<40 {
+      var g = RandomGenerator(seed: UInt64(seed))
+      let mix = try Transforms.mix(batch, layout: .kinectV2, generator: &g)
+      kinds.insert(mix.kind)
+      #expect((1...(n - 2)).contains(mix.shift))
+      let values = mix.x.scalars
+      for i in 0..<n {
+        let own = Float(i + 1)
+        let partner = Float((i + mix.shift) % n + 1)
+        let sample = values[(i * per)..<((i + 1) * per)]
+        if mix.kind == "mixup" {
+          let expected = Float((1 - mix.lam) * Double(own) + mix.lam * Double(partner))
+          #expect(sample.allSatisfy { abs($0 - expected) < 1e-5 })
+        } else {
+          let taken = sample.filter { $0 == partner }.count
+          #expect(sample.allSatisfy { $0 == own || $0 == partner })
+          // lam = Ct · joints / (16 · 25); the region covers 4·Ct frames × joints × 3 × 2.
+          #expect(abs(Double(taken) / Double(per) - mix.lam) < 1e-9)
+          #expect(mix.lam > 0 && mix.lam < 1)
+        }
+      }
+    }
+    #expect(kinds == ["swap", "paste", "mixup"])
+  }
+}

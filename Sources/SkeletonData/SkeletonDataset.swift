@@ -204,6 +204,11 @@ public struct SkeletonDataset: Sendable {
     train: SkeletonDataset, test: SkeletonDataset
   ) {
     switch name {
+    case "xsub" where kind == "pkummd":
+      throw TensorError(
+        "dataset",
+        "PKU-MMD's cross-subject split needs its official subject lists; split with a function "
+          + "of the metadata instead (split(ds, f))")
     case "xsub":
       if kind == "ntu" || kind == "ntu120" {
         return try split { Self.ntu60TrainingSubjects.contains($0.subject) }

@@ -124,6 +124,16 @@ public struct Arguments {
     return nil
   }
 
+  /// A library object argument of type `T`; throws naming the argument and what was expected
+  /// (`what`, e.g. "a Dataset") otherwise.
+  public func required<T: ScriptObject>(_ name: String, as type: T.Type, _ what: String) throws -> T
+  {
+    guard let object = object(name, as: type) else {
+      throw error(name, "expected \(what), got \(self[name].typeName)")
+    }
+    return object
+  }
+
   /// An error about one argument, placed at that argument.
   public func error(_ name: String, _ message: String) -> ScriptError {
     ScriptError(.argument, "argument '\(name)' of \(builtin): \(message)", at: ranges[name])

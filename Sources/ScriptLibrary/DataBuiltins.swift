@@ -81,10 +81,7 @@ enum DataBuiltins {
   }
 
   static func dataset(_ args: Arguments, _ name: String) throws -> DatasetObject {
-    guard let object = args.object(name, as: DatasetObject.self) else {
-      throw args.error(name, "expected a Dataset, got \(args[name].typeName)")
-    }
-    return object
+    try args.required(name, as: DatasetObject.self, "a Dataset")
   }
 
   static func record(_ s: SkeletonSample) -> Value {

@@ -141,10 +141,7 @@ enum ModelBuiltins {
   }
 
   static func model(_ args: Arguments, _ name: String) throws -> ModelObject {
-    guard let model = args.object(name, as: ModelObject.self) else {
-      throw args.error(name, "expected a Model, got \(args[name].typeName)")
-    }
-    return model
+    try args.required(name, as: ModelObject.self, "a Model")
   }
 
   static func encoder(_ args: Arguments, _ name: String) throws -> Encoder {
@@ -525,10 +522,7 @@ enum ModelBuiltins {
   }
 
   static func optimizer(_ args: Arguments) throws -> OptimizerObject {
-    guard let object = args.object("opt", as: OptimizerObject.self) else {
-      throw args.error("opt", "expected an Optimizer")
-    }
-    return object
+    try args.required("opt", as: OptimizerObject.self, "an Optimizer")
   }
 
   static func groups(_ object: ModelObject, _ args: Arguments) throws -> [ParameterGroup] {

@@ -93,7 +93,7 @@ public enum NumPy {
 
   /// Reorders column-major (Fortran) values into row-major order: element (i0, ..., in) sits
   /// at i0 + shape[0]·(i1 + shape[1]·(...)) in the source, the first axis fastest.
-  private static func cOrder(fromFortran values: [Double], shape: [Int]) -> [Double] {
+  package static func cOrder(fromFortran values: [Double], shape: [Int]) -> [Double] {
     var sourceStrides = [Int](repeating: 1, count: shape.count)
     for axis in 1..<shape.count { sourceStrides[axis] = sourceStrides[axis - 1] * shape[axis - 1] }
     var result: [Double] = []

@@ -3,6 +3,20 @@ import Foundation
 /// Shape arithmetic shared by every op: element counts, strides, axes and broadcasting.
 /// Every function throws a `TensorError` naming `op` when a user-supplied value is wrong.
 package enum Shape {
+  /// Moves a multi-index to the next element in row-major order (the last axis fastest);
+  /// returns false after the last element.
+  @inline(__always)
+  package static func advance(_ index: inout [Int], in shape: [Int]) -> Bool {
+    var axis = shape.count - 1
+    while axis >= 0 {
+      index[axis] += 1
+      if index[axis] < shape[axis] { return true }
+      index[axis] = 0
+      axis -= 1
+    }
+    return false
+  }
+
   /// Row-major strides for `shape`: the last axis is contiguous.
   package static func contiguousStrides(_ shape: [Int]) -> [Int] {
     var strides = [Int](repeating: 1, count: shape.count)

@@ -123,13 +123,7 @@ extension Tensor {
           a: opA.tensor.storage.base + offsetA, lda: opA.leadingDimension,
           b: opB.tensor.storage.base + offsetB, ldb: opB.leadingDimension,
           c: c + item * m * n, ldc: n)
-        var d = batch.count - 1
-        while d >= 0 {
-          index[d] += 1
-          if index[d] < batch[d] { break }
-          index[d] = 0
-          d -= 1
-        }
+        _ = Shape.advance(&index, in: batch)
       }
     }
   }

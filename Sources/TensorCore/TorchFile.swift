@@ -428,13 +428,7 @@ private struct Unpickler {
           var at = offset
           for (axis, position) in index.enumerated() { at += position * stride[axis] }
           out[i] = type.value(raw, at)
-          var axis = size.count - 1
-          while axis >= 0 {
-            index[axis] += 1
-            if index[axis] < size[axis] { break }
-            index[axis] = 0
-            axis -= 1
-          }
+          _ = Shape.advance(&index, in: size)
         }
       }
     }
@@ -491,25 +485,8 @@ private struct Unpickler {
       guard values.count == count else {
         throw fail("NumPy array of \(shape) holds \(values.count) values")
       }
-      var ordered = values
-      if fortran, shape.count > 1 {
-        // Column-major to row-major.
-        var strides = [Int](repeating: 1, count: shape.count)
-        for axis in 1..<shape.count { strides[axis] = strides[axis - 1] * shape[axis - 1] }
-        var index = [Int](repeating: 0, count: shape.count)
-        for i in 0..<count {
-          var at = 0
-          for axis in 0..<shape.count { at += index[axis] * strides[axis] }
-          ordered[i] = values[at]
-          var axis = shape.count - 1
-          while axis >= 0 {
-            index[axis] += 1
-            if index[axis] < shape[axis] { break }
-            index[axis] = 0
-            axis -= 1
-          }
-        }
-      }
+      let ordered =
+        fortran && shape.count > 1 ? NumPy.cOrder(fromFortran: values, shape: shape) : values
       target.kind = .value(.tensor(try Tensor(shape: shape, scalars: ordered.map { Float($0) })))
     default:
       throw fail("BUILD on an unsupported object")

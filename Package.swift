@@ -58,6 +58,9 @@ let package = Package(
     // Skeleton data: readers of the real formats, the synthetic dataset, transforms, loaders.
     .target(name: "SkeletonData", dependencies: ["TensorCore"]),
 
+    // The evaluation protocols of methods.md §8 and the benchmark table.
+    .target(name: "Evaluation", dependencies: ["NN", "Optim", "SkeletonData", "TensorCore"]),
+
     // Optimisers, schedules, EMA and checkpoints.
     .target(name: "Optim", dependencies: ["NN", "TensorCore"]),
 
@@ -85,6 +88,9 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"]),
     .testTarget(
       name: "SkeletonDataTests", dependencies: ["SkeletonData", "TensorCore", "TestSupport"]),
+    .testTarget(
+      name: "EvaluationTests",
+      dependencies: ["Evaluation", "NN", "SkeletonData", "TensorCore", "TestSupport"]),
     .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
     .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),

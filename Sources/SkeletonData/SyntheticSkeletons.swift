@@ -40,7 +40,7 @@ public struct SyntheticSkeletons: Sendable {
     "check watch", "handshake", "push",
   ]
   /// The two-person interactions are the last classes.
-  static let interactions = 2
+  public static let interactions = 2
 
   public let seed: UInt64
   public let subjects: Int

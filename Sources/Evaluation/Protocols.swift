@@ -1,0 +1,425 @@
+import Foundation
+import NN
+import Optim
+import SkeletonData
+import TensorCore
+
+/// The evaluation protocols of methods.md §8 and the survey benchmark. Every one takes any
+/// encoder (random, pretrained here, or loaded from a PyTorch checkpoint) and leaves it as it
+/// was: probes freeze it, fine-tuning works on a copy.
+public enum Protocols {
+  /// The number of classes of a train/test pair.
+  static func classCount(_ train: SkeletonDataset, _ test: SkeletonDataset) -> Int {
+    max(train.classNames.count, (train.labels + test.labels).max().map { $0 + 1 } ?? 0)
+  }
+
+  // MARK: Linear probe (§8.1)
+
+  /// Options of the linear probe (MAMP/Skeleton2vec recipe: SGD momentum 0.9, no weight decay,
+  /// lr 0.1 with cosine to 0, batch 256).
+  public struct ProbeOptions: Sendable {
+    public var epochs = 100
+    public var batch = 256
+    public var learningRate = 0.1
+    /// Train on MAMP's augmented view (features recomputed every epoch) or on the centre view
+    /// (features computed once).
+    public var augment = true
+    public var seed: UInt64 = 0
+    public init() {}
+  }
+
+  /// Trains the probe head on frozen features; returns the result (last and best top-1 and
+  /// top-5 on `test`) and the trained head.
+  public static func linearProbe(
+    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset,
+    options: ProbeOptions = .init(),
+    context: EvaluationContext = .silent
+  ) throws -> (result: EvaluationResult, head: ProbeHead) {
+    let testSet = try Features.extract(
+      encoder, test, augmentations: Features.testView(encoder), seed: options.seed, context: context
+    )
+    let cleanTrain =
+      options.augment
+      ? nil
+      : try Features.extract(
+        encoder, train, augmentations: Features.testView(encoder), seed: options.seed,
+        context: context)
+    return try trainHead(
+      classes: classCount(train, test), dimension: encoder.dimension,
+      eps: encoder.flavor == .mamp ? 1e-6 : 1e-5, test: testSet, options: options, context: context
+    ) { epoch in
+      try cleanTrain
+        ?? Features.extract(
+          encoder, train, augmentations: Features.trainView(encoder), seed: options.seed,
+          epoch: epoch, context: context)
+    }
+  }
+
+  /// The probe's training loop on features: `features(epoch)` gives that epoch's training
+  /// features; SGD momentum 0.9, cosine to 0 per iteration; top-1/top-5 on `test` every epoch.
+  public static func trainHead(
+    classes: Int, dimension: Int, eps: Float, test: (features: Tensor, labels: [Int]),
+    options: ProbeOptions, context: EvaluationContext = .silent,
+    features: (Int) throws -> (features: Tensor, labels: [Int])
+  ) throws -> (result: EvaluationResult, head: ProbeHead) {
+    let head = try Random.withSeed(options.seed) {
+      try ProbeHead(features: dimension, classes: classes, eps: eps)
+    }
+    let optimizer = try SGD(
+      groups: ParameterGroup.groups(head, weightDecay: 0, exclusion: .oneDimensional),
+      learningRate: options.learningRate, momentum: 0.9)
+    let schedule = CosineSchedule(base: options.learningRate, epochs: Double(options.epochs))
+    var result = EvaluationResult(name: "linear probe", metrics: [])
+    var best = (top1: 0.0, top5: 0.0, epoch: 0)
+    var last = (top1: 0.0, top5: 0.0)
+    var step = 0
+    for epoch in 0..<options.epochs {
+      let (x, y) = try features(epoch)
+      let stepsPerEpoch = (y.count + options.batch - 1) / options.batch
+      var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(epoch), 7))
+      let order = try generator.permutation(y.count)
+      head.setTraining(true)
+      var total = 0.0
+      for b in 0..<stepsPerEpoch {
+        try context.checkStop()
+        let rows = Array(order[(b * options.batch)..<min((b + 1) * options.batch, order.count)])
+        guard rows.count > 1 else { continue }  // BatchNorm needs two samples
+        optimizer.learningRate = schedule.learningRate(step: step, stepsPerEpoch: stepsPerEpoch)
+        step += 1
+        let loss = try Loss.crossEntropy(
+          head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(y[$0]) }))
+        let value = Double(try loss.item())
+        guard value.isFinite else {
+          throw TensorError("linear_probe", "the loss became \(value) at epoch \(epoch + 1)")
+        }
+        total += value
+        optimizer.zeroGrad()
+        try loss.backward()
+        try optimizer.step()
+      }
+      head.setTraining(false)
+      let logits = try Autograd.noGrad { try head(test.features) }
+      last = (
+        try topK(logits, labels: test.labels, k: 1), try topK(logits, labels: test.labels, k: 5)
+      )
+      if last.top1 > best.top1 { best = (last.top1, last.top5, epoch + 1) }
+      let meanLoss = total / Double(max(stepsPerEpoch, 1))
+      result.epochs.append([
+        ("epoch", Double(epoch + 1)), ("loss", meanLoss), ("top1", last.top1), ("top5", last.top5),
+      ])
+      context.progress(
+        String(
+          format: "linear probe epoch %d/%d  loss %.4f  top1 %.4f  top5 %.4f", epoch + 1,
+          options.epochs, meanLoss, last.top1, last.top5))
+    }
+    result.metrics = [
+      ("accuracy", last.top1), ("top5", last.top5), ("best_accuracy", best.top1),
+      ("best_top5", best.top5), ("best_epoch", Double(best.epoch)), ("chance", 1 / Double(classes)),
+    ]
+    return (result, head)
+  }
+
+  // MARK: KNN retrieval (§8.3)
+
+  /// k-nearest-neighbour accuracy with cosine similarity on L2-normalised features of the
+  /// centre view; majority vote, ties going to the smallest label (methods.md §8.3).
+  public static func knn(
+    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, ks: [Int] = [1],
+    context: EvaluationContext = .silent
+  ) throws -> EvaluationResult {
+    guard let first = ks.first, ks.allSatisfy({ $0 > 0 && $0 <= train.count }) else {
+      throw TensorError("knn", "k must be in 1...\(train.count), got \(ks)")
+    }
+    let gallery = try Features.extract(
+      encoder, train, augmentations: Features.testView(encoder), context: context)
+    let queries = try Features.extract(
+      encoder, test, augmentations: Features.testView(encoder), context: context)
+    let accuracies = try knnAccuracy(
+      gallery: gallery.features, galleryLabels: gallery.labels, queries: queries.features,
+      queryLabels: queries.labels, ks: ks)
+    var result = EvaluationResult(name: "knn", metrics: [("accuracy", accuracies[0])])
+    for (k, accuracy) in zip(ks, accuracies) { result.metrics.append(("k\(k)", accuracy)) }
+    context.progress(
+      "knn: "
+        + zip(ks, accuracies).map { String(format: "k=%d %.4f", $0, $1) }.joined(separator: "  "))
+    _ = first
+    return result
+  }
+
+  /// KNN accuracy for each k, on given features.
+  public static func knnAccuracy(
+    gallery: Tensor, galleryLabels: [Int], queries: Tensor, queryLabels: [Int], ks: [Int]
+  ) throws -> [Double] {
+    let g = try Loss.normalized(gallery)
+    let q = try Loss.normalized(queries)
+    let similarity = try q.matmul(g.transposed()).contiguous().scalars  // [Q, G]
+    let (nq, ng) = (queries.shape[0], gallery.shape[0])
+    var hits = [Int](repeating: 0, count: ks.count)
+    for i in 0..<nq {
+      let row = Array(similarity[(i * ng)..<((i + 1) * ng)])
+      let ranked = (0..<ng).sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }
+      for (slot, k) in ks.enumerated() {
+        var votes: [Int: Int] = [:]
+        for j in ranked.prefix(k) { votes[galleryLabels[j], default: 0] += 1 }
+        let most = votes.values.max() ?? 0
+        let predicted = votes.filter { $0.value == most }.keys.min() ?? -1
+        if predicted == queryLabels[i] { hits[slot] += 1 }
+      }
+    }
+    return hits.map { Double($0) / Double(max(nq, 1)) }
+  }
+
+  // MARK: Fine-tuning (§8.2, §9.1)
+
+  public struct FinetuneOptions: Sendable {
+    public var epochs = 100
+    public var batch = 48
+    public var learningRate = 3e-4
+    public var minimumLearningRate = 1e-5
+    public var warmupEpochs = 5.0
+    public var weightDecay: Float = 0.05
+    public var layerDecay: Float = 0.8
+    public var dropPath: Float = 0.3
+    public var smoothing: Float = 0.1
+    public var hidden = 2048
+    public var seed: UInt64 = 0
+    public init() {}
+  }
+
+  /// Fine-tunes a copy of the encoder with the §8.2 head: AdamW (0.9, 0.999), layer-wise lr
+  /// decay, drop path, label smoothing, per-iteration warm-up + cosine; evaluates the centre
+  /// view every epoch (last and best top-1/top-5).
+  public static func finetune(
+    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset,
+    options: FinetuneOptions = .init(),
+    context: EvaluationContext = .silent
+  ) throws -> EvaluationResult {
+    let classes = classCount(train, test)
+    let model = try Random.withSeed(options.seed) {
+      try Classifier(
+        encoder: try encoder.copy(dropPath: options.dropPath), classes: classes, head: .finetune,
+        hidden: options.hidden)
+    }
+    let optimizer = try AdamW(
+      groups: ParameterGroup.groups(
+        model, weightDecay: options.weightDecay,
+        exclusion: encoder.flavor == .mamp ? .mamp : .skeleton2vec,
+        layerDecay: LayerDecay(
+          factor: options.layerDecay, depth: encoder.blocks.count, flavor: encoder.flavor)),
+      learningRate: options.learningRate)
+    let loader = try Loader(
+      dataset: train, batchSize: options.batch, seed: options.seed,
+      dropLast: train.count > options.batch,
+      augmentations: Features.trainView(model.encoder))
+    let testLoader = try Loader(
+      dataset: test, batchSize: 64, shuffle: false, augmentations: Features.testView(model.encoder))
+    let schedule = CosineSchedule(
+      base: options.learningRate, minimum: options.minimumLearningRate,
+      warmupEpochs: min(options.warmupEpochs, Double(options.epochs) / 2),
+      epochs: Double(options.epochs))
+    var result = EvaluationResult(name: "finetune", metrics: [])
+    var best = (top1: 0.0, top5: 0.0, epoch: 0)
+    var last = (top1: 0.0, top5: 0.0)
+    var step = 0
+    for epoch in 0..<options.epochs {
+      model.setTraining(true)
+      var total = 0.0
+      var count = 0
+      try Random.withSeed(Loader.mix(options.seed, UInt64(epoch), 11)) {
+        let batches = try loader.makeIterator()
+        while let b = try batches.next() {
+          try context.checkStop()
+          guard b.x.shape[0] > 1 else { continue }
+          optimizer.learningRate = schedule.learningRate(
+            step: step, stepsPerEpoch: loader.batchesPerEpoch)
+          step += 1
+          let loss = try Loss.crossEntropy(
+            model(b.x), labels: Tensor(b.labels.map(Float.init)), smoothing: options.smoothing)
+          let value = Double(try loss.item())
+          guard value.isFinite else {
+            throw TensorError("finetune", "the loss became \(value) at epoch \(epoch + 1)")
+          }
+          total += value
+          count += 1
+          optimizer.zeroGrad()
+          try loss.backward()
+          try optimizer.step()
+        }
+      }
+      model.setTraining(false)
+      var logits: [Tensor] = []
+      var labels: [Int] = []
+      try testLoader.resume(epoch: 0, position: 0)
+      let batches = try testLoader.makeIterator()
+      while let b = try batches.next() {
+        try context.checkStop()
+        logits.append(try Autograd.noGrad { try model(b.x) })
+        labels += b.labels
+      }
+      let all = try Tensor.concat(logits, axis: 0)
+      last = (try topK(all, labels: labels, k: 1), try topK(all, labels: labels, k: 5))
+      if last.top1 > best.top1 { best = (last.top1, last.top5, epoch + 1) }
+      let meanLoss = total / Double(max(count, 1))
+      result.epochs.append([
+        ("epoch", Double(epoch + 1)), ("loss", meanLoss), ("top1", last.top1), ("top5", last.top5),
+      ])
+      context.progress(
+        String(
+          format: "finetune epoch %d/%d  loss %.4f  top1 %.4f  top5 %.4f", epoch + 1,
+          options.epochs,
+          meanLoss, last.top1, last.top5))
+    }
+    result.metrics = [
+      ("accuracy", last.top1), ("top5", last.top5), ("best_accuracy", best.top1),
+      ("best_top5", best.top5), ("best_epoch", Double(best.epoch)), ("chance", 1 / Double(classes)),
+    ]
+    return result
+  }
+
+  /// Fine-tuning on seeded class-balanced subsets (`fraction` of each class), one per repeat;
+  /// accuracy is the mean, with the standard deviation over repeats.
+  public static func semiSupervised(
+    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, fraction: Double,
+    repeats: Int = 1,
+    options: FinetuneOptions = .init(), context: EvaluationContext = .silent
+  ) throws -> EvaluationResult {
+    guard repeats > 0 else { throw TensorError("semi_supervised", "repeats must be positive") }
+    var accuracies: [Double] = []
+    for r in 0..<repeats {
+      let subset = try train.fraction(fraction, perClass: true, seed: options.seed &+ UInt64(r))
+      context.progress(
+        "semi-supervised repeat \(r + 1)/\(repeats): \(subset.count) labelled samples")
+      var o = options
+      o.seed = options.seed &+ UInt64(r)
+      accuracies.append(
+        try finetune(encoder, train: subset, test: test, options: o, context: context)["accuracy"]
+          ?? 0)
+    }
+    let mean = accuracies.reduce(0, +) / Double(repeats)
+    let variance =
+      accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(max(repeats - 1, 1))
+    return EvaluationResult(
+      name: "semi-supervised \(fraction)",
+      metrics: [
+        ("accuracy", mean), ("std", variance.squareRoot()), ("fraction", fraction),
+        ("repeats", Double(repeats)),
+      ])
+  }
+
+  // MARK: Few-shot (§8.5, GUESS)
+
+  /// N-way K-shot episodes from `classes` (held out from pretraining): a logistic-regression
+  /// classifier (full-batch gradient descent on L2-normalised support features, 100 steps) per
+  /// episode, tested on `queries` other samples per class. Accuracy is the mean over episodes
+  /// for the first `shots`, with a 95% interval (1.96·std/√episodes).
+  public static func fewShot(
+    _ encoder: Encoder, data: SkeletonDataset, classes: [Int], ways: Int = 5,
+    shots: [Int] = [1, 5],
+    queries: Int = 5, episodes: Int = 100, seed: UInt64 = 0, context: EvaluationContext = .silent
+  ) throws -> EvaluationResult {
+    guard ways >= 2, ways <= classes.count, let firstShots = shots.first else {
+      throw TensorError("few_shot", "needs 2 ≤ ways ≤ \(classes.count) held-out classes and shots")
+    }
+    let pool = try data.classes(Set(classes))
+    let features = try Features.extract(
+      encoder, pool, augmentations: Features.testView(encoder), context: context)
+    let normal = try Loss.normalized(features.features).contiguous()
+    var byClass: [Int: [Int]] = [:]
+    for (i, label) in features.labels.enumerated() { byClass[label, default: []].append(i) }
+    var result = EvaluationResult(name: "few-shot \(ways)-way", metrics: [])
+    var generator = RandomGenerator(seed: seed)
+    for k in shots {
+      guard byClass.values.allSatisfy({ $0.count >= k + queries }) || byClass.count >= ways else {
+        throw TensorError("few_shot", "every class needs \(k + queries) samples")
+      }
+      let eligible = byClass.filter { $0.value.count >= k + queries }.keys.sorted()
+      guard eligible.count >= ways else {
+        throw TensorError(
+          "few_shot",
+          "only \(eligible.count) classes have \(k + queries) samples for \(ways)-way \(k)-shot")
+      }
+      var accuracies: [Double] = []
+      for _ in 0..<episodes {
+        try context.checkStop()
+        let chosen = try generator.sample(ways, from: eligible.count).map { eligible[$0] }
+        var support: [Int] = []
+        var supportLabels: [Int] = []
+        var query: [Int] = []
+        var queryLabels: [Int] = []
+        for (way, label) in chosen.enumerated() {
+          let members = byClass[label] ?? []
+          let picks = try generator.sample(k + queries, from: members.count).map { members[$0] }
+          support += picks.prefix(k)
+          supportLabels += [Int](repeating: way, count: k)
+          query += picks.dropFirst(k)
+          queryLabels += [Int](repeating: way, count: queries)
+        }
+        let w = try logisticRegression(
+          try normal.indexSelect(axis: 0, indices: support), labels: supportLabels, classes: ways)
+        let logits = try normal.indexSelect(axis: 0, indices: query).matmul(w)
+        accuracies.append(try topK(logits, labels: queryLabels, k: 1))
+      }
+      let mean = accuracies.reduce(0, +) / Double(episodes)
+      let std =
+        (accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(max(episodes - 1, 1)))
+        .squareRoot()
+      let interval = 1.96 * std / Double(episodes).squareRoot()
+      if k == firstShots { result.metrics.append(("accuracy", mean)) }
+      result.metrics += [("\(k)shot", mean), ("\(k)shot_ci95", interval)]
+      context.progress(
+        String(format: "few-shot %d-way %d-shot: %.4f ± %.4f", ways, k, mean, interval))
+    }
+    result.metrics.append(("chance", 1 / Double(ways)))
+    return result
+  }
+
+  /// A multinomial logistic regression `[D, C]` (with a bias row folded in as a constant
+  /// feature is unnecessary on unit features) by full-batch gradient descent.
+  static func logisticRegression(_ x: Tensor, labels: [Int], classes: Int, steps: Int = 100) throws
+    -> Tensor
+  {
+    var w = Tensor.zeros([x.shape[1], classes])
+    let y = Tensor(labels.map(Float.init))
+    for _ in 0..<steps {
+      let leaf = w.requiringGrad()
+      let loss = try Loss.crossEntropy(x.matmul(leaf), labels: y) + (leaf * leaf).sum() * 1e-4
+      try loss.backward()
+      guard let g = leaf.grad else { break }
+      w = try Autograd.noGrad { try w - g * 10 }
+    }
+    return w
+  }
+
+  // MARK: Occluded recognition (§8.5, GUESS)
+
+  /// A linear probe trained on clean data, tested with `parts` random body parts hidden (one
+  /// row per count) and with a hidden temporal block of each ratio. The occlusions are keyed by
+  /// the sample index and `seed`, so every method sees the same masks.
+  public static func occluded(
+    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, parts: [Int] = [1, 2],
+    ratios: [Double] = [0.3, 0.5, 0.7], options: ProbeOptions = .init(),
+    context: EvaluationContext = .silent
+  ) throws -> EvaluationResult {
+    let (clean, head) = try linearProbe(
+      encoder, train: train, test: test, options: options, context: context)
+    head.setTraining(false)
+    var result = EvaluationResult(name: "occluded", metrics: [("clean", clean["accuracy"] ?? 0)])
+    var accuracies: [Double] = []
+    func evaluate(_ occlusion: Augmentation, _ name: String) throws {
+      let view = Features.testView(encoder) + [occlusion]
+      let f = try Features.extract(
+        encoder, test, augmentations: view, seed: options.seed &+ 1000, context: context)
+      let accuracy = try topK(try Autograd.noGrad { try head(f.features) }, labels: f.labels, k: 1)
+      result.metrics.append((name, accuracy))
+      accuracies.append(accuracy)
+      context.progress(String(format: "occluded %@: %.4f", name, accuracy))
+    }
+    for count in parts { try evaluate(.occludeParts(count: count), "parts\(count)") }
+    for ratio in ratios {
+      try evaluate(.occludeTime(ratio: ratio), String(format: "temporal%.1f", ratio))
+    }
+    result.metrics.insert(
+      ("accuracy", accuracies.reduce(0, +) / Double(max(accuracies.count, 1))), at: 0)
+    return result
+  }
+}

@@ -1,0 +1,151 @@
+import Evaluation
+import Foundation
+import NN
+import SkeletonData
+import TensorCore
+import TestSupport
+import Testing
+
+/// The protocols on tiny data with known answers, and an end-to-end run on MSR Action3D.
+@Suite("Evaluation protocols")
+struct ProtocolTests {
+  @Test func knnWithTheQueriesInTheGalleryIsPerfect() throws {
+    let features = try sampleTensor([12, 6], seed: 1)
+    let labels = (0..<12).map { $0 % 4 }
+    let accuracy = try Protocols.knnAccuracy(
+      gallery: features, galleryLabels: labels, queries: features, queryLabels: labels, ks: [1])
+    #expect(accuracy == [1])
+    // Ties go to the smallest label: k = 2 with neighbours of labels 3 and 1 votes 1.
+    let gallery = try Tensor(shape: [2, 2], scalars: [1, 0.1, 1, -0.1])
+    let tie = try Protocols.knnAccuracy(
+      gallery: gallery, galleryLabels: [3, 1], queries: Tensor(shape: [1, 2], scalars: [1, 0]),
+      queryLabels: [1], ks: [2])
+    #expect(tie == [1])
+  }
+
+  @Test func probeOnLinearlySeparableFeaturesReachesFullAccuracy() throws {
+    // Four classes at the corners of a square, with small noise.
+    var g = RandomGenerator(seed: 2)
+    func points(_ n: Int) throws -> (Tensor, [Int]) {
+      let labels = (0..<n).map { $0 % 4 }
+      let centres: [[Float]] = [[1, 1], [1, -1], [-1, 1], [-1, -1]]
+      var values: [Float] = []
+      for label in labels {
+        for c in 0..<2 { values.append(centres[label][c] * 3 + Float(g.nextNormal()) * 0.2) }
+      }
+      return (try Tensor(shape: [n, 2], scalars: values), labels)
+    }
+    let train = try points(64)
+    let test = try points(32)
+    var options = Protocols.ProbeOptions()
+    options.epochs = 20
+    options.batch = 16
+    let (result, _) = try Protocols.trainHead(
+      classes: 4, dimension: 2, eps: 1e-5, test: test, options: options
+    ) { _ in train }
+    #expect(result["accuracy"] == 1)
+    #expect(result["top5"] == 1)
+    #expect(result.epochs.count == 20)
+  }
+
+  @Test func topKCountsTies() throws {
+    let logits = try Tensor(shape: [2, 3], scalars: [0.1, 0.9, 0.5, 0.3, 0.3, 0.2])
+    #expect(try topK(logits, labels: [2, 0], k: 1) == 0.5)
+    #expect(try topK(logits, labels: [2, 0], k: 2) == 1)
+  }
+
+  @Test func averagePrecisionOnHandMadeDetections() throws {
+    // Two ground truths; ranked detections hit, miss, hit: AP = 1·0.5 + (2/3)·0.5.
+    let ap = Detection.averagePrecision(truePositives: [1, 0, 1], positives: 2)
+    #expect(abs(ap - (0.5 + 2.0 / 3 * 0.5)) < 1e-12)
+    #expect(Detection.averagePrecision(truePositives: [1, 1], positives: 2) == 1)
+    #expect(Detection.averagePrecision(truePositives: [0, 0], positives: 1) == 0)
+    // Inclusive-frame IoU: [0, 9] and [5, 14] overlap 5 of 15 frames.
+    #expect(abs(Detection.intervalIoU((0, 9), (5, 14)) - 5.0 / 15) < 1e-12)
+    #expect(Detection.intervalIoU((0, 4), (5, 9)) == 0)
+    let truths = [(video: 0, label: 0, start: 0, end: 9), (video: 0, label: 1, start: 20, end: 29)]
+    let detections = [
+      (video: 0, label: 0, start: 1, end: 9, confidence: 0.9),  // IoU 0.9: hit
+      (video: 0, label: 0, start: 0, end: 9, confidence: 0.8),  // the truth is claimed: miss
+      (video: 0, label: 1, start: 25, end: 40, confidence: 0.7),  // IoU 5/21
+    ]
+    let strict = Detection.meanAveragePrecision(
+      detections: detections, truths: truths, threshold: 0.5)
+    #expect(abs(strict - 0.5) < 1e-12)  // class 0 AP 1, class 1 AP 0
+    let loose = Detection.meanAveragePrecision(
+      detections: detections, truths: truths, threshold: 0.1)
+    #expect(abs(loose - 1) < 1e-12)
+  }
+
+  @Test func segmentsFromProbabilities() throws {
+    // 60 frames: background, then class 2 for frames 20..<40, then background.
+    var values: [Float] = []
+    for t in 0..<60 {
+      let action = (20..<40).contains(t)
+      values += action ? [0.05, 0.05, 0.9] : [0.9, 0.05, 0.05]
+    }
+    let found = Detection.segments(probabilities: try Tensor(shape: [60, 3], scalars: values))
+    #expect(found.count == 1)
+    #expect(found.first?.label == 1)
+    let (start, end) = (found.first?.start ?? 0, found.first?.end ?? 0)
+    #expect(abs(start - 20) <= 3 && abs(end - 39) <= 3)
+  }
+
+  @Test func syntheticUntrimmedSequencesLabelEveryFrame() throws {
+    let generator = try SyntheticSkeletons(
+      seed: 3, subjects: 2, views: 1, repetitions: 1, frames: 32)
+    let sequences = try Detection.syntheticSequences(generator, count: 2, actions: 3, seed: 1)
+    for s in sequences {
+      #expect(s.data.shape[1] == s.frameLabels.count)
+      #expect(s.segments.count == 3 || s.segments.count == 2)  // equal neighbours merge
+      #expect(s.frameLabels.first == 0 && s.frameLabels.last == 0)
+    }
+  }
+
+  @Test func occlusionIsTheSameForEveryModelGivenASeed() throws {
+    let ds = SkeletonDataset.synthetic(
+      try SyntheticSkeletons(seed: 4, subjects: 1, views: 1, repetitions: 1, frames: 16))
+    let view: [Augmentation] = [.centreCrop(window: 16, ratio: 1), .occludeParts(count: 2)]
+    let a = try Loader(dataset: ds, batchSize: 4, shuffle: false, seed: 9, augmentations: view)
+    let b = try Loader(dataset: ds, batchSize: 4, shuffle: false, seed: 9, augmentations: view)
+    #expect(
+      try a.batch(epoch: 0, index: 1, order: Array(0..<ds.count)).x.scalars
+        == b.batch(epoch: 0, index: 1, order: Array(0..<ds.count)).x.scalars)
+  }
+
+  @Test func everyProtocolRunsOnMSRAction3DWithARandomEncoder() throws {
+    let folder = SharedFolder.path + "/data/msr-action3d/real_world_coordinates"
+    let msr = try DatasetReaders.msr(folder: folder)
+    let (train, test) = try msr.standardSplit("xsub")
+    let encoder = try Random.withSeed(5) {
+      try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 20)
+    }
+    var probe = Protocols.ProbeOptions()
+    probe.epochs = 8
+    probe.batch = 64
+    probe.augment = false
+    let (linear, _) = try Protocols.linearProbe(encoder, train: train, test: test, options: probe)
+    let chance = 1.0 / 20
+    #expect((linear["accuracy"] ?? 0) > 2 * chance, "linear probe \(linear.table)")
+    let knn = try Protocols.knn(encoder, train: train, test: test, ks: [1, 5])
+    #expect((knn["accuracy"] ?? 0) > 2 * chance, "knn \(knn.table)")
+    var tune = Protocols.FinetuneOptions()
+    tune.epochs = 1
+    tune.batch = 32
+    tune.hidden = 32
+    let finetune = try Protocols.finetune(encoder, train: train, test: test, options: tune)
+    #expect(finetune["accuracy"] != nil)
+    let fewShot = try Protocols.fewShot(
+      encoder, data: test, classes: Array(10..<20), ways: 5, shots: [1, 5], queries: 3, episodes: 20
+    )
+    #expect((fewShot["accuracy"] ?? 0) > 1.0 / 5, "few-shot \(fewShot.table)")
+    let occluded = try Protocols.occluded(
+      encoder, train: train, test: test, parts: [1], ratios: [0.5], options: probe)
+    #expect(occluded["parts1"] != nil && occluded["temporal0.5"] != nil)
+    // The caller's encoder is unchanged by fine-tuning (it works on a copy).
+    let before = encoder.stateDict().map(\.tensor.scalars)
+    _ = try Protocols.finetune(
+      encoder, train: try train.fraction(0.2, seed: 1), test: test, options: tune)
+    #expect(encoder.stateDict().map(\.tensor.scalars) == before)
+  }
+}

@@ -70,7 +70,7 @@ let package = Package(
     // The one bridge between the language and the library: builtins registered by name.
     .target(
       name: "ScriptLibrary",
-      dependencies: ["ScriptCore", "TensorCore", "NN", "Optim", "SkeletonData"]),
+      dependencies: ["ScriptCore", "TensorCore", "NN", "Optim", "SkeletonData", "Evaluation"]),
 
     // The command line and the REPL: thin, over ScriptLibrary.
     .executableTarget(

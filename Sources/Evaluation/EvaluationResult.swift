@@ -47,14 +47,33 @@ public struct EvaluationResult: Sendable {
 public struct EvaluationContext: Sendable {
   public var progress: @Sendable (String) -> Void
   public var checkStop: @Sendable () throws -> Void
+  /// Called after every training batch (a progress bar draws from it).
+  public var batch: @Sendable (BatchProgress) -> Void
 
   public init(
     progress: @escaping @Sendable (String) -> Void = { _ in },
-    checkStop: @escaping @Sendable () throws -> Void = {}
+    checkStop: @escaping @Sendable () throws -> Void = {},
+    batch: @escaping @Sendable (BatchProgress) -> Void = { _ in }
   ) {
     self.progress = progress
     self.checkStop = checkStop
+    self.batch = batch
   }
 
   public static let silent = EvaluationContext()
+}
+
+/// Where a training loop is: for progress bars (loss, steps/s, ETA).
+public struct BatchProgress: Sendable {
+  public var phase: String
+  public var epoch: Int
+  public var epochs: Int
+  public var batch: Int
+  public var batches: Int
+  public var loss: Double
+
+  /// The fraction of all batches done.
+  public var done: Double {
+    Double(epoch * batches + batch + 1) / Double(max(epochs * batches, 1))
+  }
 }

@@ -96,6 +96,10 @@ public enum Protocols {
         optimizer.zeroGrad()
         try loss.backward()
         try optimizer.step()
+        context.batch(
+          BatchProgress(
+            phase: "linear probe", epoch: epoch, epochs: options.epochs, batch: b,
+            batches: stepsPerEpoch, loss: value))
       }
       head.setTraining(false)
       let logits = try Autograd.noGrad { try head(test.features) }
@@ -244,6 +248,10 @@ public enum Protocols {
           optimizer.zeroGrad()
           try loss.backward()
           try optimizer.step()
+          context.batch(
+            BatchProgress(
+              phase: "finetune", epoch: epoch, epochs: options.epochs, batch: count - 1,
+              batches: loader.batchesPerEpoch, loss: value))
         }
       }
       model.setTraining(false)
@@ -388,6 +396,34 @@ public enum Protocols {
       w = try Autograd.noGrad { try w - g * 10 }
     }
     return w
+  }
+
+  // MARK: Transfer
+
+  /// Features learned elsewhere evaluated on another dataset: a linear probe or fine-tuning on
+  /// `train`/`test`, after converting their joint layout to the encoder's when they differ
+  /// (MSR Action3D's 20 joints to Kinect v2's 25).
+  public static func transfer(
+    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, finetuning: Bool,
+    probe: ProbeOptions = .init(), finetune options: FinetuneOptions = .init(),
+    context: EvaluationContext = .silent
+  ) throws -> EvaluationResult {
+    var (source, target) = (train, test)
+    if train.layout.count != encoder.joints {
+      guard let layout = JointLayout.forJointCount(encoder.joints) else {
+        throw TensorError("transfer", "no joint layout has the encoder's \(encoder.joints) joints")
+      }
+      source = try train.converted(to: layout, bodies: 2)
+      target = try test.converted(to: layout, bodies: 2)
+      context.progress("transfer: \(train.layout.name) converted to \(layout.name)")
+    }
+    var result =
+      finetuning
+      ? try finetune(encoder, train: source, test: target, options: options, context: context)
+      : try linearProbe(encoder, train: source, test: target, options: probe, context: context)
+        .result
+    result.name = "transfer (" + (finetuning ? "finetune" : "linear") + ")"
+    return result
   }
 
   // MARK: Occluded recognition (§8.5, GUESS)

@@ -10,6 +10,7 @@ public enum Library {
     TensorBuiltins.register(in: registry)
     ModelBuiltins.register(in: registry)
     DataBuiltins.register(in: registry)
+    EvaluationBuiltins.register(in: registry)
     return registry
   }
 }

@@ -71,3 +71,18 @@ public struct JointLayout: Sendable, Equatable {
     [kinectV2, msrAction3D].first { $0.count == count }
   }
 }
+
+extension JointLayout {
+  /// For each joint of `target`, the joint of this layout that stands in for it (Kinect v1 →
+  /// v2: the spine shoulder is the v1 neck, hand tips and thumbs are the v1 hands), or nil
+  /// when no mapping is known.
+  public func mapping(to target: JointLayout) -> [Int]? {
+    if self == target { return Array(0..<count) }
+    if self == .msrAction3D && target == .kinectV2 {
+      return [
+        6, 3, 2, 19, 0, 7, 9, 11, 1, 8, 10, 12, 4, 13, 15, 17, 5, 14, 16, 18, 2, 11, 11, 12, 12,
+      ]
+    }
+    return nil
+  }
+}

@@ -309,3 +309,30 @@ public struct SkeletonDataset: Sendable {
       classNames: classNames.isEmpty ? (0..<classCount).map { "class \($0)" } : classNames)
   }
 }
+
+extension SkeletonDataset {
+  /// The same sequences in another joint layout with `bodies` bodies (missing bodies zero), for
+  /// transfer between datasets (MSR Action3D's 20 joints to the 25 of Kinect v2).
+  public func converted(to target: JointLayout, bodies: Int) throws -> SkeletonDataset {
+    guard let map = layout.mapping(to: target) else {
+      throw TensorError("dataset", "no joint mapping from \(layout.name) to \(target.name)")
+    }
+    var samples: [SkeletonSample] = []
+    for i in 0..<count {
+      var s = try sample(i)
+      var data = try s.data.indexSelect(axis: 2, indices: map)  // [C, T, V', M]
+      let m = data.shape[3]
+      if m < bodies {
+        var pad = data.shape
+        pad[3] = bodies - m
+        data = try Tensor.concat([data, Tensor.zeros(pad)], axis: 3)
+      } else if m > bodies {
+        data = try data.indexSelect(axis: 3, indices: Array(0..<bodies))
+      }
+      s.data = data.contiguous()
+      samples.append(s)
+    }
+    return try SkeletonDataset(
+      samples: samples, kind: kind, layout: target, classNames: classNames, skipped: skipped)
+  }
+}

@@ -90,7 +90,7 @@ let package = Package(
       name: "SkeletonDataTests", dependencies: ["SkeletonData", "TensorCore", "TestSupport"]),
     .testTarget(
       name: "EvaluationTests",
-      dependencies: ["Evaluation", "NN", "SkeletonData", "TensorCore", "TestSupport"]),
+      dependencies: ["Evaluation", "NN", "Optim", "SkeletonData", "TensorCore", "TestSupport"]),
     .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
     .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),

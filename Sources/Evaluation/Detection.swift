@@ -156,22 +156,25 @@ public enum Detection {
     let schedule = MultiStepSchedule(
       base: options.learningRate, milestones: [Double(options.epochs) * 2 / 3])
     let batch = 64
-    for epoch in 0..<options.epochs {
-      optimizer.learningRate = schedule.learningRate(epoch: Double(epoch))
+    let loop = SupervisedLoop(
+      name: "detection", epochs: options.epochs, optimizer: optimizer, context: context
+    ) { step, perEpoch in schedule.learningRate(epoch: Double(step / max(perEpoch, 1))) }
+    _ = try loop.run(batchesPerEpoch: ys.count / batch + (ys.count % batch > 1 ? 1 : 0)) {
+      _, step in
       let order = try random.permutation(ys.count)
       head.setTraining(true)
       var start = 0
-      while start + 1 < order.count {
-        try context.checkStop()
+      while start < order.count {
         let rows = Array(order[start..<min(start + batch, order.count)])
         start += batch
-        guard rows.count > 1 else { break }
-        let loss = try Loss.crossEntropy(
-          head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(ys[$0]) }))
-        optimizer.zeroGrad()
-        try loss.backward()
-        try optimizer.step()
+        guard rows.count > 1 else { continue }
+        try step(
+          Loss.crossEntropy(
+            head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(ys[$0]) }))
+        )
       }
+    } evaluate: { _ in
+      nil
     }
     head.setTraining(false)
     var detections: [(video: Int, label: Int, start: Int, end: Int, confidence: Double)] = []

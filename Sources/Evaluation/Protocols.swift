@@ -69,57 +69,37 @@ public enum Protocols {
       groups: ParameterGroup.groups(head, weightDecay: 0, exclusion: .oneDimensional),
       learningRate: options.learningRate, momentum: 0.9)
     let schedule = CosineSchedule(base: options.learningRate, epochs: Double(options.epochs))
-    var result = EvaluationResult(name: "linear probe", metrics: [])
-    var best = (top1: 0.0, top5: 0.0, epoch: 0)
-    var last = (top1: 0.0, top5: 0.0)
-    var step = 0
-    for epoch in 0..<options.epochs {
-      let (x, y) = try features(epoch)
-      let stepsPerEpoch = (y.count + options.batch - 1) / options.batch
+    let loop = SupervisedLoop(
+      name: "linear probe", epochs: options.epochs, optimizer: optimizer, context: context
+    ) {
+      schedule.learningRate(step: $0, stepsPerEpoch: $1)
+    }
+    let first = try features(0)
+    let n = first.labels.count
+    // Batches with at least two samples (BatchNorm needs two).
+    let batches = n / options.batch + (n % options.batch > 1 ? 1 : 0)
+    var result = try loop.run(batchesPerEpoch: batches) { epoch, step in
+      let (x, y) = epoch == 0 ? first : try features(epoch)
       var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(epoch), 7))
       let order = try generator.permutation(y.count)
       head.setTraining(true)
-      var total = 0.0
-      for b in 0..<stepsPerEpoch {
-        try context.checkStop()
-        let rows = Array(order[(b * options.batch)..<min((b + 1) * options.batch, order.count)])
+      var start = 0
+      while start < order.count {
+        let rows = Array(order[start..<min(start + options.batch, order.count)])
+        start += options.batch
         guard rows.count > 1 else { continue }  // BatchNorm needs two samples
-        optimizer.learningRate = schedule.learningRate(step: step, stepsPerEpoch: stepsPerEpoch)
-        step += 1
-        let loss = try Loss.crossEntropy(
-          head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(y[$0]) }))
-        let value = Double(try loss.item())
-        guard value.isFinite else {
-          throw TensorError("linear_probe", "the loss became \(value) at epoch \(epoch + 1)")
-        }
-        total += value
-        optimizer.zeroGrad()
-        try loss.backward()
-        try optimizer.step()
-        context.batch(
-          BatchProgress(
-            phase: "linear probe", epoch: epoch, epochs: options.epochs, batch: b,
-            batches: stepsPerEpoch, loss: value))
+        try step(
+          Loss.crossEntropy(
+            head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(y[$0]) })))
       }
+    } evaluate: { _ in
       head.setTraining(false)
       let logits = try Autograd.noGrad { try head(test.features) }
-      last = (
+      return (
         try topK(logits, labels: test.labels, k: 1), try topK(logits, labels: test.labels, k: 5)
       )
-      if last.top1 > best.top1 { best = (last.top1, last.top5, epoch + 1) }
-      let meanLoss = total / Double(max(stepsPerEpoch, 1))
-      result.epochs.append([
-        ("epoch", Double(epoch + 1)), ("loss", meanLoss), ("top1", last.top1), ("top5", last.top5),
-      ])
-      context.progress(
-        String(
-          format: "linear probe epoch %d/%d  loss %.4f  top1 %.4f  top5 %.4f", epoch + 1,
-          options.epochs, meanLoss, last.top1, last.top5))
     }
-    result.metrics = [
-      ("accuracy", last.top1), ("top5", last.top5), ("best_accuracy", best.top1),
-      ("best_top5", best.top5), ("best_epoch", Double(best.epoch)), ("chance", 1 / Double(classes)),
-    ]
+    result.metrics.append(("chance", 1 / Double(classes)))
     return (result, head)
   }
 
@@ -221,39 +201,23 @@ public enum Protocols {
       base: options.learningRate, minimum: options.minimumLearningRate,
       warmupEpochs: min(options.warmupEpochs, Double(options.epochs) / 2),
       epochs: Double(options.epochs))
-    var result = EvaluationResult(name: "finetune", metrics: [])
-    var best = (top1: 0.0, top5: 0.0, epoch: 0)
-    var last = (top1: 0.0, top5: 0.0)
-    var step = 0
-    for epoch in 0..<options.epochs {
+    let loop = SupervisedLoop(
+      name: "finetune", epochs: options.epochs, optimizer: optimizer, context: context
+    ) {
+      schedule.learningRate(step: $0, stepsPerEpoch: $1)
+    }
+    var result = try loop.run(batchesPerEpoch: loader.batchesPerEpoch) { epoch, step in
       model.setTraining(true)
-      var total = 0.0
-      var count = 0
       try Random.withSeed(Loader.mix(options.seed, UInt64(epoch), 11)) {
         let batches = try loader.makeIterator()
         while let b = try batches.next() {
-          try context.checkStop()
           guard b.x.shape[0] > 1 else { continue }
-          optimizer.learningRate = schedule.learningRate(
-            step: step, stepsPerEpoch: loader.batchesPerEpoch)
-          step += 1
-          let loss = try Loss.crossEntropy(
-            model(b.x), labels: Tensor(b.labels.map(Float.init)), smoothing: options.smoothing)
-          let value = Double(try loss.item())
-          guard value.isFinite else {
-            throw TensorError("finetune", "the loss became \(value) at epoch \(epoch + 1)")
-          }
-          total += value
-          count += 1
-          optimizer.zeroGrad()
-          try loss.backward()
-          try optimizer.step()
-          context.batch(
-            BatchProgress(
-              phase: "finetune", epoch: epoch, epochs: options.epochs, batch: count - 1,
-              batches: loader.batchesPerEpoch, loss: value))
+          try step(
+            Loss.crossEntropy(
+              model(b.x), labels: Tensor(b.labels.map(Float.init)), smoothing: options.smoothing))
         }
       }
+    } evaluate: { _ in
       model.setTraining(false)
       var logits: [Tensor] = []
       var labels: [Int] = []
@@ -265,22 +229,9 @@ public enum Protocols {
         labels += b.labels
       }
       let all = try Tensor.concat(logits, axis: 0)
-      last = (try topK(all, labels: labels, k: 1), try topK(all, labels: labels, k: 5))
-      if last.top1 > best.top1 { best = (last.top1, last.top5, epoch + 1) }
-      let meanLoss = total / Double(max(count, 1))
-      result.epochs.append([
-        ("epoch", Double(epoch + 1)), ("loss", meanLoss), ("top1", last.top1), ("top5", last.top5),
-      ])
-      context.progress(
-        String(
-          format: "finetune epoch %d/%d  loss %.4f  top1 %.4f  top5 %.4f", epoch + 1,
-          options.epochs,
-          meanLoss, last.top1, last.top5))
+      return (try topK(all, labels: labels, k: 1), try topK(all, labels: labels, k: 5))
     }
-    result.metrics = [
-      ("accuracy", last.top1), ("top5", last.top5), ("best_accuracy", best.top1),
-      ("best_top5", best.top5), ("best_epoch", Double(best.epoch)), ("chance", 1 / Double(classes)),
-    ]
+    result.metrics.append(("chance", 1 / Double(classes)))
     return result
   }
 
@@ -362,10 +313,11 @@ public enum Protocols {
           query += picks.dropFirst(k)
           queryLabels += [Int](repeating: way, count: queries)
         }
-        let w = try logisticRegression(
-          try normal.indexSelect(axis: 0, indices: support), labels: supportLabels, classes: ways)
-        let logits = try normal.indexSelect(axis: 0, indices: query).matmul(w)
-        accuracies.append(try topK(logits, labels: queryLabels, k: 1))
+        accuracies.append(
+          try episodeAccuracy(
+            support: normal.indexSelect(axis: 0, indices: support), supportLabels: supportLabels,
+            query: normal.indexSelect(axis: 0, indices: query), queryLabels: queryLabels, ways: ways
+          ))
       }
       let mean = accuracies.reduce(0, +) / Double(episodes)
       let std =
@@ -381,8 +333,16 @@ public enum Protocols {
     return result
   }
 
-  /// A multinomial logistic regression `[D, C]` (with a bias row folded in as a constant
-  /// feature is unnecessary on unit features) by full-batch gradient descent.
+  /// One episode: logistic regression fitted on the support features, accuracy on the query.
+  public static func episodeAccuracy(
+    support: Tensor, supportLabels: [Int], query: Tensor, queryLabels: [Int], ways: Int
+  ) throws -> Double {
+    let w = try logisticRegression(support, labels: supportLabels, classes: ways)
+    return try topK(query.matmul(w), labels: queryLabels, k: 1)
+  }
+
+  /// A multinomial logistic regression `[D, C]` without bias (the features are unit vectors)
+  /// by full-batch gradient descent with a little weight decay.
   static func logisticRegression(_ x: Tensor, labels: [Int], classes: Int, steps: Int = 100) throws
     -> Tensor
   {

@@ -1,6 +1,7 @@
 import Evaluation
 import Foundation
 import NN
+import Optim
 import SkeletonData
 import TensorCore
 import TestSupport
@@ -147,5 +148,91 @@ struct ProtocolTests {
     _ = try Protocols.finetune(
       encoder, train: try train.fraction(0.2, seed: 1), test: test, options: tune)
     #expect(encoder.stateDict().map(\.tensor.scalars) == before)
+  }
+}
+
+@Suite("Evaluation loop and tables")
+struct LoopTests {
+  @Test func fewShotWithIdenticalSupportAndQueryIsPerfect() throws {
+    let support = try Loss.normalized(sampleTensor([10, 8], seed: 3))
+    let labels = (0..<10).map { $0 % 5 }
+    let accuracy = try Protocols.episodeAccuracy(
+      support: support, supportLabels: labels, query: support, queryLabels: labels, ways: 5)
+    #expect(accuracy == 1)
+  }
+
+  @Test func aNonFiniteLossStopsWithAClearError() throws {
+    let w = Parameter(Tensor([1]))
+    let optimizer = try SGD(
+      groups: [ParameterGroup(names: ["w"], parameters: [w], weightDecay: 0)], learningRate: 0.1)
+    let loop = SupervisedLoop(name: "probe", epochs: 2, optimizer: optimizer, context: .silent) {
+      _, _ in 0.1
+    }
+    let error = #expect(throws: TensorError.self) {
+      _ = try loop.run(batchesPerEpoch: 1) { epoch, step in
+        try step(epoch == 0 ? (w.value * w.value).sum() : (w.value * Float.nan).sum())
+      } evaluate: { _ in
+        nil
+      }
+    }
+    #expect(error?.message.hasPrefix("the loss became nan at epoch 2, batch 1") == true)
+  }
+
+  @Test func benchmarkRunsEveryTaskAndWritesItsTables() throws {
+    let ds = SkeletonDataset.synthetic(
+      try SyntheticSkeletons(seed: 6, subjects: 4, views: 2, repetitions: 1, frames: 32))
+    let (train, test) = try ds.standardSplit("xsub")
+    let encoder = try Random.withSeed(7) {
+      try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 25)
+    }
+    var options = Benchmark.Options()
+    options.probe.epochs = 2
+    options.probe.batch = 32
+    options.probe.augment = false
+    options.finetune.epochs = 1
+    options.finetune.batch = 16
+    options.finetune.hidden = 16
+    options.parts = [1]
+    options.ratios = [0.5]
+    options.shots = [1]
+    options.episodes = 5
+    options.detectionSequences = (2, 1)
+    options.detection.epochs = 2
+    let rows = try Benchmark.run(encoder, train: train, test: test, options: options)
+    let tasks = Set(rows.map(\.task))
+    #expect(tasks.count == 7, "\(tasks)")
+    #expect(rows.allSatisfy { $0.value >= 0 && $0.value <= 1 })
+    let folder = FileManager.default.temporaryDirectory.path + "/skellab-bench-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try Benchmark.write(rows, to: folder)
+    let markdown = try String(contentsOfFile: folder + "/benchmark.md", encoding: .utf8)
+    #expect(markdown.hasPrefix("| task | metric | value |"))
+    let csv = try String(contentsOfFile: folder + "/benchmark.csv", encoding: .utf8)
+    #expect(csv.split(separator: "\n").count == rows.count + 1)
+  }
+
+  @Test func semiSupervisedAndTransferRun() throws {
+    let msr = try DatasetReaders.msr(
+      folder: SharedFolder.path + "/data/msr-action3d/real_world_coordinates")
+    let (train, test) = try msr.standardSplit("xsub")
+    // A 25-joint encoder evaluated on MSR's 20 joints: the layout is converted.
+    let encoder = try Random.withSeed(8) {
+      try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 25)
+    }
+    var probe = Protocols.ProbeOptions()
+    probe.epochs = 6
+    probe.batch = 64
+    probe.augment = false
+    let transfer = try Protocols.transfer(
+      encoder, train: train, test: test, finetuning: false, probe: probe)
+    #expect((transfer["accuracy"] ?? 0) > 0.1, "\(transfer.table)")
+    var tune = Protocols.FinetuneOptions()
+    tune.epochs = 1
+    tune.batch = 16
+    tune.hidden = 16
+    let small = try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 20)
+    let semi = try Protocols.semiSupervised(
+      small, train: train, test: test, fraction: 0.1, repeats: 2, options: tune)
+    #expect(semi["repeats"] == 2 && semi["std"] != nil)
   }
 }

@@ -78,7 +78,8 @@ let package = Package(
 
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(
-      name: "SkellabBench", dependencies: ["TensorCore", "NN", "Optim", "SkeletonData", "CBLAS"],
+      name: "SkellabBench",
+      dependencies: ["TensorCore", "NN", "Optim", "SkeletonData", "Evaluation", "CBLAS"],
       path: "Sources/SkellabBench"),
 
     // Shared test helpers: fixture reader, finite-difference gradient check, comparisons.

@@ -1,3 +1,4 @@
+import Evaluation
 // skellab-bench model: whole-model steps against shared/bench/bench.py.
 //
 //   skellab-bench model [--configs tiny,small] [--modes mamp_train,encode] [--threads 2]
@@ -10,6 +11,7 @@
 import Foundation
 import NN
 import Optim
+import SkeletonData
 import TensorCore
 
 /// The configurations of shared/bench/model.py.
@@ -97,6 +99,20 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     encoder.setTraining(false)
     parameterCount = encoder.parameterCount
     step = { _ = try Autograd.noGrad { try encoder(x) } }
+  case "features":
+    // The evaluation protocols' feature extraction: the loader (centre crop of 64-frame
+    // synthetic clips, two bodies folded into the batch) and the encoder in inference mode.
+    let encoder = try Encoder(
+      flavor: .skeleton2vec, dimension: c.dim, depth: c.depth, heads: c.heads, frames: c.frames,
+      segment: 4)
+    parameterCount = encoder.parameterCount
+    let generator = try SyntheticSkeletons(
+      seed: 0, subjects: 2, views: 1, repetitions: 1, frames: c.frames)
+    let dataset = try SkeletonDataset.synthetic(generator).subset(Array(0..<c.batch))
+    step = {
+      _ = try Features.extract(
+        encoder, dataset, augmentations: Features.testView(encoder), batch: c.batch)
+    }
   case "mamp_train":
     let model = try MAMPBenchModel(
       dim: c.dim, depth: c.depth, heads: c.heads, decoderDepth: c.decoderDepth, frames: c.frames)

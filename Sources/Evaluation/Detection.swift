@@ -85,6 +85,25 @@ public enum Detection {
     return result
   }
 
+  /// The untrimmed PKU-MMD Part I sequences of a folder (labels in `labelFolder` under the
+  /// same names): frame label `action + 1` inside each instance, 0 elsewhere (§8.4).
+  public static func pkummdSequences(skeletonFolder: String, labelFolder: String) throws
+    -> [UntrimmedSequence]
+  {
+    let names = try FileManager.default.contentsOfDirectory(atPath: skeletonFolder)
+      .filter { $0.hasSuffix(".txt") }.sorted()
+    guard !names.isEmpty else {
+      throw TensorError("detection", "'\(skeletonFolder)' holds no .txt sequences")
+    }
+    return try names.map { name in
+      let (data, instances, _) = try DatasetReaders.pkummdSequence(
+        skeleton: skeletonFolder + "/" + name, labels: labelFolder + "/" + name)
+      var labels = [Int](repeating: 0, count: data.shape[1])
+      for (label, start, end) in instances { for t in start..<end { labels[t] = label + 1 } }
+      return UntrimmedSequence(data: data, frameLabels: labels, source: skeletonFolder + "/" + name)
+    }
+  }
+
   /// The frames of the window of 16 steps of `stride` around `centre`, shifted to stay inside
   /// the sequence.
   static func window(centre: Int, stride s: Int, frames t: Int) -> [Int] {

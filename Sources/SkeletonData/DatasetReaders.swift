@@ -276,6 +276,27 @@ public enum DatasetReaders {
   public static func pkummd(skeleton: String, labels: String, frames: Int = 300) throws
     -> [SkeletonSample]
   {
+    let sequence = try pkummdSequence(skeleton: skeleton, labels: labels)
+    var samples: [SkeletonSample] = []
+    for (label, start, end) in sequence.instances {
+      let length = min(end - start, frames)
+      var data = try sequence.data.indexSelect(axis: 1, indices: Array(start..<(start + length)))
+      if length < frames {
+        data = try Tensor.concat([data, Tensor.zeros([3, frames - length, 25, 2])], axis: 1)
+      }
+      samples.append(
+        SkeletonSample(
+          data: data, length: length, label: label, view: sequence.view,
+          source: "\(skeleton)[\(start), \(end))"))
+    }
+    return samples
+  }
+
+  /// A whole (untrimmed) PKU-MMD sequence `[3, T, 25, 2]` with its instances
+  /// `(label 0-based, start, end)` (frames `[start, end)`) and its view (L, M, R = 1, 2, 3).
+  public static func pkummdSequence(skeleton: String, labels: String) throws -> (
+    data: Tensor, instances: [(label: Int, start: Int, end: Int)], view: Int
+  ) {
     var scanner = try TextScanner(path: skeleton)
     var rows: [[Float]] = []
     while !scanner.atEnd {
@@ -289,6 +310,7 @@ public enum DatasetReaders {
       }
       rows.append(row)
     }
+    guard !rows.isEmpty else { throw TensorError("dataset", "\(skeleton): no frames") }
     guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else {
       throw TensorError("dataset", "cannot read '\(labels)' (missing or unreadable)")
     }
@@ -296,7 +318,7 @@ public enum DatasetReaders {
     // cross-view split tests on L, view 1).
     let stem = ((skeleton as NSString).lastPathComponent as NSString).deletingPathExtension
     let view = ["L": 1, "M": 2, "R": 3][String(stem.split(separator: "-").last ?? "")] ?? 0
-    var samples: [SkeletonSample] = []
+    var instances: [(label: Int, start: Int, end: Int)] = []
     for (number, line) in text.split(whereSeparator: \.isNewline).enumerated() {
       let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
       guard fields.count >= 3, let label = Int(fields[0]), let start = Int(fields[1]),
@@ -308,26 +330,20 @@ public enum DatasetReaders {
           "\(labels):\(number + 1): expected label,start,end[,confidence] with 0 ≤ start < end ≤ \(rows.count), got '\(line)'"
         )
       }
-      let length = min(end - start, frames)
-      let data = try Tensor(shape: [3, frames, 25, 2], op: "pkummd") { out in
-        out.initialize(repeating: 0)
-        for f in 0..<length {
-          let row = rows[start + f]
-          for m in 0..<2 {
-            for j in 0..<25 {
-              for c in 0..<3 {
-                out[((c * frames + f) * 25 + j) * 2 + m] = row[(m * 25 + j) * 3 + c]
-              }
-            }
+      instances.append((label - 1, start, end))
+    }
+    let t = rows.count
+    let data = try Tensor(shape: [3, t, 25, 2], op: "pkummd") { out in
+      for f in 0..<t {
+        let row = rows[f]
+        for m in 0..<2 {
+          for j in 0..<25 {
+            for c in 0..<3 { out[((c * t + f) * 25 + j) * 2 + m] = row[(m * 25 + j) * 3 + c] }
           }
         }
       }
-      samples.append(
-        SkeletonSample(
-          data: data, length: length, label: label - 1, view: view,
-          source: "\(skeleton)[\(start), \(end))"))
     }
-    return samples
+    return (data, instances, view)
   }
 
   /// Every PKU-MMD sequence of a skeleton folder with the label file of the same name in

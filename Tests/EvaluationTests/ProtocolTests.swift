@@ -236,3 +236,31 @@ struct LoopTests {
     #expect(semi["repeats"] == 2 && semi["std"] != nil)
   }
 }
+
+@Suite("Detection data")
+struct DetectionDataTests {
+  @Test func pkummdSequencesLabelTheirInstanceFrames() throws {
+    let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .deletingLastPathComponent()
+      .appendingPathComponent("Data/skeleton").path
+    let root = FileManager.default.temporaryDirectory.path + "/skellab-pku-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    try FileManager.default.createDirectory(
+      atPath: root + "/skeleton", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+      atPath: root + "/label", withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+      atPath: data + "/pkummd_0002-L.txt", toPath: root + "/skeleton/0002-L.txt")
+    try FileManager.default.copyItem(
+      atPath: data + "/pkummd_0002-L_label.txt", toPath: root + "/label/0002-L.txt")
+    let sequences = try Detection.pkummdSequences(
+      skeletonFolder: root + "/skeleton", labelFolder: root + "/label")
+    #expect(sequences.count == 1)
+    let s = try #require(sequences.first)
+    #expect(s.data.shape == [3, 80, 25, 2])
+    // Rows "3,10,40" and "12,45,80": labels 3 on [10, 40), 12 on [45, 80), 0 elsewhere.
+    #expect(s.frameLabels[9] == 0 && s.frameLabels[10] == 3 && s.frameLabels[39] == 3)
+    #expect(s.frameLabels[40] == 0 && s.frameLabels[45] == 12 && s.frameLabels[79] == 12)
+    #expect(s.segments.map(\.label) == [2, 11])
+  }
+}

@@ -38,7 +38,7 @@ public struct UntrimmedSequence: Sendable {
 /// segments where 1 − P(background) ≥ 0.4, and VOC average precision at temporal IoUs.
 public enum Detection {
   /// Synthetic untrimmed sequences (used when PKU-MMD Part I is absent): `actions` actions of
-  /// one subject and view, each its own generated clip, with 10–30 frames of the person
+  /// one subject and view, each its own generated clip, with 30–60 frames of the person
   /// standing (small sway) before, between and after them.
   public static func syntheticSequences(
     _ generator: SyntheticSkeletons, count: Int, actions: Int = 4, seed: UInt64 = 0
@@ -52,7 +52,7 @@ public enum Detection {
       var frames: [Tensor] = []
       var labels: [Int] = []
       func still(_ frame: Tensor) throws {
-        let length = 10 + (try random.nextInt(below: 21))
+        let length = 30 + (try random.nextInt(below: 31))
         for _ in 0..<length {
           let sway = try Tensor.randn(frame.shape, generator: &random) * 0.003
           frames.append(try frame + sway * Tensor.less(Tensor(0), frame.abs()))

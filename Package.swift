@@ -58,6 +58,9 @@ let package = Package(
     // Skeleton data: readers of the real formats, the synthetic dataset, transforms, loaders.
     .target(name: "SkeletonData", dependencies: ["TensorCore"]),
 
+    // Masking and the self-supervised methods (Skeleton2vec, MAMP, MAE).
+    .target(name: "SSL", dependencies: ["NN", "Optim", "SkeletonData", "TensorCore"]),
+
     // The evaluation protocols of methods.md §8 and the benchmark table.
     .target(name: "Evaluation", dependencies: ["NN", "Optim", "SkeletonData", "TensorCore"]),
 
@@ -92,6 +95,7 @@ let package = Package(
     .testTarget(
       name: "EvaluationTests",
       dependencies: ["Evaluation", "NN", "Optim", "SkeletonData", "TensorCore", "TestSupport"]),
+    .testTarget(name: "SSLTests", dependencies: ["SSL", "NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
     .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),

@@ -216,3 +216,17 @@ public enum Tokens {
     return try x.reshaped([b * l, d]).indexSelect(axis: 0, indices: rows).reshaped([b, k, d])
   }
 }
+
+extension Encoder {
+  /// A copy with the same weights and its own drop-path rate (fine-tuning must not change the
+  /// caller's encoder).
+  public func copy(dropPath: Float = 0) throws -> Encoder {
+    let ratio = blocks.first.map { $0.mlp.fc1.weight.value.shape[0] / dimension } ?? 4
+    let encoder = try Encoder(
+      dimension: dimension, depth: blocks.count, heads: heads, segment: embedding.segment,
+      frames: frames, joints: joints, mlpRatio: ratio, eps: norm.eps,
+      layerScale: blocks.first?.gamma1 == nil ? nil : 1e-4, dropPath: dropPath, flavor: flavor)
+    try encoder.load(Dictionary(uniqueKeysWithValues: stateDict().map { ($0.name, $0.tensor) }))
+    return encoder
+  }
+}

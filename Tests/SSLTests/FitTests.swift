@@ -1,0 +1,89 @@
+import Foundation
+import NN
+import SSL
+import SkeletonData
+import TensorCore
+import TestSupport
+import Testing
+
+@Suite("fit")
+struct FitTests {
+  struct Stop: Error {}
+
+  func setup(_ method: String) throws -> (Pretrainer, SkeletonDataset) {
+    let data = SkeletonDataset.synthetic(
+      try SyntheticSkeletons(seed: 1, subjects: 1, views: 1, repetitions: 1, frames: 12))
+    let encoder = try Random.withSeed(3) {
+      try Encoder(
+        flavor: .skeleton2vec, dimension: 8, depth: 2, heads: 2, frames: 12, joints: 25, segment: 3)
+    }
+    let trainer: Pretrainer =
+      method == "skeleton2vec"
+      ? try Random.withSeed(4) {
+        try Skeleton2vecTrainer(encoder: encoder, decoderDepth: 1, tau: 0.99)
+      }
+      : try Random.withSeed(4) {
+        try MaskedPredictionTrainer(encoder: encoder, motion: method == "mamp")
+      }
+    return (trainer, data)
+  }
+
+  func options(_ run: String) -> FitOptions {
+    var o = FitOptions()
+    o.epochs = 2
+    o.batch = 4
+    o.run = run
+    o.checkpointEvery = 2
+    o.seed = 5
+    return o
+  }
+
+  @Test(arguments: ["skeleton2vec", "mamp", "mae"])
+  func aStoppedRunResumesBitIdentically(method: String) throws {
+    let root = FileManager.default.temporaryDirectory.path + "/skellab-fit-\(getpid())-\(method)"
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (whole, data) = try setup(method)
+    let history = try Fit.run(whole, data: data, options: options(root + "/whole"))
+    #expect(history.steps.count == 8)  // 17 samples, batch 4 (last dropped), 2 epochs
+    #expect(history.steps.allSatisfy { $0.loss.isFinite })
+    // Stopped at the 4th batch (after a checkpoint at step 2), then resumed: the same weights.
+    let (stopped, _) = try setup(method)
+    var seen = 0
+    #expect(throws: Stop.self) {
+      _ = try Fit.run(stopped, data: data, options: options(root + "/stopped")) {
+        _ in
+      } checkStop: {
+        seen += 1
+        if seen == 4 { throw Stop() }
+      }
+    }
+    let (resumed, _) = try setup(method)
+    let rest = try Fit.run(resumed, data: data, options: options(root + "/stopped"))
+    #expect(rest.steps.first?.step == 3)
+    for (a, b) in zip(whole.student.stateDict(), resumed.student.stateDict()) {
+      #expect(a.tensor.scalars == b.tensor.scalars, "\(method) \(a.name)")
+    }
+    if let t1 = whole.teacher, let t2 = resumed.teacher {
+      for (a, b) in zip(t1.stateDict(), t2.stateDict()) {
+        #expect(a.tensor.scalars == b.tensor.scalars)
+      }
+    }
+    let metrics = try String(contentsOfFile: root + "/stopped/metrics.jsonl", encoding: .utf8)
+    #expect(metrics.split(separator: "\n").count == 8)
+    #expect(FileManager.default.fileExists(atPath: root + "/whole/config.json"))
+  }
+
+  @Test func skeleton2vecChecksItsTubesAndSeesItsTeacherMove() throws {
+    let encoder = try Encoder(
+      flavor: .skeleton2vec, dimension: 8, depth: 1, heads: 2, frames: 12, joints: 25, segment: 3)
+    #expect(throws: TensorError.self) {
+      try Skeleton2vecTrainer(encoder: encoder, mask: .tube(ratio: 0.9, length: 3, motion: 0))
+    }
+    let trainer = try Skeleton2vecTrainer(encoder: encoder)
+    // The teacher starts as an exact copy (§10.8).
+    let teacher = try #require(trainer.teacher)
+    for (a, b) in zip(trainer.student.stateDict(), teacher.stateDict()) {
+      #expect(a.tensor.scalars == b.tensor.scalars)
+    }
+  }
+}

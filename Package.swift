@@ -73,7 +73,9 @@ let package = Package(
     // The one bridge between the language and the library: builtins registered by name.
     .target(
       name: "ScriptLibrary",
-      dependencies: ["ScriptCore", "TensorCore", "NN", "Optim", "SkeletonData", "Evaluation"]),
+      dependencies: [
+        "ScriptCore", "TensorCore", "NN", "Optim", "SkeletonData", "Evaluation", "SSL",
+      ]),
 
     // The command line and the REPL: thin, over ScriptLibrary.
     .executableTarget(

@@ -7,7 +7,7 @@ import TensorCore
 /// What a pretraining run did: per-step loss and learning rate, per-epoch summaries.
 public struct History: Sendable {
   public var steps: [(step: Int, epoch: Int, loss: Double, lr: Double)] = []
-  public var epochs: [(epoch: Int, loss: Double, seconds: Double, sequencesPerSecond: Double)] = []
+  public var epochs: [(epoch: Int, loss: Double, seconds: Double, samplesPerSecond: Double)] = []
 
   public init() {}
 
@@ -160,7 +160,7 @@ public enum Fit {
       history.epochs.append((epoch + 1, mean, seconds, Double(sequences) / max(seconds, 1e-9)))
       progress(
         String(
-          format: "%@ epoch %d/%d  loss %.4f  lr %.2e  %.1f sequences/s", trainer.name, epoch + 1,
+          format: "%@ epoch %d/%d  loss %.4f  lr %.2e  %.1f samples/s", trainer.name, epoch + 1,
           options.epochs, mean, schedule.learningRate(step: step, stepsPerEpoch: perEpoch),
           Double(sequences) / max(seconds, 1e-9)))
     }

@@ -11,6 +11,7 @@ public enum Library {
     ModelBuiltins.register(in: registry)
     DataBuiltins.register(in: registry)
     EvaluationBuiltins.register(in: registry)
+    SSLBuiltins.register(in: registry)
     return registry
   }
 }

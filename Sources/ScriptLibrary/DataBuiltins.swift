@@ -638,6 +638,7 @@ enum DataBuiltins {
         BuiltinParameter("occlude_parts", .int, default: .int(0)),
         BuiltinParameter("occlude_time", .number, default: .float(0)),
         BuiltinParameter("motion", .bool, default: .bool(false)),
+        BuiltinParameter("centre_first", .bool, default: .bool(false)),
       ],
       doc: "The dataset with augmentations (methods.md §1.4–1.8), applied in this order: a "
         + "temporal step — crop (random crop of crop_ratio, at least crop_min frames, resized to "
@@ -645,10 +646,13 @@ enum DataBuiltins {
         + "testing) or uniform (PYSKL sampling of uniform frames) — then rotate (angles in ±θ), "
         + "shear (±amount) or corrupt (joint corruption with that probability, else shear), "
         + "occlusion (occlude_parts random body parts, occlude_time a block of that ratio), "
-        + "motion (frame differences). Loaders draw new randomness every epoch."
+        + "motion (frame differences). centre_first moves body 1's spine mid in its first frame "
+        + "to the origin before everything (MAMP's §1.3 centring). Loaders draw new randomness "
+        + "every epoch."
     ) { args, _ in
       let object = try dataset(args, "ds")
       var steps = object.augmentations
+      if args.bool("centre_first") { steps.append(.centre) }
       let temporal = ["crop", "centre", "uniform"].filter { !args.isNil($0) }
       guard temporal.count <= 1 else {
         throw args.error(temporal[1], "give one of crop, centre and uniform")

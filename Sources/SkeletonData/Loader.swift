@@ -17,6 +17,8 @@ public enum Augmentation: Sendable, Equatable {
   case corruptOrShear(probability: Double)
   /// Frame differences instead of positions.
   case motion
+  /// MAMP's centring: body 1's centre joint in its first frame becomes the origin (§1.3).
+  case centre
   /// `count` random body parts hidden in every frame (occlusion).
   case occludeParts(count: Int)
   /// A contiguous block of `ratio` of the frames hidden (occlusion).
@@ -51,6 +53,7 @@ public enum Augmentation: Sendable, Equatable {
         ? try Transforms.jointCorruption(s.data, generator: &g)
         : try Transforms.shear(s.data, generator: &g)
     case .motion: s.data = try Transforms.motion(s.data)
+    case .centre: s.data = try Transforms.centreOnFirstFrame(s.data, layout: layout)
     case .occludeParts(let count):
       s.data = try Transforms.occludeParts(s.data, layout: layout, count: count, generator: &g)
     case .occludeTime(let ratio):

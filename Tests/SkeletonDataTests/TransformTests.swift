@@ -179,3 +179,18 @@ struct MixingTests {
     #expect(kinds == ["swap", "paste", "mixup"])
   }
 }
+
+@Suite("Centring step")
+struct CentringStepTests {
+  @Test func centreAugmentationMovesTheFirstSpineMidToTheOrigin() throws {
+    let ds = SkeletonDataset.synthetic(
+      try SyntheticSkeletons(seed: 2, subjects: 1, views: 1, repetitions: 1, frames: 16))
+    var g = RandomGenerator(seed: 0)
+    let sample = try Augmentation.centre.apply(ds.sample(0), layout: .kinectV2, generator: &g)
+    for c in 0..<3 { #expect(abs(try sample.data.element(at: [c, 0, 1, 0])) < 1e-6) }
+    // Every joint moved by the same translation.
+    let original = try ds.sample(0).data
+    let shift = try original.element(at: [0, 5, 7, 0]) - sample.data.element(at: [0, 5, 7, 0])
+    #expect(abs(shift - (try original.element(at: [0, 0, 1, 0]))) < 1e-6)
+  }
+}

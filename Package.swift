@@ -84,7 +84,9 @@ let package = Package(
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(
       name: "SkellabBench",
-      dependencies: ["TensorCore", "NN", "Optim", "SkeletonData", "Evaluation", "CBLAS"],
+      dependencies: [
+        "TensorCore", "NN", "Optim", "SkeletonData", "Evaluation", "SSL", "CBLAS",
+      ],
       path: "Sources/SkellabBench"),
 
     // Shared test helpers: fixture reader, finite-difference gradient check, comparisons.

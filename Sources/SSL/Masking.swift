@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import SkeletonData
 import TensorCore
 
 /// Which tokens an encoder sees: `keep` `[B, K]` token indices in the order the encoder gets
@@ -139,7 +140,7 @@ public enum Masking {
     // Intensity: |motion| averaged over each segment's u·C values, then over the tube's
     // segments, divided by the tube's maximum.
     let c = x.shape[3]
-    let absMotion = try Transforms1D.motion(x).abs().contiguous().scalars  // [B, T, V, C]
+    let absMotion = try Transforms.motion(x).abs().contiguous().scalars  // [B, T, V, C]
     var keepIndices = [Float]()
     var ranks = [Float](repeating: 0, count: b * tp * v)
     var mask = [Float](repeating: 1, count: b * tp * v)
@@ -176,18 +177,5 @@ public enum Masking {
       restore: try Decoder.tubeRestoreIndex(
         rowRestore: rowRestore, keptPerRow: kept, mode: placement),
       mask: try Tensor(shape: [b, tp * v], scalars: mask))
-  }
-}
-
-/// Frame differences on the time axis 1 of `[B, T, V, C]` (§1.7), the last frame zero.
-enum Transforms1D {
-  static func motion(_ x: Tensor) throws -> Tensor {
-    let t = x.shape[1]
-    guard t > 1 else { return Tensor.zeros(x.shape) }
-    var zero = x.shape
-    zero[1] = 1
-    return try Tensor.concat(
-      [try x[.all, .range(1, nil, 1)] - x[.all, .range(nil, t - 1, 1)], Tensor.zeros(zero)], axis: 1
-    )
   }
 }

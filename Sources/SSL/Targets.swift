@@ -1,4 +1,5 @@
 import Foundation
+import SkeletonData
 import TensorCore
 
 /// MAMP's regression target and loss (methods.md §5).
@@ -16,7 +17,7 @@ public enum MotionTarget {
         "target", "expects [B, T, V, C] with T divisible by \(u), got \(shapeString(x.shape))")
     }
     let (b, t, v, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let source = motion ? try Transforms1D.motion(x) : x
+    let source = motion ? try Transforms.motion(x) : x
     let y = try source.reshaped([b, t / u, u, v, c]).permuted([0, 1, 3, 2, 4]).contiguous()
       .reshaped([b, t / u * v, u * c])
     guard normalize else { return y }

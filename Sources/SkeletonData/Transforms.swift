@@ -157,7 +157,8 @@ public enum Transforms {
     try data.indexSelect(axis: 1, indices: indices)
   }
 
-  /// `motion[t] = x[t+1] − x[t]`, last frame 0 (§1.7), on the time axis 1 of `[C, T, V, M]`.
+  /// `motion[t] = x[t+1] − x[t]`, last frame 0 (§1.7), on axis 1: the time axis of a sequence
+  /// `[C, T, V, M]` and of a batch of sequences `[B, T, V, C]`.
   public static func motion(_ data: Tensor) throws -> Tensor {
     let t = data.shape[1]
     guard t > 1 else { return Tensor.zeros(data.shape) }

@@ -11,6 +11,7 @@ import Evaluation
 import Foundation
 import NN
 import Optim
+import SSL
 import SkeletonData
 import TensorCore
 
@@ -21,65 +22,6 @@ let benchConfigs:
     "small": (128, 4, 4, 2, 64, 32),
     "paper": (256, 8, 8, 3, 120, 8),
   ]
-
-/// MAMP's pretraining model: encoder and decoder with their names side by side.
-final class MAMPBenchModel: Module {
-  let encoder: Encoder
-  let decoder: Decoder
-
-  init(dim: Int, depth: Int, heads: Int, decoderDepth: Int, frames: Int) throws {
-    encoder = try Encoder(flavor: .mamp, dimension: dim, depth: depth, heads: heads, frames: frames)
-    decoder = try Decoder(
-      encoderDimension: dim, dimension: dim, depth: decoderDepth, heads: heads,
-      segments: encoder.segments, joints: 25, head: .motion(outputs: 12))
-    super.init()
-    child("", encoder)
-    child("", decoder)
-  }
-}
-
-/// Random masking as the references do it (argsort of uniform noise; ratio 0.9).
-func randomMasking(batch: Int, tokens: Int, ratio: Double) throws -> (
-  keep: Tensor, restore: Tensor, mask: Tensor
-) {
-  let kept = Int(Double(tokens) * (1 - ratio))
-  var keep = [Float]()
-  var restore = [Float](repeating: 0, count: batch * tokens)
-  var mask = [Float](repeating: 1, count: batch * tokens)
-  try Random.withGenerator { generator in
-    for b in 0..<batch {
-      let noise = (0..<tokens).map { _ in generator.nextFloat() }
-      let order = (0..<tokens).sorted { noise[$0] < noise[$1] }
-      for (rank, token) in order.enumerated() {
-        restore[b * tokens + token] = Float(rank)
-        if rank < kept {
-          keep.append(Float(token))
-          mask[b * tokens + token] = 0
-        }
-      }
-    }
-    _ = try generator.nextInt(below: 1)
-  }
-  return (
-    try Tensor(shape: [batch, kept], scalars: keep),
-    try Tensor(shape: [batch, tokens], scalars: restore),
-    try Tensor(shape: [batch, tokens], scalars: mask)
-  )
-}
-
-/// MAMP's motion target: frame differences, patchified (u, c) per token, standardised with
-/// the unbiased variance.
-func motionTarget(_ x: Tensor, segment: Int) throws -> Tensor {
-  let (b, t, j, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-  let motion = try Tensor.concat(
-    [try x[.all, .range(1, nil, 1)] - x[.all, .range(nil, t - 1, 1)], Tensor.zeros([b, 1, j, c])],
-    axis: 1)
-  let y = try motion.reshaped([b, t / segment, segment, j, c]).permuted([0, 1, 3, 2, 4])
-    .contiguous().reshaped([b, t / segment * j, segment * c])
-  let mean = try y.mean(axes: [-1], keepDim: true)
-  let variance = try y.variance(axes: [-1], keepDim: true, unbiased: true)
-  return try (y - mean) / (variance + 1e-6).sqrt()
-}
 
 func runSingle(config: String, mode: String, iterations: Int?) throws -> [String: Any] {
   guard let c = benchConfigs[config] else { throw TensorError("bench", "unknown config \(config)") }
@@ -114,33 +56,30 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
         encoder, dataset, augmentations: Features.testView(encoder), batch: c.batch)
     }
   case "mamp_train":
-    let model = try MAMPBenchModel(
-      dim: c.dim, depth: c.depth, heads: c.heads, decoderDepth: c.decoderDepth, frames: c.frames)
-    parameterCount = model.parameterCount
+    // bench.py's MAMP step: random masking at 0.9, motion targets, masked MSE, AdamW.
+    let encoder = try Encoder(
+      flavor: .mamp, dimension: c.dim, depth: c.depth, heads: c.heads, frames: c.frames)
+    let trainer = try MaskedPredictionTrainer(
+      encoder: encoder, motion: true, decoderDepth: c.decoderDepth, mask: .random(ratio: 0.9))
+    parameterCount = trainer.student.parameterCount
     let optimizer = try AdamW(
-      groups: ParameterGroup.groups(model, weightDecay: 0.05), learningRate: 1e-3, beta2: 0.95)
-    let tokens = model.encoder.tokenCount
-    stages = ["inputs": [], "student_fwd": [], "backward": [], "optimizer": []]
+      groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
+      beta2: 0.95)
+    let batch = try x.permuted([0, 3, 1, 2]).unsqueezed(axis: -1).contiguous()  // [B, C, T, V, 1]
+    var generator = RandomGenerator(seed: 1)
+    stages = ["student_fwd": [], "backward": [], "optimizer": []]
     step = {
       let t0 = DispatchTime.now().uptimeNanoseconds
-      let target = try Autograd.noGrad { try motionTarget(x, segment: 4) }
-      let (keep, restore, mask) = try randomMasking(batch: c.batch, tokens: tokens, ratio: 0.9)
+      let loss = try trainer.loss(batch, generator: &generator)
       let t1 = DispatchTime.now().uptimeNanoseconds
-      let visible = try model.encoder.forwardWithHidden(x, keep: keep).tokens
-      let prediction = try model.decoder(visible, restore: restore)
-      let d = try prediction - target
-      let perToken = try (d * d).mean(axes: [-1])
-      let loss = try (perToken * mask).sum() * (1 / (try mask.sum().item()))
-      let t2 = DispatchTime.now().uptimeNanoseconds
       optimizer.zeroGrad()
       try loss.backward()
-      let t3 = DispatchTime.now().uptimeNanoseconds
+      let t2 = DispatchTime.now().uptimeNanoseconds
       try optimizer.step()
-      let t4 = DispatchTime.now().uptimeNanoseconds
-      stages["inputs"]?.append(Double(t1 - t0) / 1e6)
-      stages["student_fwd"]?.append(Double(t2 - t1) / 1e6)
-      stages["backward"]?.append(Double(t3 - t2) / 1e6)
-      stages["optimizer"]?.append(Double(t4 - t3) / 1e6)
+      let t3 = DispatchTime.now().uptimeNanoseconds
+      stages["student_fwd"]?.append(Double(t1 - t0) / 1e6)
+      stages["backward"]?.append(Double(t2 - t1) / 1e6)
+      stages["optimizer"]?.append(Double(t3 - t2) / 1e6)
     }
   default:
     throw TensorError("bench", "unknown mode \(mode)")

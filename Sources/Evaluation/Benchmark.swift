@@ -82,12 +82,8 @@ public enum Benchmark {
       options.shots.map { "\($0)shot" })
     if options.detectionSequences.train > 0, encoder.joints == 25 {
       context.progress("benchmark: detection on synthetic untrimmed sequences")
-      let generator = try SyntheticSkeletons(
-        seed: 99, subjects: 4, views: 2, repetitions: 1, frames: 48)
-      let trainSequences = try Detection.syntheticSequences(
-        generator, count: options.detectionSequences.train, seed: 1)
-      let testSequences = try Detection.syntheticSequences(
-        generator, count: options.detectionSequences.test, seed: 2)
+      let (trainSequences, testSequences) = try Detection.syntheticSplit(
+        train: options.detectionSequences.train, test: options.detectionSequences.test, seed: 0)
       let detection = try Detection.run(
         encoder, train: trainSequences, test: testSequences,
         classes: SyntheticSkeletons.classes.count - SyntheticSkeletons.interactions,

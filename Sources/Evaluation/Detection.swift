@@ -85,6 +85,19 @@ public enum Detection {
     return result
   }
 
+  /// Training and test sequences for detection without PKU-MMD: actions of the synthetic set's
+  /// 4 subjects × 2 views at 48 frames, the two sets drawn with seeds `seed + 1` and `seed + 2`.
+  public static func syntheticSplit(train: Int, test: Int, seed: UInt64) throws -> (
+    train: [UntrimmedSequence], test: [UntrimmedSequence]
+  ) {
+    let generator = try SyntheticSkeletons(
+      seed: 99, subjects: 4, views: 2, repetitions: 1, frames: 48)
+    return (
+      try syntheticSequences(generator, count: train, seed: seed &+ 1),
+      try syntheticSequences(generator, count: test, seed: seed &+ 2)
+    )
+  }
+
   /// The untrimmed PKU-MMD Part I sequences of a folder (labels in `labelFolder` under the
   /// same names): frame label `action + 1` inside each instance, 0 elsewhere (§8.4).
   public static func pkummdSequences(skeletonFolder: String, labelFolder: String) throws

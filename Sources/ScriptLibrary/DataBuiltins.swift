@@ -26,12 +26,7 @@ final class DatasetObject: ScriptObject {
 
   /// Sample `i` with this dataset's augmentations (seeded by the index).
   func sample(_ i: Int) throws -> SkeletonSample {
-    var sample = try dataset.sample(i)
-    var generator = RandomGenerator(seed: Loader.mix(0, 0, UInt64(i), 1))
-    for step in augmentations {
-      sample = try step.apply(sample, layout: dataset.layout, generator: &generator)
-    }
-    return sample
+    try Loader.augmentedSample(dataset, i, augmentations: augmentations)
   }
 
   func display() -> String {

@@ -269,12 +269,8 @@ enum EvaluationBuiltins {
         train = try Detection.pkummdSequences(skeletonFolder: trainPath, labelFolder: trainLabels)
         test = try Detection.pkummdSequences(skeletonFolder: testPath, labelFolder: testLabels)
       } else if folders.allSatisfy({ $0 == nil }) {
-        let generator = try SyntheticSkeletons(
-          seed: 99, subjects: 4, views: 2, repetitions: 1, frames: 48)
-        train = try Detection.syntheticSequences(
-          generator, count: args.int("train_sequences"), seed: seed &+ 1)
-        test = try Detection.syntheticSequences(
-          generator, count: args.int("test_sequences"), seed: seed &+ 2)
+        (train, test) = try Detection.syntheticSplit(
+          train: args.int("train_sequences"), test: args.int("test_sequences"), seed: seed)
       } else {
         throw args.error(
           "train_path", "give all of train_path, train_labels, test_path and test_labels, or none")

@@ -126,6 +126,20 @@ public final class Loader: @unchecked Sendable {
     return try g.permutation(dataset.count)
   }
 
+  /// Sample `index` of `dataset` after `augmentations`, their randomness keyed by
+  /// (seed, epoch, index): the same whoever asks and whenever.
+  public static func augmentedSample(
+    _ dataset: SkeletonDataset, _ index: Int, augmentations: [Augmentation], seed: UInt64 = 0,
+    epoch: Int = 0
+  ) throws -> SkeletonSample {
+    var sample = try dataset.sample(index)
+    var g = RandomGenerator(seed: mix(seed, UInt64(epoch), UInt64(index), 1))
+    for step in augmentations {
+      sample = try step.apply(sample, layout: dataset.layout, generator: &g)
+    }
+    return sample
+  }
+
   /// Batch `b` of epoch `e`, built on the calling thread.
   public func batch(epoch e: Int, index b: Int, order: [Int]) throws -> Batch {
     let start = b * batchSize
@@ -134,11 +148,8 @@ public final class Loader: @unchecked Sendable {
     var labels: [Int] = []
     var lengths: [Int] = []
     for p in positions {
-      var sample = try dataset.sample(p)
-      var g = RandomGenerator(seed: Self.mix(seed, UInt64(e), UInt64(p), 1))
-      for step in augmentations {
-        sample = try step.apply(sample, layout: dataset.layout, generator: &g)
-      }
+      let sample = try Self.augmentedSample(
+        dataset, p, augmentations: augmentations, seed: seed, epoch: e)
       samples.append(sample.data)
       labels.append(sample.label)
       lengths.append(sample.length)

@@ -71,22 +71,17 @@ enum ModelSummary {
   /// Rows for the top-level layers (containers such as `blocks` are opened one level).
   static func table(_ module: Module, title: String) -> String {
     var rows: [(String, String, String, Int)] = []
-    func count(_ m: Module) -> Int { m.parameterCount }
-    let top = module.namedModules().filter { entry in
-      let depth = entry.name.split(separator: ".").count
-      if entry.name.isEmpty { return false }
-      // Open plain containers (`blocks`, `head`) and show their children.
-      if type(of: entry.module) == Module.self { return false }
-      let parent = entry.name.split(separator: ".").dropLast().joined(separator: ".")
-      let parentIsContainer = module.namedModules().contains {
-        $0.name == parent && type(of: $0.module) == Module.self
-      }
-      return depth == 1 || parentIsContainer
+    // Layers at the top, and the children of plain containers (`blocks`, `head`).
+    let modules = module.namedModules()
+    let containers = Set(modules.filter { type(of: $0.module) == Module.self }.map(\.name))
+    let top = modules.filter { entry in
+      guard !entry.name.isEmpty, type(of: entry.module) != Module.self else { return false }
+      let path = entry.name.split(separator: ".")
+      return path.count == 1 || containers.contains(path.dropLast().joined(separator: "."))
     }
     var seen = Set<ObjectIdentifier>()
     for (name, m) in top where seen.insert(ObjectIdentifier(m)).inserted {
-      if m === module { continue }
-      rows.append((name, String(describing: type(of: m)), output(m), count(m)))
+      rows.append((name, String(describing: type(of: m)), output(m), m.parameterCount))
     }
     let direct = module.namedParameters().filter { entry in
       !top.contains { entry.name.hasPrefix($0.name + ".") }

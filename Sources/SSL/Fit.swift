@@ -24,6 +24,103 @@ public struct History: Sendable {
       return String(bars[level])
     }.joined()
   }
+
+  /// Loss (left axis, blue) and learning rate (right axis, orange) against steps as an SVG
+  /// document with labelled ticks on both axes.
+  public func svg(title: String = "") -> String {
+    let (width, height) = (720.0, 360.0)
+    let (left, right, top, bottom) = (70.0, 70.0, 40.0, 45.0)
+    let losses = steps.map(\.loss)
+    let rates = steps.map(\.lr)
+    let first = Double(steps.first?.step ?? 0)
+    let last = Double(steps.last?.step ?? 1)
+    func x(_ step: Double) -> Double {
+      left + (step - first) / max(last - first, 1) * (width - left - right)
+    }
+    func range(_ values: [Double]) -> (Double, Double) {
+      let low = values.min() ?? 0
+      let high = values.max() ?? 1
+      return high > low ? (low, high) : (low - 0.5, high + 0.5)
+    }
+    func y(_ v: Double, _ r: (Double, Double)) -> Double {
+      height - bottom - (v - r.0) / (r.1 - r.0) * (height - top - bottom)
+    }
+    func polyline(_ values: [Double], _ colour: String) -> String {
+      let r = range(values)
+      let points = zip(steps, values).map { s, v in
+        String(format: "%.1f,%.1f", x(Double(s.step)), y(v, r))
+      }
+      return "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"1.5\" points=\""
+        + points.joined(separator: " ") + "\"/>\n"
+    }
+    func ticks(_ values: [Double], at position: Double, anchor: String, _ colour: String) -> String
+    {
+      let r = range(values)
+      return (0...4).map { i in
+        let v = r.0 + (r.1 - r.0) * Double(i) / 4
+        return String(
+          format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%@\" fill=\"%@\">%.3g</text>\n",
+          position, y(v, r) + 4, anchor, colour, v)
+      }.joined()
+    }
+    let stepTicks = (0...4).map { i in
+      let step = first + (last - first) * Double(i) / 4
+      return String(
+        format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", x(step),
+        height - bottom + 16, Int(step.rounded()))
+    }.joined()
+    let frame = String(
+      format:
+        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#999\"/>\n",
+      left, top, width - left - right, height - top - bottom)
+    var svg = String(
+      format:
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"11\">\n",
+      Int(width), Int(height))
+    svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n" + frame
+    svg +=
+      "<text x=\"\(left)\" y=\"20\" font-size=\"13\">\(title.isEmpty ? "pretraining" : title)</text>\n"
+    svg += "<text x=\"\(left)\" y=\"34\" fill=\"#1f77b4\">loss</text>\n"
+    svg += "<text x=\"\(width - right)\" y=\"34\" text-anchor=\"end\" fill=\"#ff7f0e\">lr</text>\n"
+    svg += String(
+      format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step</text>\n", width / 2,
+      height - 8)
+    guard !steps.isEmpty else { return svg + "</svg>\n" }
+    svg += stepTicks + ticks(losses, at: left - 6, anchor: "end", "#1f77b4")
+    svg += ticks(rates, at: width - right + 6, anchor: "start", "#ff7f0e")
+    return svg + polyline(losses, "#1f77b4") + polyline(rates, "#ff7f0e") + "</svg>\n"
+  }
+}
+
+/// Where a `fit` is while it runs, for a progress display.
+public struct FitProgress: Sendable {
+  public var step: Int
+  public var totalSteps: Int
+  public var epoch: Int
+  public var epochs: Int
+  public var batch: Int
+  public var batchesPerEpoch: Int
+  public var loss: Double
+  public var lr: Double
+}
+
+/// What a `fit` leaves behind so that calling it again with the same options continues where it
+/// stopped (Ctrl-C in the REPL): the optimiser, the step and the history so far.
+public final class FitState: @unchecked Sendable {
+  public let optimizer: AdamW
+  public internal(set) var step = 0
+  public internal(set) var history = History()
+  let signature: String
+  let totalSteps: Int
+
+  init(optimizer: AdamW, signature: String, totalSteps: Int) {
+    self.optimizer = optimizer
+    self.signature = signature
+    self.totalSteps = totalSteps
+  }
+
+  /// True when the run it belongs to has done all its steps.
+  public var finished: Bool { step >= totalSteps }
 }
 
 /// The options of `fit` (methods.md §9: AdamW β (0.9, 0.95), warm-up + cosine per iteration).
@@ -61,9 +158,15 @@ public enum Fit {
     }
   }
 
+  /// Trains `trainer` on `data`. `state` carries an unfinished run between calls: when it
+  /// belongs to the same trainer options and data and has steps left, the run continues from
+  /// it (in memory, ahead of any checkpoint); otherwise a new one starts and `state` is
+  /// replaced. `progress` gets messages (resume, epoch summaries), `onStep` every step.
   public static func run(
     _ trainer: Pretrainer, data: SkeletonDataset, options: FitOptions,
-    progress: (String) -> Void = { _ in }, checkStop: () throws -> Void = {}
+    state: inout FitState?,
+    progress: (String) -> Void = { _ in }, onStep: (FitProgress) -> Void = { _ in },
+    checkStop: () throws -> Void = {}
   ) throws -> History {
     let loader = try Loader(
       dataset: data, batchSize: options.batch, shuffle: true, seed: options.seed,
@@ -73,24 +176,42 @@ public enum Fit {
       throw TensorError("fit", "no batches: \(data.count) samples, batch \(options.batch)")
     }
     let totalSteps = perEpoch * options.epochs
-    let optimizer = try AdamW(
-      groups: ParameterGroup.groups(
-        trainer.student, weightDecay: options.weightDecay, exclusion: trainer.decayExclusion),
-      learningRate: options.learningRate, beta1: 0.9, beta2: 0.95)
+    let signature =
+      "\(options.epochs) \(options.batch) \(options.learningRate) \(options.minimumLearningRate) "
+      + "\(options.warmupEpochs) \(options.weightDecay) \(options.seed) \(data.count) "
+      + (options.run ?? "")
+    let continuing: FitState? =
+      if let state, state.signature == signature, !state.finished { state } else { nil }
+    let current =
+      try continuing
+      ?? FitState(
+        optimizer: AdamW(
+          groups: ParameterGroup.groups(
+            trainer.student, weightDecay: options.weightDecay, exclusion: trainer.decayExclusion),
+          learningRate: options.learningRate, beta1: 0.9, beta2: 0.95),
+        signature: signature, totalSteps: totalSteps)
+    state = current
+    let optimizer = current.optimizer
     let schedule = CosineSchedule(
       base: options.learningRate, minimum: options.minimumLearningRate,
       warmupEpochs: min(options.warmupEpochs, Double(options.epochs)),
       epochs: Double(options.epochs))
     let checkpointModel = CheckpointModel(student: trainer.student, teacher: trainer.teacher)
-    var history = History()
-    var step = 0
+    var history = current.history
+    var step = current.step
     let checkpointPath = options.run.map { $0 + "/checkpoint.safetensors" }
+    if continuing != nil {
+      progress("continuing \(trainer.name) at step \(step) of \(totalSteps)")
+    }
     if let run = options.run {
       try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
-      if options.resume, let path = checkpointPath, FileManager.default.fileExists(atPath: path) {
+      if continuing == nil, options.resume, let path = checkpointPath,
+        FileManager.default.fileExists(atPath: path)
+      {
         let metadata = try TrainingCheckpoint.restore(
           path: path, model: checkpointModel, optimizer: optimizer)
         step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
+        history = recordedHistory(run + "/metrics.jsonl", upTo: step)
         progress("resumed \(trainer.name) from \(path) at step \(step)")
       }
       var config = trainer.configuration.map { "\"\($0.0)\": \"\($0.1)\"" }
@@ -116,6 +237,8 @@ public enum Fit {
       let previous = (try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)) ?? ""
       try AtomicFile.write(Data((previous + metrics).utf8), to: run + "/metrics.jsonl", op: "fit")
       metrics = ""
+      try AtomicFile.write(
+        Data(history.svg(title: "\(trainer.name): \(run)").utf8), to: run + "/loss.svg", op: "fit")
     }
     trainer.student.setTraining(true)
     try loader.resume(epoch: step / perEpoch, position: step % perEpoch)
@@ -126,6 +249,7 @@ public enum Fit {
       var count = 0
       var sequences = 0
       let batches = try loader.makeIterator()
+      var batch = step % perEpoch
       while let b = try batches.next() {
         try checkStop()
         let lr = schedule.learningRate(step: step, stepsPerEpoch: perEpoch)
@@ -148,16 +272,24 @@ public enum Fit {
         step += 1
         try trainer.afterStep(step, of: totalSteps)
         history.steps.append((step, epoch, value, lr))
+        current.step = step
+        current.history = history
         metrics +=
           "{\"step\": \(step), \"epoch\": \(epoch + 1), \"loss\": \(value), \"lr\": \(lr)}\n"
         total += value
         count += 1
         sequences += b.x.shape[0]
         if step % options.checkpointEvery == 0 { try save() }
+        onStep(
+          FitProgress(
+            step: step, totalSteps: totalSteps, epoch: epoch, epochs: options.epochs, batch: batch,
+            batchesPerEpoch: perEpoch, loss: value, lr: lr))
+        batch += 1
       }
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
       let mean = total / Double(max(count, 1))
       history.epochs.append((epoch + 1, mean, seconds, Double(sequences) / max(seconds, 1e-9)))
+      current.history = history
       progress(
         String(
           format: "%@ epoch %d/%d  loss %.4f  lr %.2e  %.1f samples/s", trainer.name, epoch + 1,
@@ -165,6 +297,30 @@ public enum Fit {
           Double(sequences) / max(seconds, 1e-9)))
     }
     try save()
+    return history
+  }
+
+  /// The steps of a run folder's metrics up to `step` (a resumed run's history starts with
+  /// them). The lines are the ones `run` writes; numbers are read back exactly with `Double`,
+  /// and lines it cannot read are left out.
+  static func recordedHistory(_ path: String, upTo step: Int) -> History {
+    var history = History()
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return history }
+    for line in text.split(whereSeparator: \.isNewline) {
+      var fields: [String: Double] = [:]
+      for field in line.trimmingCharacters(in: CharacterSet(charactersIn: "{} ")).split(
+        separator: ",")
+      {
+        let parts = field.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let value = Double(parts[1].trimmingCharacters(in: .whitespaces))
+        else { continue }
+        fields[parts[0].trimmingCharacters(in: CharacterSet(charactersIn: "\" "))] = value
+      }
+      guard let s = fields["step"].map({ Int($0) }), s <= step, let epoch = fields["epoch"],
+        let loss = fields["loss"], let lr = fields["lr"]
+      else { continue }
+      history.steps.append((s, Int(epoch) - 1, loss, lr))
+    }
     return history
   }
 }

@@ -157,12 +157,30 @@ public enum Help {
         + "\n\nhelp(\"name\") or :help name shows one."
     case .builtin(let b): return "\(b.signature)\n\n\(b.doc)"
     case .string(let name): return text(named: name, registry: registry)
-    case .function(let f):
-      return
-        "\(f.name)(\(f.parameters.map(\.name).joined(separator: ", ")))  (defined at \(f.range.source.name):\(f.range.source.location(f.range.start).line))"
+    case .function(let f): return text(for: f)
     case .object(let o): return text(named: o.typeName, registry: registry)
     default: return "\(value.typeName): no documentation"
     }
+  }
+
+  /// A script function's signature with its defaults, where it is defined, and the comment
+  /// lines right above its `def` as its documentation (how the stdlib documents itself).
+  static func text(for f: Function) -> String {
+    let parameters = f.parameters.map { p in
+      f.defaults[p.name].map { "\(p.name)=\($0.repr)" } ?? p.name
+    }
+    let source = f.range.source
+    let line = source.location(f.range.start).line
+    var doc: [String] = []
+    var above = line - 1
+    while above >= 1 {
+      let text = source.line(above).trimmingCharacters(in: .whitespaces)
+      guard text.hasPrefix("#") else { break }
+      doc.insert(String(text.dropFirst()).trimmingCharacters(in: .whitespaces), at: 0)
+      above -= 1
+    }
+    return "\(f.name)(\(parameters.joined(separator: ", ")))  (defined at \(source.name):\(line))"
+      + (doc.isEmpty ? "" : "\n\n" + doc.joined(separator: "\n"))
   }
 
   public static func text(named name: String, registry: Registry) -> String {

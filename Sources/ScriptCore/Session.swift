@@ -77,7 +77,13 @@ public final class Session {
     case ":help":
       out(
         (argument.isEmpty
-          ? Session.metaHelp : Help.text(named: argument, registry: interpreter.registry)) + "\n")
+          ? Session.metaHelp
+          : interpreter.global(argument).flatMap { value in
+            if case .function = value {
+              return Help.text(for: value, registry: interpreter.registry)
+            }
+            return nil
+          } ?? Help.text(named: argument, registry: interpreter.registry)) + "\n")
     case ":vars":
       for name in interpreter.globalNames {
         guard let value = interpreter.global(name) else { continue }

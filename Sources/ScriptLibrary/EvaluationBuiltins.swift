@@ -11,36 +11,48 @@ final class ContextBox: @unchecked Sendable {
   init(_ context: CallContext) { self.context = context }
 }
 
-/// Progress on standard error: a bar with loss, steps/s and ETA redrawn in place on a terminal,
-/// one line per epoch otherwise.
+/// Progress on standard error: on a terminal a bar with epoch, step, loss, lr, steps/s and ETA
+/// redrawn in place after every batch; otherwise (a log file) the same as a plain line every
+/// `interval` seconds. Epoch summaries come as lines either way.
 final class ProgressBar: @unchecked Sendable {
   let terminal = isatty(2) != 0
+  let interval: Double
   var start = DispatchTime.now().uptimeNanoseconds
+  var lastLine = DispatchTime.now().uptimeNanoseconds
   var steps = 0
   var phase = ""
+
+  init(interval: Double = 10) { self.interval = interval }
 
   func write(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
 
   func batch(_ p: BatchProgress) {
+    let now = DispatchTime.now().uptimeNanoseconds
     if p.phase != phase {
       phase = p.phase
-      start = DispatchTime.now().uptimeNanoseconds
+      start = now
+      lastLine = now
       steps = 0
     }
     steps += 1
-    guard terminal else { return }
-    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    let rate = Double(steps) / max(elapsed, 1e-9)
-    let remaining =
-      Double(p.epochs * p.batches - (p.epoch * p.batches + p.batch + 1)) / max(rate, 1e-9)
-    let width = 24
-    let filled = Int(p.done * Double(width))
+    guard terminal || Double(now - lastLine) / 1e9 >= interval else { return }
+    lastLine = now
+    let rate = Double(steps) / max(Double(now - start) / 1e9, 1e-9)
+    let remaining = Int(Double(p.epochs * p.batches - p.step) / max(rate, 1e-9))
+    let eta =
+      remaining >= 3600
+      ? String(format: "%d:%02d:%02d", remaining / 3600, remaining / 60 % 60, remaining % 60)
+      : String(format: "%d:%02d", remaining / 60, remaining % 60)
+    var text = String(
+      format: "%@ epoch %d/%d  step %d/%d  loss %.4f", p.phase, p.epoch + 1, p.epochs, p.step,
+      p.epochs * p.batches, p.loss)
+    if let lr = p.lr { text += String(format: "  lr %.2e", lr) }
+    text += String(format: "  %.1f steps/s  ETA %@", rate, eta)
+    guard terminal else { return write(text + "\n") }
+    let width = 20
+    let filled = min(Int(p.done * Double(width)), width)
     let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-    write(
-      String(
-        format: "\r%@ %@ epoch %d/%d  loss %.4f  %.1f steps/s  ETA %d:%02d ", p.phase, bar,
-        p.epoch + 1,
-        p.epochs, p.loss, rate, Int(remaining) / 60, Int(remaining) % 60))
+    write("\r\u{1B}[K" + bar + " " + text)
   }
 
   func line(_ text: String) { write((terminal ? "\r\u{1B}[K" : "") + text + "\n") }

@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import NN
 import SSL
@@ -26,6 +27,8 @@ final class MaskObject: ScriptObject {
 /// A pretraining method with its student (and teacher), as the language holds it.
 final class TrainerObject: ScriptObject {
   let trainer: Pretrainer
+  /// The last `fit`'s optimiser and step: a stopped fit called again continues from them.
+  var fit: FitState?
   init(_ trainer: Pretrainer) { self.trainer = trainer }
   var typeName: String { "Trainer" }
   func display() -> String {
@@ -40,8 +43,12 @@ final class HistoryObject: ScriptObject {
   init(_ history: History) { self.history = history }
   var typeName: String { "History" }
   func display() -> String {
-    guard let last = history.epochs.last else { return "History (no steps)" }
-    return "History \(history.steps.count) steps  loss " + history.sparkline()
+    guard let step = history.steps.last else { return "History (no steps)" }
+    let text = "History \(history.steps.count) steps  loss " + history.sparkline()
+    guard let last = history.epochs.last else {
+      return text + String(format: "  step %d: loss %.4f", step.step, step.loss)
+    }
+    return text
       + String(
         format: "  last epoch %d: loss %.4f, %.1f samples/s", last.epoch, last.loss,
         last.samplesPerSecond)
@@ -234,7 +241,8 @@ enum SSLBuiltins {
         + "metrics.jsonl and checkpoint.safetensors (every checkpoint_every steps and at the end); "
         + "resume=true continues a stopped run exactly. Returns a History."
     ) { args, context in
-      let trainer = try args.required("trainer", as: TrainerObject.self, "a Trainer").trainer
+      let trainerObject = try args.required("trainer", as: TrainerObject.self, "a Trainer")
+      let trainer = trainerObject.trainer
       let object = try DataBuiltins.dataset(args, "data")
       let source = object.train ?? object
       var options = FitOptions()
@@ -267,8 +275,14 @@ enum SSLBuiltins {
       let bar = ProgressBar()
       let box = ContextBox(context)
       let history = try Fit.run(
-        trainer, data: source.dataset, options: options, progress: { bar.line($0) },
-        checkStop: { try box.context.checkInterrupt() })
+        trainer, data: source.dataset, options: options, state: &trainerObject.fit,
+        progress: { bar.line($0) },
+        onStep: { p in
+          bar.batch(
+            BatchProgress(
+              phase: trainer.name, epoch: p.epoch, epochs: p.epochs, batch: p.batch,
+              batches: p.batchesPerEpoch, loss: p.loss, lr: p.lr))
+        }, checkStop: { try box.context.checkInterrupt() })
       return .object(HistoryObject(history))
     }
     r.register(
@@ -277,7 +291,7 @@ enum SSLBuiltins {
       doc: "Draws a History's loss and learning rate against steps as an SVG file."
     ) { args, _ in
       let history = try args.required("history", as: HistoryObject.self, "a History").history
-      try AtomicFile.write(Data(svg(history).utf8), to: args.string("path"), op: "plot")
+      try AtomicFile.write(Data(history.svg().utf8), to: args.string("path"), op: "plot")
       return .nil
     }
     r.registerAttribute(
@@ -292,38 +306,20 @@ enum SSLBuiltins {
       })
     r.registerAttribute(
       "Trainer",
+      Attribute("step", doc: "the steps its last fit has done (kept when the fit was stopped)") {
+        o in .int((o as? TrainerObject)?.fit?.step ?? 0)
+      })
+    r.registerAttribute(
+      "Trainer",
+      Attribute("history", doc: "its last fit's History so far (also after a stop)") { o in
+        guard let state = (o as? TrainerObject)?.fit else { return .nil }
+        return .object(HistoryObject(state.history))
+      })
+    r.registerAttribute(
+      "Trainer",
       Attribute("encoder", doc: "the student encoder (a Model)") { o in
         guard let trainer = (o as? TrainerObject)?.trainer else { return .nil }
         return .object(ModelObject(trainer.encoder, title: "Encoder of \(trainer.name)"))
       })
-  }
-
-  /// Loss (left axis) and learning rate (right axis) against steps.
-  static func svg(_ history: History) -> String {
-    let (width, height, margin) = (640.0, 320.0, 50.0)
-    let losses = history.steps.map(\.loss)
-    let rates = history.steps.map(\.lr)
-    func polyline(_ values: [Double], _ colour: String) -> String {
-      guard let low = values.min(), let high = values.max(), values.count > 1 else { return "" }
-      let span = high > low ? high - low : 1
-      let points = values.enumerated().map { i, v in
-        String(
-          format: "%.1f,%.1f", margin + Double(i) / Double(values.count - 1) * (width - 2 * margin),
-          height - margin - (v - low) / span * (height - 2 * margin))
-      }
-      return
-        "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"1.5\" points=\"\(points.joined(separator: " "))\"/>\n"
-    }
-    let lossRange = (losses.min() ?? 0, losses.max() ?? 0)
-    return """
-      <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="11">
-      <rect width="100%" height="100%" fill="white"/>
-      <line x1="\(margin)" y1="\(height - margin)" x2="\(width - margin)" y2="\(height - margin)" stroke="#999"/>
-      <line x1="\(margin)" y1="\(margin)" x2="\(margin)" y2="\(height - margin)" stroke="#999"/>
-      <text x="\(margin)" y="20" fill="#1f77b4">loss \(String(format: "%.4g … %.4g", lossRange.0, lossRange.1))</text>
-      <text x="\(width - 200)" y="20" fill="#ff7f0e">lr \(String(format: "%.3g … %.3g", rates.min() ?? 0, rates.max() ?? 0))</text>
-      <text x="\(width / 2)" y="\(height - 15)">step (\(history.steps.count))</text>
-
-      """ + polyline(losses, "#1f77b4") + polyline(rates, "#ff7f0e") + "</svg>\n"
   }
 }

@@ -43,14 +43,17 @@ struct FitTests {
     let root = FileManager.default.temporaryDirectory.path + "/skellab-fit-\(getpid())-\(method)"
     defer { try? FileManager.default.removeItem(atPath: root) }
     let (whole, data) = try setup(method)
-    let history = try Fit.run(whole, data: data, options: options(root + "/whole"))
+    var wholeState: FitState?
+    let history = try Fit.run(
+      whole, data: data, options: options(root + "/whole"), state: &wholeState)
     #expect(history.steps.count == 8)  // 17 samples, batch 4 (last dropped), 2 epochs
     #expect(history.steps.allSatisfy { $0.loss.isFinite })
     // Stopped at the 4th batch (after a checkpoint at step 2), then resumed: the same weights.
     let (stopped, _) = try setup(method)
     var seen = 0
     #expect(throws: Stop.self) {
-      _ = try Fit.run(stopped, data: data, options: options(root + "/stopped")) {
+      var state: FitState?
+      _ = try Fit.run(stopped, data: data, options: options(root + "/stopped"), state: &state) {
         _ in
       } checkStop: {
         seen += 1
@@ -58,8 +61,12 @@ struct FitTests {
       }
     }
     let (resumed, _) = try setup(method)
-    let rest = try Fit.run(resumed, data: data, options: options(root + "/stopped"))
-    #expect(rest.steps.first?.step == 3)
+    var resumedState: FitState?
+    let rest = try Fit.run(
+      resumed, data: data, options: options(root + "/stopped"), state: &resumedState)
+    // The history holds the two checkpointed steps read back from metrics.jsonl, then the rest.
+    #expect(rest.steps.map(\.step) == Array(1...8))
+    #expect(zip(rest.steps, history.steps).allSatisfy { $0.loss == $1.loss })
     for (a, b) in zip(whole.student.stateDict(), resumed.student.stateDict()) {
       #expect(a.tensor.scalars == b.tensor.scalars, "\(method) \(a.name)")
     }
@@ -71,6 +78,51 @@ struct FitTests {
     let metrics = try String(contentsOfFile: root + "/stopped/metrics.jsonl", encoding: .utf8)
     #expect(metrics.split(separator: "\n").count == 8)
     #expect(FileManager.default.fileExists(atPath: root + "/whole/config.json"))
+    let svg = try String(contentsOfFile: root + "/whole/loss.svg", encoding: .utf8)
+    #expect(svg.hasPrefix("<svg") && svg.contains("<polyline") && svg.hasSuffix("</svg>\n"))
+  }
+
+  /// Ctrl-C in the REPL: the stopped fit keeps its optimiser and step in the trainer's state,
+  /// and the same call continues in memory, ending bit-identical to an uninterrupted run.
+  @Test(arguments: ["skeleton2vec", "mamp"])
+  func aStoppedFitContinuesInMemory(method: String) throws {
+    var plain = FitOptions()
+    plain.epochs = 2
+    plain.batch = 4
+    plain.seed = 5
+    let (whole, data) = try setup(method)
+    var wholeState: FitState?
+    let history = try Fit.run(whole, data: data, options: plain, state: &wholeState)
+    #expect(wholeState?.finished == true)
+    let (stopped, _) = try setup(method)
+    var state: FitState?
+    var seen = 0
+    var steps: [Int] = []
+    #expect(throws: Stop.self) {
+      _ = try Fit.run(stopped, data: data, options: plain, state: &state) { _ in
+      } onStep: {
+        steps.append($0.step)
+      } checkStop: {
+        seen += 1
+        if seen == 6 { throw Stop() }
+      }
+    }
+    #expect(steps == [1, 2, 3, 4, 5])
+    #expect(state?.step == 5 && state?.finished == false)
+    var messages: [String] = []
+    let rest = try Fit.run(stopped, data: data, options: plain, state: &state) {
+      messages.append($0)
+    }
+    #expect(messages.first == "continuing \(stopped.name) at step 5 of 8")
+    #expect(rest.steps.map(\.loss) == history.steps.map(\.loss))
+    for (a, b) in zip(whole.student.stateDict(), stopped.student.stateDict()) {
+      #expect(a.tensor.scalars == b.tensor.scalars, "\(method) \(a.name)")
+    }
+    // Other options start a new run (a new optimiser and schedule) on the trained weights.
+    var longer = plain
+    longer.epochs = 1
+    let again = try Fit.run(stopped, data: data, options: longer, state: &state)
+    #expect(again.steps.first?.step == 1 && state?.step == 4)
   }
 
   @Test func skeleton2vecChecksItsTubesAndSeesItsTeacherMove() throws {

@@ -101,8 +101,9 @@ let package = Package(
       dependencies: ["Evaluation", "NN", "Optim", "SkeletonData", "TensorCore", "TestSupport"]),
     .testTarget(name: "SSLTests", dependencies: ["SSL", "NN", "TensorCore", "TestSupport"]),
     .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
-    .testTarget(name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary"]),
-    .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem"]),
+    .testTarget(
+      name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary", "TestSupport", "skellab"]),
+    .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -236,8 +236,13 @@ public final class Interpreter: CallContext {
     }
     importing.append(resolved)
     defer { importing.removeLast() }
+    // Diagnostics and help name a bundled file as stdlib/NAME, wherever it is installed.
+    let stdlib = Installation.standardLibrary.map { ($0 as NSString).standardizingPath + "/" }
+    let shown =
+      stdlib.map { resolved.hasPrefix($0) ? "stdlib/" + resolved.dropFirst($0.count) : resolved }
+      ?? resolved
     let source = Source(
-      name: resolved, text: text, directory: (resolved as NSString).deletingLastPathComponent)
+      name: shown, text: text, directory: (resolved as NSString).deletingLastPathComponent)
     do {
       let (statements, errors) = Parser.parse(source)
       if let first = errors.first { throw first }

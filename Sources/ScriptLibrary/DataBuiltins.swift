@@ -634,6 +634,7 @@ enum DataBuiltins {
         BuiltinParameter("occlude_time", .number, default: .float(0)),
         BuiltinParameter("motion", .bool, default: .bool(false)),
         BuiltinParameter("centre_first", .bool, default: .bool(false)),
+        BuiltinParameter("align", .bool, default: .bool(false)),
       ],
       doc: "The dataset with augmentations (methods.md §1.4–1.8), applied in this order: a "
         + "temporal step — crop (random crop of crop_ratio, at least crop_min frames, resized to "
@@ -642,12 +643,14 @@ enum DataBuiltins {
         + "shear (±amount) or corrupt (joint corruption with that probability, else shear), "
         + "occlusion (occlude_parts random body parts, occlude_time a block of that ratio), "
         + "motion (frame differences). centre_first moves body 1's spine mid in its first frame "
-        + "to the origin before everything (MAMP's §1.3 centring). Loaders draw new randomness "
-        + "every epoch."
+        + "to the origin before everything (MAMP's §1.3 centring); align then rotates body 1's "
+        + "spine in the first frame to +z and its shoulders to +x (§1.3's alignment, which "
+        + "removes the camera view). Loaders draw new randomness every epoch."
     ) { args, _ in
       let object = try dataset(args, "ds")
       var steps = object.augmentations
       if args.bool("centre_first") { steps.append(.centre) }
+      if args.bool("align") { steps.append(.align) }
       let temporal = ["crop", "centre", "uniform"].filter { !args.isNil($0) }
       guard temporal.count <= 1 else {
         throw args.error(temporal[1], "give one of crop, centre and uniform")

@@ -304,6 +304,25 @@ enum SSLBuiltins {
       Attribute("lr", doc: "the per-step learning rates") { o in
         .list((o as? HistoryObject)?.history.steps.map { .float($0.lr) } ?? [])
       })
+    r.registerCall(
+      "Trainer",
+      Builtin(
+        "Trainer",
+        [
+          BuiltinParameter("trainer", .object("Trainer")), BuiltinParameter("x", .object("Tensor")),
+          BuiltinParameter("seed", .optional(.int), default: .nil),
+        ],
+        doc: "The loss of one batch x [N, C, T, V, M] (masks drawn from seed, else from the "
+          + "global random stream); backward and step then train the student, as fit does."
+      ) { args, _ in
+        let trainer = try args.required("trainer", as: TrainerObject.self, "a Trainer").trainer
+        let x = try TensorBuiltins.tensor(args["x"], args, "x")
+        guard x.rank == 5 else {
+          throw args.error("x", "expects a batch [N, C, T, V, M], got \(shapeString(x.shape))")
+        }
+        return .tensor(
+          try DataBuiltins.randomly(args) { g in try trainer.loss(x, generator: &g) })
+      })
     r.registerAttribute(
       "Trainer",
       Attribute("step", doc: "the steps its last fit has done (kept when the fit was stopped)") {

@@ -19,6 +19,9 @@ public enum Augmentation: Sendable, Equatable {
   case motion
   /// MAMP's centring: body 1's centre joint in its first frame becomes the origin (§1.3).
   case centre
+  /// The alignment rotations of §1.3 from the first frame: body 1's spine to +z, its shoulders
+  /// to +x (removes the camera view, as the AGCN-preprocessed data have it).
+  case align
   /// `count` random body parts hidden in every frame (occlusion).
   case occludeParts(count: Int)
   /// A contiguous block of `ratio` of the frames hidden (occlusion).
@@ -54,6 +57,7 @@ public enum Augmentation: Sendable, Equatable {
         : try Transforms.shear(s.data, generator: &g)
     case .motion: s.data = try Transforms.motion(s.data)
     case .centre: s.data = try Transforms.centreOnFirstFrame(s.data, layout: layout)
+    case .align: s.data = try Transforms.align(s.data, frame: 0, layout: layout)
     case .occludeParts(let count):
       s.data = try Transforms.occludeParts(s.data, layout: layout, count: count, generator: &g)
     case .occludeTime(let ratio):

@@ -1,18 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Runs the built `skellab` binary (beside the test bundle) and returns status and output.
 struct CLI {
-  static var binary: String {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
-    for folder in [bundle, bundle.deletingLastPathComponent()] {
-      let candidate = folder.appendingPathComponent("skellab").path
-      if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .deletingLastPathComponent().deletingLastPathComponent()
-    return root.appendingPathComponent(".build/debug/skellab").path
-  }
+  static var binary: String { skellabBinary }
 
   struct Result {
     let status: Int32

@@ -168,3 +168,15 @@ public func checkGradients(
 public func fail(_ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
   Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation)
 }
+
+/// The built `skellab` binary: beside the test bundle, else the package's debug build.
+public var skellabBinary: String {
+  let bundle = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
+  for folder in [bundle, bundle.deletingLastPathComponent()] {
+    let candidate = folder.appendingPathComponent("skellab").path
+    if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+  }
+  let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+  return root.appendingPathComponent(".build/debug/skellab").path
+}

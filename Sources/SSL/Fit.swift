@@ -92,18 +92,6 @@ public struct History: Sendable {
   }
 }
 
-/// Where a `fit` is while it runs, for a progress display.
-public struct FitProgress: Sendable {
-  public var step: Int
-  public var totalSteps: Int
-  public var epoch: Int
-  public var epochs: Int
-  public var batch: Int
-  public var batchesPerEpoch: Int
-  public var loss: Double
-  public var lr: Double
-}
-
 /// What a `fit` leaves behind so that calling it again with the same options continues where it
 /// stopped (Ctrl-C in the REPL): the optimiser, the step and the history so far.
 public final class FitState: @unchecked Sendable {
@@ -165,7 +153,7 @@ public enum Fit {
   public static func run(
     _ trainer: Pretrainer, data: SkeletonDataset, options: FitOptions,
     state: inout FitState?,
-    progress: (String) -> Void = { _ in }, onStep: (FitProgress) -> Void = { _ in },
+    progress: (String) -> Void = { _ in }, onStep: (BatchProgress) -> Void = { _ in },
     checkStop: () throws -> Void = {}
   ) throws -> History {
     let loader = try Loader(
@@ -197,7 +185,6 @@ public enum Fit {
       warmupEpochs: min(options.warmupEpochs, Double(options.epochs)),
       epochs: Double(options.epochs))
     let checkpointModel = CheckpointModel(student: trainer.student, teacher: trainer.teacher)
-    var history = current.history
     var step = current.step
     let checkpointPath = options.run.map { $0 + "/checkpoint.safetensors" }
     if continuing != nil {
@@ -211,7 +198,7 @@ public enum Fit {
         let metadata = try TrainingCheckpoint.restore(
           path: path, model: checkpointModel, optimizer: optimizer)
         step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
-        history = recordedHistory(run + "/metrics.jsonl", upTo: step)
+        current.history = recordedHistory(run + "/metrics.jsonl", upTo: step)
         progress("resumed \(trainer.name) from \(path) at step \(step)")
       }
       var config = trainer.configuration.map { "\"\($0.0)\": \"\($0.1)\"" }
@@ -238,7 +225,8 @@ public enum Fit {
       try AtomicFile.write(Data((previous + metrics).utf8), to: run + "/metrics.jsonl", op: "fit")
       metrics = ""
       try AtomicFile.write(
-        Data(history.svg(title: "\(trainer.name): \(run)").utf8), to: run + "/loss.svg", op: "fit")
+        Data(current.history.svg(title: "\(trainer.name): \(run)").utf8), to: run + "/loss.svg",
+        op: "fit")
     }
     trainer.student.setTraining(true)
     try loader.resume(epoch: step / perEpoch, position: step % perEpoch)
@@ -249,7 +237,6 @@ public enum Fit {
       var count = 0
       var sequences = 0
       let batches = try loader.makeIterator()
-      var batch = step % perEpoch
       while let b = try batches.next() {
         try checkStop()
         let lr = schedule.learningRate(step: step, stepsPerEpoch: perEpoch)
@@ -271,9 +258,8 @@ public enum Fit {
         try optimizer.step()
         step += 1
         try trainer.afterStep(step, of: totalSteps)
-        history.steps.append((step, epoch, value, lr))
+        current.history.steps.append((step, epoch, value, lr))
         current.step = step
-        current.history = history
         metrics +=
           "{\"step\": \(step), \"epoch\": \(epoch + 1), \"loss\": \(value), \"lr\": \(lr)}\n"
         total += value
@@ -281,15 +267,14 @@ public enum Fit {
         sequences += b.x.shape[0]
         if step % options.checkpointEvery == 0 { try save() }
         onStep(
-          FitProgress(
-            step: step, totalSteps: totalSteps, epoch: epoch, epochs: options.epochs, batch: batch,
-            batchesPerEpoch: perEpoch, loss: value, lr: lr))
-        batch += 1
+          BatchProgress(
+            phase: trainer.name, epoch: epoch, epochs: options.epochs,
+            batch: (step - 1) % perEpoch, batches: perEpoch, loss: value, lr: lr))
       }
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
       let mean = total / Double(max(count, 1))
-      history.epochs.append((epoch + 1, mean, seconds, Double(sequences) / max(seconds, 1e-9)))
-      current.history = history
+      current.history.epochs.append(
+        (epoch + 1, mean, seconds, Double(sequences) / max(seconds, 1e-9)))
       progress(
         String(
           format: "%@ epoch %d/%d  loss %.4f  lr %.2e  %.1f samples/s", trainer.name, epoch + 1,
@@ -297,7 +282,7 @@ public enum Fit {
           Double(sequences) / max(seconds, 1e-9)))
     }
     try save()
-    return history
+    return current.history
   }
 
   /// The steps of a run folder's metrics up to `step` (a resumed run's history starts with

@@ -1,6 +1,7 @@
 import Evaluation
 import Foundation
 import NN
+import Optim
 import ScriptCore
 import SkeletonData
 import TensorCore

@@ -1,6 +1,6 @@
-import Evaluation
 import Foundation
 import NN
+import Optim
 import SSL
 import ScriptCore
 import SkeletonData
@@ -276,13 +276,8 @@ enum SSLBuiltins {
       let box = ContextBox(context)
       let history = try Fit.run(
         trainer, data: source.dataset, options: options, state: &trainerObject.fit,
-        progress: { bar.line($0) },
-        onStep: { p in
-          bar.batch(
-            BatchProgress(
-              phase: trainer.name, epoch: p.epoch, epochs: p.epochs, batch: p.batch,
-              batches: p.batchesPerEpoch, loss: p.loss, lr: p.lr))
-        }, checkStop: { try box.context.checkInterrupt() })
+        progress: { bar.line($0) }, onStep: { bar.batch($0) },
+        checkStop: { try box.context.checkInterrupt() })
       return .object(HistoryObject(history))
     }
     r.register(

@@ -1,6 +1,7 @@
 import Foundation
 import ScriptCore
 import ScriptLibrary
+import TensorCore
 import Testing
 
 /// A golden `.skl` file: statements, each group followed by the output it must print
@@ -77,24 +78,28 @@ struct GoldenFile {
       var printed = ""
       interpreter.output = { printed += $0 }
       let directory = (path as NSString).deletingLastPathComponent
-      return testCase.units.map { unit in
-        printed = ""
-        // Pad with empty lines so that diagnostics carry the file's own line numbers.
-        let text =
-          String(repeating: "\n", count: unit.firstLine - 1) + unit.code.joined(separator: "\n")
-        let source = Source(
-          name: (path as NSString).lastPathComponent, text: text, directory: directory)
-        var failure: String? = nil
-        do {
-          try interpreter.run(source) { value in printed += value.repr + "\n" }
-        } catch let scriptError as ScriptError {
-          failure = scriptError.message
-        } catch {
-          failure = "\(error)"
+      // Each case has a random stream of its own: suites running in parallel draw from the
+      // global one.
+      return Random.withSeed(0) {
+        testCase.units.map { unit in
+          printed = ""
+          // Pad with empty lines so that diagnostics carry the file's own line numbers.
+          let text =
+            String(repeating: "\n", count: unit.firstLine - 1) + unit.code.joined(separator: "\n")
+          let source = Source(
+            name: (path as NSString).lastPathComponent, text: text, directory: directory)
+          var failure: String? = nil
+          do {
+            try interpreter.run(source) { value in printed += value.repr + "\n" }
+          } catch let scriptError as ScriptError {
+            failure = scriptError.message
+          } catch {
+            failure = "\(error)"
+          }
+          var lines = printed.components(separatedBy: "\n")
+          if lines.last == "" { lines.removeLast() }
+          return Outcome(output: lines, error: failure)
         }
-        var lines = printed.components(separatedBy: "\n")
-        if lines.last == "" { lines.removeLast() }
-        return Outcome(output: lines, error: failure)
       }
     }
   }

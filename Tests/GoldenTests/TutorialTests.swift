@@ -1,6 +1,7 @@
 import Foundation
 import ScriptCore
 import ScriptLibrary
+import TensorCore
 import TestSupport
 import Testing
 
@@ -162,40 +163,43 @@ struct TutorialTests {
       interpreter: Interpreter(registry: Library.registry()), out: { printed += $0 },
       err: { printed += $0 })
     var recorded: [[String]] = []
-    for step in tutorial.steps {
-      let (expected, line): ([String], Int)
-      switch step {
-      case .statement(let input, let e, let l):
-        (expected, line) = (e, l)
-        printed = ""
-        session.submit(input)
-      case .command(let arguments, let e, let l):
-        (expected, line) = (e, l)
-        #expect(arguments.first == "skellab", "\(file):\(l): only skellab commands run here")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: skellabBinary)
-        process.arguments = Array(arguments.dropFirst())
-        process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        var environment = ProcessInfo.processInfo.environment
-        environment["SKELLAB_THREADS"] = "1"
-        environment["OPENBLAS_NUM_THREADS"] = "1"
-        process.environment = environment
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+    // A random stream of its own: suites running in parallel draw from the global one.
+    try Random.withSeed(0) {
+      for step in tutorial.steps {
+        let (expected, line): ([String], Int)
+        switch step {
+        case .statement(let input, let e, let l):
+          (expected, line) = (e, l)
+          printed = ""
+          session.submit(input)
+        case .command(let arguments, let e, let l):
+          (expected, line) = (e, l)
+          #expect(arguments.first == "skellab", "\(file):\(l): only skellab commands run here")
+          let process = Process()
+          process.executableURL = URL(fileURLWithPath: skellabBinary)
+          process.arguments = Array(arguments.dropFirst())
+          process.currentDirectoryURL = URL(fileURLWithPath: folder)
+          var environment = ProcessInfo.processInfo.environment
+          environment["SKELLAB_THREADS"] = "1"
+          environment["OPENBLAS_NUM_THREADS"] = "1"
+          process.environment = environment
+          let out = Pipe()
+          process.standardOutput = out
+          process.standardError = FileHandle.nullDevice
+          try process.run()
+          printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+          process.waitUntilExit()
+        }
+        var actual = printed.components(separatedBy: "\n")
+        if actual.last == "" { actual.removeLast() }
+        recorded.append(actual)
+        var wanted = expected
+        while wanted.last == "" { wanted.removeLast() }
+        #expect(
+          Tutorial.matches(wanted[...], actual[...]),
+          "\(Comment(rawValue: "\(file):\(line)")): printed\n\(actual.joined(separator: "\n"))\nexpected\n\(wanted.joined(separator: "\n"))"
+        )
       }
-      var actual = printed.components(separatedBy: "\n")
-      if actual.last == "" { actual.removeLast() }
-      recorded.append(actual)
-      var wanted = expected
-      while wanted.last == "" { wanted.removeLast() }
-      #expect(
-        Tutorial.matches(wanted[...], actual[...]),
-        "\(Comment(rawValue: "\(file):\(line)")): printed\n\(actual.joined(separator: "\n"))\nexpected\n\(wanted.joined(separator: "\n"))"
-      )
     }
     // SKELLAB_RECORD=1 writes what ran into the tutorial (review the diff; put `...` back).
     if ProcessInfo.processInfo.environment["SKELLAB_RECORD"] == "1" {

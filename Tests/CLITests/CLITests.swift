@@ -6,36 +6,12 @@ import Testing
 struct CLI {
   static var binary: String { skellabBinary }
 
-  struct Result {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-  }
+  typealias Result = SkellabRun
 
   static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:])
     throws -> Result
   {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    for (k, v) in environment { env[k] = v }
-    process.environment = env
-    let out = Pipe()
-    let err = Pipe()
-    let input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-    let stderrData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Result(
-      status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-      stderr: String(decoding: stderrData, as: UTF8.self))
+    try runSkellab(arguments, stdin: stdin, environment: environment)
   }
 
   static func temporaryFile(_ name: String, _ text: String) throws -> String {

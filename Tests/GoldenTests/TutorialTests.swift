@@ -175,20 +175,10 @@ struct TutorialTests {
         case .command(let arguments, let e, let l):
           (expected, line) = (e, l)
           #expect(arguments.first == "skellab", "\(file):\(l): only skellab commands run here")
-          let process = Process()
-          process.executableURL = URL(fileURLWithPath: skellabBinary)
-          process.arguments = Array(arguments.dropFirst())
-          process.currentDirectoryURL = URL(fileURLWithPath: folder)
-          var environment = ProcessInfo.processInfo.environment
-          environment["SKELLAB_THREADS"] = "1"
-          environment["OPENBLAS_NUM_THREADS"] = "1"
-          process.environment = environment
-          let out = Pipe()
-          process.standardOutput = out
-          process.standardError = FileHandle.nullDevice
-          try process.run()
-          printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-          process.waitUntilExit()
+          printed = try runSkellab(
+            Array(arguments.dropFirst()),
+            environment: ["SKELLAB_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"], directory: folder
+          ).stdout
         }
         var actual = printed.components(separatedBy: "\n")
         if actual.last == "" { actual.removeLast() }

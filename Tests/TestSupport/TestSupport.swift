@@ -180,3 +180,43 @@ public var skellabBinary: String {
     .deletingLastPathComponent().deletingLastPathComponent()
   return root.appendingPathComponent(".build/debug/skellab").path
 }
+
+/// What a run of the `skellab` binary did.
+public struct SkellabRun: Sendable {
+  public let status: Int32
+  public let stdout: String
+  public let stderr: String
+}
+
+/// Runs the built `skellab` binary with `arguments` (and `stdin`, extra `environment`, a
+/// working `directory`) to its end. Standard error goes through a temporary file, so a chatty
+/// run cannot block on a full pipe while standard output is read.
+public func runSkellab(
+  _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:],
+  directory: String? = nil
+) throws -> SkellabRun {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: skellabBinary)
+  process.arguments = arguments
+  if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+  process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  let errorPath = FileManager.default.temporaryDirectory
+    .appendingPathComponent("skellab-stderr-\(UUID().uuidString)").path
+  guard FileManager.default.createFile(atPath: errorPath, contents: nil),
+    let errorFile = FileHandle(forWritingAtPath: errorPath)
+  else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: errorPath]) }
+  defer { try? FileManager.default.removeItem(atPath: errorPath) }
+  let out = Pipe()
+  let input = Pipe()
+  process.standardOutput = out
+  process.standardError = errorFile
+  process.standardInput = input
+  try process.run()
+  if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+  try input.fileHandleForWriting.close()
+  let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return SkellabRun(
+    status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
+    stderr: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+}

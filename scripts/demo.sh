@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== swift build (release)" >&2
 swift build -c release --product skellab
-exec .build/release/skellab run scripts/pretrain-synthetic.skl --set epochs=10 --set subjects=20 "$@"
+exec .build/release/skellab run scripts/pretrain-synthetic.skl "$@"

@@ -5,7 +5,8 @@ import TensorCore
 /// The one supervised training loop of the probe, fine-tuning and detection: per batch it sets
 /// the scheduled learning rate, stops with a clear error on a non-finite loss, steps the
 /// optimiser and reports progress; between batches it honours Ctrl-C; after each epoch it
-/// evaluates (top-1, top-5), keeps the last and best, and logs the epoch.
+/// evaluates (top-1, top-5), keeps the last and best, and logs the epoch (about ten lines
+/// for a long run).
 public struct SupervisedLoop {
   public let name: String
   public let epochs: Int
@@ -69,7 +70,10 @@ public struct SupervisedLoop {
         line += String(format: "  top1 %.4f  top5 %.4f", scores.top1, scores.top5)
       }
       result.epochs.append(row)
-      context.progress(line)
+      // Every epoch's line up to 20 epochs; beyond, about ten of them and the last (a 200-epoch
+      // probe would otherwise print 200 lines). Every epoch is in the result's `epochs`.
+      let every = epochs <= 20 ? 1 : epochs / 10
+      if (epoch + 1) % every == 0 || epoch == 0 || epoch == epochs - 1 { context.progress(line) }
     }
     if let last {
       result.metrics = [

@@ -1,7 +1,7 @@
 import Evaluation
 // skellab-bench model: whole-model steps against shared/bench/bench.py.
 //
-//   skellab-bench model [--configs tiny,small] [--modes mamp_train,encode] [--threads 2]
+//   skellab-bench model [--configs tiny,small] [--modes s2v_train,mamp_train,encode] [--threads 2]
 //                       [--iters N] [--torch torch.jsonl]
 //
 // Each (config, mode) runs in a fresh child process so that its peak RSS is its own, and prints
@@ -81,6 +81,41 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
       stages["backward"]?.append(Double(t2 - t1) / 1e6)
       stages["optimizer"]?.append(Double(t3 - t2) / 1e6)
     }
+  case "s2v_train":
+    // bench.py's Skeleton2vec step: the EMA teacher on all tokens (top-K = all blocks,
+    // instance-norm targets), the student on a random 10% with its decoder, masked MSE,
+    // backward, AdamW (no clipping, as bench.py) and the EMA update.
+    let encoder = try Encoder(
+      flavor: .skeleton2vec, dimension: c.dim, depth: c.depth, heads: c.heads, frames: c.frames,
+      segment: 4)
+    let trainer = try Skeleton2vecTrainer(
+      encoder: encoder, decoderDepth: c.decoderDepth, mask: .random(ratio: 0.9), clipNorm: nil)
+    parameterCount = trainer.student.parameterCount
+    let optimizer = try AdamW(
+      groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
+      beta2: 0.95)
+    let batch = try x.permuted([0, 3, 1, 2]).unsqueezed(axis: -1).contiguous()  // [B, C, T, V, 1]
+    var generator = RandomGenerator(seed: 1)
+    var count = 0
+    stages = ["student_fwd": [], "backward": [], "optimizer": [], "ema": []]
+    step = {
+      let t0 = DispatchTime.now().uptimeNanoseconds
+      let loss = try trainer.loss(batch, generator: &generator)
+      let t1 = DispatchTime.now().uptimeNanoseconds
+      optimizer.zeroGrad()
+      try loss.backward()
+      let t2 = DispatchTime.now().uptimeNanoseconds
+      try optimizer.step()
+      let t3 = DispatchTime.now().uptimeNanoseconds
+      count += 1
+      try trainer.afterStep(count, of: 1_000_000)
+      let t4 = DispatchTime.now().uptimeNanoseconds
+      // "student_fwd" holds the teacher's targets too: both run inside trainer.loss.
+      stages["student_fwd"]?.append(Double(t1 - t0) / 1e6)
+      stages["backward"]?.append(Double(t2 - t1) / 1e6)
+      stages["optimizer"]?.append(Double(t3 - t2) / 1e6)
+      stages["ema"]?.append(Double(t4 - t3) / 1e6)
+    }
   default:
     throw TensorError("bench", "unknown mode \(mode)")
   }
@@ -125,7 +160,7 @@ func loadTorchSteps(_ path: String) throws -> [String: (ms: Double, rss: Double,
 
 func runModelBench(_ arguments: [String]) -> Int32 {
   var configs = ["tiny", "small"]
-  var modes = ["mamp_train", "encode"]
+  var modes = ["s2v_train", "mamp_train", "encode"]
   var threads = 2
   var iterations: Int?
   var torchPath: String?

@@ -139,13 +139,18 @@ final class WorkerPool: @unchecked Sendable {
     while true {
       waitForJob(worker, after: seen)
       seen = generation.load(ordering: .acquiring)
-      // Drop the reference to the job before counting down: the caller's closure must not
-      // outlive its `withoutActuallyEscaping` scope.
-      do {
-        if worker.chunk > 0, let work = job { work(worker.chunk) }
-      }
+      if worker.chunk > 0 { runChunk(worker.chunk) }
       remaining.subtract(1, ordering: .releasing)
     }
+  }
+
+  /// Runs one chunk of the current job. Not inlined: the worker's reference to the job must be
+  /// gone before it counts down, or the caller's closure outlives its `withoutActuallyEscaping`
+  /// scope (a `do` block around the call did not guarantee that: under oversubscription the
+  /// runtime reported the escape).
+  @inline(never) private func runChunk(_ chunk: Int) {
+    guard let work = job else { return }
+    work(chunk)
   }
 
   /// Returns once the generation has moved past `seen`: spinning first, then sleeping.

@@ -32,7 +32,7 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
   let iters = iterations ?? defaultIterations
   var step: () throws -> Void
   var parameterCount = 0
-  var stages: [String: [Double]] = [:]
+  let clock = StageClock()
   switch mode {
   case "encode":
     let encoder = try Encoder(
@@ -62,60 +62,19 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     let trainer = try MaskedPredictionTrainer(
       encoder: encoder, motion: true, decoderDepth: c.decoderDepth, mask: .random(ratio: 0.9))
     parameterCount = trainer.student.parameterCount
-    let optimizer = try AdamW(
-      groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
-      beta2: 0.95)
-    let batch = try x.permuted([0, 3, 1, 2]).unsqueezed(axis: -1).contiguous()  // [B, C, T, V, 1]
-    var generator = RandomGenerator(seed: 1)
-    stages = ["student_fwd": [], "backward": [], "optimizer": []]
-    step = {
-      let t0 = DispatchTime.now().uptimeNanoseconds
-      let loss = try trainer.loss(batch, generator: &generator)
-      let t1 = DispatchTime.now().uptimeNanoseconds
-      optimizer.zeroGrad()
-      try loss.backward()
-      let t2 = DispatchTime.now().uptimeNanoseconds
-      try optimizer.step()
-      let t3 = DispatchTime.now().uptimeNanoseconds
-      stages["student_fwd"]?.append(Double(t1 - t0) / 1e6)
-      stages["backward"]?.append(Double(t2 - t1) / 1e6)
-      stages["optimizer"]?.append(Double(t3 - t2) / 1e6)
-    }
+    step = try timedTrainingStep(trainer, x, clock: clock, ema: false)
   case "s2v_train":
     // bench.py's Skeleton2vec step: the EMA teacher on all tokens (top-K = all blocks,
     // instance-norm targets), the student on a random 10% with its decoder, masked MSE,
-    // backward, AdamW (no clipping, as bench.py) and the EMA update.
+    // backward, AdamW (no clipping, as bench.py) and the EMA update. "student_fwd" holds the
+    // teacher's targets too: both run inside the trainer's loss.
     let encoder = try Encoder(
       flavor: .skeleton2vec, dimension: c.dim, depth: c.depth, heads: c.heads, frames: c.frames,
       segment: 4)
     let trainer = try Skeleton2vecTrainer(
       encoder: encoder, decoderDepth: c.decoderDepth, mask: .random(ratio: 0.9), clipNorm: nil)
     parameterCount = trainer.student.parameterCount
-    let optimizer = try AdamW(
-      groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
-      beta2: 0.95)
-    let batch = try x.permuted([0, 3, 1, 2]).unsqueezed(axis: -1).contiguous()  // [B, C, T, V, 1]
-    var generator = RandomGenerator(seed: 1)
-    var count = 0
-    stages = ["student_fwd": [], "backward": [], "optimizer": [], "ema": []]
-    step = {
-      let t0 = DispatchTime.now().uptimeNanoseconds
-      let loss = try trainer.loss(batch, generator: &generator)
-      let t1 = DispatchTime.now().uptimeNanoseconds
-      optimizer.zeroGrad()
-      try loss.backward()
-      let t2 = DispatchTime.now().uptimeNanoseconds
-      try optimizer.step()
-      let t3 = DispatchTime.now().uptimeNanoseconds
-      count += 1
-      try trainer.afterStep(count, of: 1_000_000)
-      let t4 = DispatchTime.now().uptimeNanoseconds
-      // "student_fwd" holds the teacher's targets too: both run inside trainer.loss.
-      stages["student_fwd"]?.append(Double(t1 - t0) / 1e6)
-      stages["backward"]?.append(Double(t2 - t1) / 1e6)
-      stages["optimizer"]?.append(Double(t3 - t2) / 1e6)
-      stages["ema"]?.append(Double(t4 - t3) / 1e6)
-    }
+    step = try timedTrainingStep(trainer, x, clock: clock, ema: true)
   default:
     throw TensorError("bench", "unknown mode \(mode)")
   }
@@ -129,7 +88,7 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
   times.sort()
   let median = times[times.count / 2]
   var stageMedians: [String: Double] = [:]
-  for (name, values) in stages where !values.isEmpty {
+  for (name, values) in clock.stages where !values.isEmpty {
     let recent = values.suffix(iters).sorted()
     stageMedians[name] = (recent[recent.count / 2] * 1000).rounded() / 1000
   }
@@ -141,6 +100,45 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     "seq_per_s": (Double(c.batch) / median * 1e5).rounded() / 100,
     "peak_rss_mb": (peakRSSMegabytes() * 10).rounded() / 10,
   ]
+}
+
+/// The stage times (ms) of the training steps so far, by stage name.
+final class StageClock {
+  var stages: [String: [Double]] = [:]
+}
+
+/// One timed training step of `trainer` on `x` `[B, T, V, 3]` as bench.py takes it: the loss,
+/// backward, AdamW (lr 1e-3, betas 0.9/0.95, weight decay 0.05) and, with `ema`, the trainer's
+/// after-step (Skeleton2vec's EMA update), each stage's time recorded in `clock`.
+func timedTrainingStep(_ trainer: any Pretrainer, _ x: Tensor, clock: StageClock, ema: Bool)
+  throws -> () throws -> Void
+{
+  let optimizer = try AdamW(
+    groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
+    beta2: 0.95)
+  let batch = try x.permuted([0, 3, 1, 2]).unsqueezed(axis: -1).contiguous()  // [B, C, T, V, 1]
+  var generator = RandomGenerator(seed: 1)
+  var count = 0
+  let names = ["student_fwd", "backward", "optimizer"] + (ema ? ["ema"] : [])
+  for name in names { clock.stages[name] = [] }
+  return {
+    var marks = [DispatchTime.now().uptimeNanoseconds]
+    let loss = try trainer.loss(batch, generator: &generator)
+    marks.append(DispatchTime.now().uptimeNanoseconds)
+    optimizer.zeroGrad()
+    try loss.backward()
+    marks.append(DispatchTime.now().uptimeNanoseconds)
+    try optimizer.step()
+    marks.append(DispatchTime.now().uptimeNanoseconds)
+    count += 1
+    if ema {
+      try trainer.afterStep(count, of: 1_000_000)
+      marks.append(DispatchTime.now().uptimeNanoseconds)
+    }
+    for (i, name) in names.enumerated() {
+      clock.stages[name]?.append(Double(marks[i + 1] - marks[i]) / 1e6)
+    }
+  }
 }
 
 /// PyTorch's median ms per (config, mode, attn) from bench.py's JSON lines.

@@ -62,7 +62,7 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     let trainer = try MaskedPredictionTrainer(
       encoder: encoder, motion: true, decoderDepth: c.decoderDepth, mask: .random(ratio: 0.9))
     parameterCount = trainer.student.parameterCount
-    step = try timedTrainingStep(trainer, x, clock: clock, ema: false)
+    step = try timedTrainingStep(trainer, x, clock: clock)
   case "s2v_train":
     // bench.py's Skeleton2vec step: the EMA teacher on all tokens (top-K = all blocks,
     // instance-norm targets), the student on a random 10% with its decoder, masked MSE,
@@ -74,7 +74,7 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     let trainer = try Skeleton2vecTrainer(
       encoder: encoder, decoderDepth: c.decoderDepth, mask: .random(ratio: 0.9), clipNorm: nil)
     parameterCount = trainer.student.parameterCount
-    step = try timedTrainingStep(trainer, x, clock: clock, ema: true)
+    step = try timedTrainingStep(trainer, x, clock: clock)
   default:
     throw TensorError("bench", "unknown mode \(mode)")
   }
@@ -108,11 +108,12 @@ final class StageClock {
 }
 
 /// One timed training step of `trainer` on `x` `[B, T, V, 3]` as bench.py takes it: the loss,
-/// backward, AdamW (lr 1e-3, betas 0.9/0.95, weight decay 0.05) and, with `ema`, the trainer's
-/// after-step (Skeleton2vec's EMA update), each stage's time recorded in `clock`.
-func timedTrainingStep(_ trainer: any Pretrainer, _ x: Tensor, clock: StageClock, ema: Bool)
+/// backward, AdamW (lr 1e-3, betas 0.9/0.95, weight decay 0.05) and, when the trainer has a
+/// teacher, its after-step (Skeleton2vec's EMA update), each stage's time recorded in `clock`.
+func timedTrainingStep(_ trainer: any Pretrainer, _ x: Tensor, clock: StageClock)
   throws -> () throws -> Void
 {
+  let ema = trainer.teacher != nil
   let optimizer = try AdamW(
     groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
     beta2: 0.95)

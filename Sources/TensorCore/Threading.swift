@@ -144,10 +144,11 @@ final class WorkerPool: @unchecked Sendable {
     }
   }
 
-  /// Runs one chunk of the current job. Not inlined: the worker's reference to the job must be
-  /// gone before it counts down, or the caller's closure outlives its `withoutActuallyEscaping`
-  /// scope (a `do` block around the call did not guarantee that: under oversubscription the
-  /// runtime reported the escape).
+  /// Runs one chunk of the current job. The worker's reference to the job must be gone before
+  /// it counts down, or the caller's closure outlives its `withoutActuallyEscaping` scope. With
+  /// the call inline in `workerLoop` (inside a `do` block) the runtime reported such an escape
+  /// when two processes shared the cores; keeping the reference inside a call that is not
+  /// inlined is meant to end it there, which has not yet been confirmed under that load.
   @inline(never) private func runChunk(_ chunk: Int) {
     guard let work = job else { return }
     work(chunk)

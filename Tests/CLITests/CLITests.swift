@@ -2,18 +2,8 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Runs the built `skellab` binary (beside the test bundle) and returns status and output.
+/// Script files for the command-line tests, in a temporary folder of this process.
 struct CLI {
-  static var binary: String { skellabBinary }
-
-  typealias Result = SkellabRun
-
-  static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:])
-    throws -> Result
-  {
-    try runSkellab(arguments, stdin: stdin, environment: environment)
-  }
-
   static func temporaryFile(_ name: String, _ text: String) throws -> String {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
       "skellab-cli-\(ProcessInfo.processInfo.processIdentifier)")
@@ -30,19 +20,19 @@ struct CLI {
 @Suite("Command line")
 struct CLITests {
   @Test func versionAndHelp() throws {
-    let version = try CLI.run(["--version"])
+    let version = try runSkellab(["--version"])
     #expect(version.status == 0)
     #expect(version.stdout.hasPrefix("skellab "))
-    let help = try CLI.run(["help", "zeros"])
+    let help = try runSkellab(["help", "zeros"])
     #expect(help.status == 0)
     #expect(help.stdout.contains("zeros(shape: Int | List)"))
-    let all = try CLI.run(["help"])
+    let all = try runSkellab(["help"])
     #expect(all.stdout.contains("usage: skellab") && all.stdout.contains("  randn"))
   }
 
   @Test func usageErrorsExitWithTwo() throws {
     for arguments in [["bogus"], ["run"], ["check"], ["-e"], ["run", "x.skl", "--set", "novalue"]] {
-      let result = try CLI.run(arguments)
+      let result = try runSkellab(arguments)
       #expect(result.status == 2, "\(arguments)")
       #expect(result.stderr.contains("usage: skellab"), "\(arguments)")
       #expect(result.stdout.isEmpty)
@@ -50,10 +40,10 @@ struct CLITests {
   }
 
   @Test func oneOffEchoesAndFails() throws {
-    let ok = try CLI.run(["-e", "x = 20\nx + 22"])
+    let ok = try runSkellab(["-e", "x = 20\nx + 22"])
     #expect(ok.status == 0)
     #expect(ok.stdout == "42\n")
-    let bad = try CLI.run(["-e", "y = nope"])
+    let bad = try runSkellab(["-e", "y = nope"])
     #expect(bad.status == 1)
     #expect(bad.stdout.isEmpty)
     #expect(bad.stderr.contains("error: unknown name 'nope'\n --> <-e>:1:5"))
@@ -69,10 +59,10 @@ struct CLITests {
       dims = param("dims", [1])
       print("{epochs} {lr} {name} {dims} {type(epochs)} {type(name)}")
       """)
-    let defaults = try CLI.run(["run", script])
+    let defaults = try runSkellab(["run", script])
     #expect(defaults.status == 0)
     #expect(defaults.stdout == "100 0.1 default [1] Int String\n")
-    let set = try CLI.run([
+    let set = try runSkellab([
       "run", script, "--set", "epochs=3", "--set", "lr=1e-3", "--set", "name=runs/a", "--set",
       "dims=[64, 128]",
     ])
@@ -93,7 +83,7 @@ struct CLITests {
       logits = linear_head(feats)
       print("not reached")
       """)
-    let result = try CLI.run(["run", script])
+    let result = try runSkellab(["run", script])
     #expect(result.status == 1)
     #expect(result.stdout == "before\n")
     #expect(
@@ -101,7 +91,7 @@ struct CLITests {
         "error: [matmul] [32, 128] @ [64, 10]: inner dimensions 128 and 64 differ"))
     #expect(result.stderr.contains("shapes.skl:4:10"))
     #expect(result.stderr.contains("  in linear_head (\(script):7)"))
-    let missing = try CLI.run(["run", "/nonexistent/file.skl"])
+    let missing = try runSkellab(["run", "/nonexistent/file.skl"])
     #expect(missing.status == 1)
     #expect(missing.stderr.contains("/nonexistent/file.skl"))
   }
@@ -120,7 +110,7 @@ struct CLITests {
         return a + b_unknown
       end
       """)
-    let result = try CLI.run(["check", script])
+    let result = try runSkellab(["check", script])
     #expect(result.status == 1)
     #expect(!result.stdout.contains("this must not run"))
     #expect(result.stderr.contains("zeros has no parameter 'dpth'"))
@@ -128,18 +118,18 @@ struct CLITests {
     #expect(result.stderr.contains("unknown name 'b_unknown'"))
     #expect(result.stderr.contains("check.skl: "))
     let clean = try CLI.temporaryFile("clean.skl", "x = zeros([2])\nprint(x.sum())\n")
-    let ok = try CLI.run(["check", clean])
+    let ok = try runSkellab(["check", clean])
     #expect(ok.status == 0)
     #expect(ok.stdout.contains("no errors"))
   }
 
   @Test func standardInputModeStopsAtTheFirstError() throws {
-    let ok = try CLI.run(
+    let ok = try runSkellab(
       [], stdin: "x = 2\ndef f(v)\n  return v * x\nend\nf(21)\n:quit\nprint(\"not reached\")\n")
     #expect(ok.status == 0)
     #expect(ok.stdout == "42\n")
     #expect(!ok.stdout.contains("skl>"))
-    let bad = try CLI.run([], stdin: "print(1)\ny = nope\nprint(2)\n")
+    let bad = try runSkellab([], stdin: "print(1)\ny = nope\nprint(2)\n")
     #expect(bad.status == 1)
     #expect(bad.stdout == "1\n")
     #expect(bad.stderr.contains("<stdin>"))
@@ -150,10 +140,10 @@ struct CLITests {
       (try CLI.temporaryFile("lib/mylib.skl", "def seven()\n  return 7\nend\n") as NSString)
       .deletingLastPathComponent
     let script = try CLI.temporaryFile("uses.skl", "import \"mylib\"\nprint(seven())\n")
-    let result = try CLI.run(["run", script], environment: ["SKELLAB_PATH": folder])
+    let result = try runSkellab(["run", script], environment: ["SKELLAB_PATH": folder])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout == "7\n")
-    let stdlib = try CLI.run([
+    let stdlib = try runSkellab([
       "-e", "import \"testing\"\nassert_close(tensor([1.0]), tensor([1.0]))\nprint(\"ok\")",
     ])
     #expect(stdlib.status == 0, "\(stdlib.stderr)")
@@ -164,7 +154,7 @@ struct CLITests {
     let script = try CLI.temporaryFile(
       "forever.skl", "print(\"started\")\nwhile true\n  x = 1\nend\n")
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: CLI.binary)
+    process.executableURL = URL(fileURLWithPath: skellabBinary)
     process.arguments = ["run", script]
     let out = Pipe()
     process.standardOutput = out

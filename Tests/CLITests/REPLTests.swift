@@ -1,5 +1,6 @@
 import CSystem
 import Foundation
+import TestSupport
 import Testing
 
 /// The REPL through a pseudo-terminal: skellab sees a terminal on stdin and stdout, so it runs
@@ -18,7 +19,7 @@ final class Terminal {
     let slave = open(path, O_RDWR | O_NOCTTY)
     guard slave >= 0 else { throw CocoaError(.fileReadUnknown) }
     let handle = FileHandle(fileDescriptor: slave, closeOnDealloc: true)
-    process.executableURL = URL(fileURLWithPath: CLI.binary)
+    process.executableURL = URL(fileURLWithPath: skellabBinary)
     var env = ProcessInfo.processInfo.environment
     env["TERM"] = "dumb"
     for (k, v) in environment { env[k] = v }
@@ -141,7 +142,7 @@ struct REPLTests {
     let script = try String(contentsOfFile: saved, encoding: .utf8)
     #expect(!script.contains("nope") && !script.contains("abc"))
     #expect(script.contains("# interrupted, not replayed:\n#   while true\n#     i += 1\n#   end"))
-    let replay = try CLI.run(["run", saved])
+    let replay = try runSkellab(["run", saved])
     #expect(replay.status == 0, "\(replay.stderr)")
     #expect(replay.stdout == "42\n8\n[7.0, 7.0]\n2\n", "\(replay.stdout)")
     #expect(FileManager.default.fileExists(atPath: history))

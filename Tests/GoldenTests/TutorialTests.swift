@@ -97,11 +97,13 @@ struct Tutorial {
     return matches(expected.dropFirst(), actual.dropFirst())
   }
 
+  /// A number as the REPL prints one.
+  static let number = try? NSRegularExpression(pattern: "-?[0-9]+(\\.[0-9]+)?(e[-+]?[0-9]+)?")
+
   /// One line: the same text between numbers, and numbers within a relative 1e-3.
   static func same(_ expected: String, _ actual: String) -> Bool {
     if expected == actual { return true }
-    guard let pattern = try? NSRegularExpression(pattern: "-?[0-9]+(\\.[0-9]+)?(e[-+]?[0-9]+)?")
-    else { return false }
+    guard let pattern = number else { return false }
     func split(_ s: String) -> (String, [Double]) {
       let range = NSRange(s.startIndex..., in: s)
       let numbers = pattern.matches(in: s, range: range).compactMap { m in

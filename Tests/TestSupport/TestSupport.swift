@@ -205,7 +205,10 @@ public func runSkellab(
   guard FileManager.default.createFile(atPath: errorPath, contents: nil),
     let errorFile = FileHandle(forWritingAtPath: errorPath)
   else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: errorPath]) }
-  defer { try? FileManager.default.removeItem(atPath: errorPath) }
+  defer {
+    try? errorFile.close()
+    try? FileManager.default.removeItem(atPath: errorPath)
+  }
   let out = Pipe()
   let input = Pipe()
   process.standardOutput = out

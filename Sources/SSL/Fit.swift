@@ -192,16 +192,12 @@ public enum Fit {
     }
     if let run = options.run {
       try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
-      if continuing == nil, options.resume, let path = checkpointPath,
-        FileManager.default.fileExists(atPath: path)
-      {
-        let metadata = try TrainingCheckpoint.restore(
-          path: path, model: checkpointModel, optimizer: optimizer)
-        step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
-        current.history = recordedHistory(run + "/metrics.jsonl", upTo: step)
-        progress("resumed \(trainer.name) from \(path) at step \(step)")
-      }
-      var config = trainer.configuration.map { "\"\($0.0)\": \"\($0.1)\"" }
+      let encoder = trainer.encoder
+      var config = [
+        "\"encoder\": \"\(encoder.flavor.rawValue) dim \(encoder.dimension) depth \(encoder.blocks.count) "
+          + "heads \(encoder.heads) frames \(encoder.frames) joints \(encoder.joints)\""
+      ]
+      config += trainer.configuration.map { "\"\($0.0)\": \"\($0.1)\"" }
       config += [
         "\"epochs\": \(options.epochs)", "\"batch\": \(options.batch)",
         "\"lr\": \(options.learningRate)",
@@ -209,9 +205,18 @@ public enum Fit {
         "\"weight_decay\": \(options.weightDecay)", "\"seed\": \(options.seed)",
         "\"samples\": \(data.count)",
       ]
-      try AtomicFile.write(
-        Data(("{" + config.joined(separator: ", ") + "}\n").utf8), to: run + "/config.json",
-        op: "fit")
+      let configText = "{" + config.joined(separator: ", ") + "}\n"
+      if continuing == nil, options.resume, let path = checkpointPath,
+        FileManager.default.fileExists(atPath: path)
+      {
+        try checkSameConfiguration(run: run, configText)
+        let metadata = try TrainingCheckpoint.restore(
+          path: path, model: checkpointModel, optimizer: optimizer)
+        step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
+        current.history = recordedHistory(run + "/metrics.jsonl", upTo: step)
+        progress("resumed \(trainer.name) from \(path) at step \(step)")
+      }
+      try AtomicFile.write(Data(configText.utf8), to: run + "/config.json", op: "fit")
     }
     var metrics = ""
     /// The checkpoint and the metrics up to it, together: a stopped run loses at most the steps
@@ -283,6 +288,29 @@ public enum Fit {
     }
     try save()
     return current.history
+  }
+
+  /// Resuming is only sound for the run that wrote the checkpoint: each key of the run folder's
+  /// config.json must hold what this fit would write (a key the folder lacks, from an older
+  /// SkelLab, is not compared). The error names the folder, the keys and the ways out.
+  static func checkSameConfiguration(run: String, _ configText: String) throws {
+    guard let saved = FileManager.default.contents(atPath: run + "/config.json") else { return }
+    guard let old = try? JSONSerialization.jsonObject(with: saved) as? [String: Any] else {
+      throw TensorError("fit", "\(run)/config.json is not a JSON object; resume=false starts over")
+    }
+    let new =
+      (try? JSONSerialization.jsonObject(with: Data(configText.utf8)) as? [String: Any]) ?? [:]
+    let differences = new.keys.sorted().compactMap { key -> String? in
+      guard let before = old[key], let now = new[key], "\(before)" != "\(now)" else { return nil }
+      return "\(key): \(before) there, \(now) here"
+    }
+    guard differences.isEmpty else {
+      throw TensorError(
+        "fit",
+        "run folder \(run) holds a run of another configuration ("
+          + differences.joined(separator: "; ")
+          + "); resume=false starts this one over in it, or choose another run=")
+    }
   }
 
   /// The steps of a run folder's metrics up to `step` (a resumed run's history starts with

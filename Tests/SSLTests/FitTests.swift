@@ -82,6 +82,36 @@ struct FitTests {
     #expect(svg.hasPrefix("<svg") && svg.contains("<polyline") && svg.hasSuffix("</svg>\n"))
   }
 
+  /// A run folder resumes only the configuration that wrote it: another one is an error naming
+  /// the folder and the differing keys, before any weight is touched; resume=false starts over.
+  @Test func aRunFolderOfAnotherConfigurationIsNotResumed() throws {
+    let root = FileManager.default.temporaryDirectory.path + "/skellab-fit-config-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (mamp, data) = try setup("mamp")
+    var state: FitState?
+    var o = options(root)
+    o.epochs = 1
+    _ = try Fit.run(mamp, data: data, options: o, state: &state)
+    let (mae, _) = try setup("mae")
+    let before = mae.student.stateDict().map(\.tensor.scalars)
+    var other: FitState?
+    let error = #expect(throws: TensorError.self) {
+      _ = try Fit.run(mae, data: data, options: o, state: &other)
+    }
+    let message = error.map { "\($0)" } ?? ""
+    #expect(
+      message.contains(root) && message.contains("method: mamp there, mae here"), "\(message)")
+    #expect(message.contains("resume=false"))
+    #expect(mae.student.stateDict().map(\.tensor.scalars) == before)
+    o.resume = false
+    let history = try Fit.run(mae, data: data, options: o, state: &other)
+    #expect(history.steps.count == 4)
+    let config = try String(contentsOfFile: root + "/config.json", encoding: .utf8)
+    #expect(
+      config.contains("\"method\": \"mae\"") && config.contains("\"encoder\": \"skeleton2vec dim 8")
+    )
+  }
+
   /// Ctrl-C in the REPL: the stopped fit keeps its optimiser and step in the trainer's state,
   /// and the same call continues in memory, ending bit-identical to an uninterrupted run.
   @Test(arguments: ["skeleton2vec", "mamp"])

@@ -209,7 +209,8 @@ public enum Fit {
       if continuing == nil, options.resume, let path = checkpointPath,
         FileManager.default.fileExists(atPath: path)
       {
-        try checkSameConfiguration(run: run, configText)
+        try checkSameConfiguration(
+          run: run, configText, keys: ["encoder"] + trainer.configuration.map(\.0))
         let metadata = try TrainingCheckpoint.restore(
           path: path, model: checkpointModel, optimizer: optimizer)
         step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
@@ -290,17 +291,18 @@ public enum Fit {
     return current.history
   }
 
-  /// Resuming is only sound for the run that wrote the checkpoint: each key of the run folder's
-  /// config.json must hold what this fit would write (a key the folder lacks, from an older
-  /// SkelLab, is not compared). The error names the folder, the keys and the ways out.
-  static func checkSameConfiguration(run: String, _ configText: String) throws {
+  /// A checkpoint resumes only the model and method that wrote it: each of `keys` (the encoder
+  /// and the trainer's configuration) in the run folder's config.json must hold what this fit
+  /// would write. The schedule may change (more epochs continue a run); a key the folder lacks,
+  /// from an older SkelLab, is not compared. The error names the folder, the keys, the ways out.
+  static func checkSameConfiguration(run: String, _ configText: String, keys: [String]) throws {
     guard let saved = FileManager.default.contents(atPath: run + "/config.json") else { return }
     guard let old = try? JSONSerialization.jsonObject(with: saved) as? [String: Any] else {
       throw TensorError("fit", "\(run)/config.json is not a JSON object; resume=false starts over")
     }
     let new =
       (try? JSONSerialization.jsonObject(with: Data(configText.utf8)) as? [String: Any]) ?? [:]
-    let differences = new.keys.sorted().compactMap { key -> String? in
+    let differences = keys.compactMap { key -> String? in
       guard let before = old[key], let now = new[key], "\(before)" != "\(now)" else { return nil }
       return "\(key): \(before) there, \(now) here"
     }

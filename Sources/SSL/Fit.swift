@@ -192,12 +192,27 @@ public enum Fit {
     }
     if let run = options.run {
       try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+      // What the checkpoint belongs to (the encoder and the method); the schedule follows it.
       let encoder = trainer.encoder
-      var config = [
-        "\"encoder\": \"\(encoder.flavor.rawValue) dim \(encoder.dimension) depth \(encoder.blocks.count) "
-          + "heads \(encoder.heads) frames \(encoder.frames) joints \(encoder.joints)\""
-      ]
-      config += trainer.configuration.map { "\"\($0.0)\": \"\($0.1)\"" }
+      let identity =
+        [
+          (
+            "encoder",
+            "\(encoder.flavor.rawValue) dim \(encoder.dimension) depth \(encoder.blocks.count) "
+              + "heads \(encoder.heads) frames \(encoder.frames) joints \(encoder.joints)"
+          )
+        ] + trainer.configuration
+      if continuing == nil, options.resume, let path = checkpointPath,
+        FileManager.default.fileExists(atPath: path)
+      {
+        try checkSameConfiguration(run: run, identity)
+        let metadata = try TrainingCheckpoint.restore(
+          path: path, model: checkpointModel, optimizer: optimizer)
+        step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
+        current.history = recordedHistory(run + "/metrics.jsonl", upTo: step)
+        progress("resumed \(trainer.name) from \(path) at step \(step)")
+      }
+      var config = identity.map { "\"\($0.0)\": \"\($0.1)\"" }
       config += [
         "\"epochs\": \(options.epochs)", "\"batch\": \(options.batch)",
         "\"lr\": \(options.learningRate)",
@@ -205,19 +220,9 @@ public enum Fit {
         "\"weight_decay\": \(options.weightDecay)", "\"seed\": \(options.seed)",
         "\"samples\": \(data.count)",
       ]
-      let configText = "{" + config.joined(separator: ", ") + "}\n"
-      if continuing == nil, options.resume, let path = checkpointPath,
-        FileManager.default.fileExists(atPath: path)
-      {
-        try checkSameConfiguration(
-          run: run, configText, keys: ["encoder"] + trainer.configuration.map(\.0))
-        let metadata = try TrainingCheckpoint.restore(
-          path: path, model: checkpointModel, optimizer: optimizer)
-        step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
-        current.history = recordedHistory(run + "/metrics.jsonl", upTo: step)
-        progress("resumed \(trainer.name) from \(path) at step \(step)")
-      }
-      try AtomicFile.write(Data(configText.utf8), to: run + "/config.json", op: "fit")
+      try AtomicFile.write(
+        Data(("{" + config.joined(separator: ", ") + "}\n").utf8), to: run + "/config.json",
+        op: "fit")
     }
     var metrics = ""
     /// The checkpoint and the metrics up to it, together: a stopped run loses at most the steps
@@ -291,19 +296,18 @@ public enum Fit {
     return current.history
   }
 
-  /// A checkpoint resumes only the model and method that wrote it: each of `keys` (the encoder
-  /// and the trainer's configuration) in the run folder's config.json must hold what this fit
-  /// would write. The schedule may change (more epochs continue a run); a key the folder lacks,
-  /// from an older SkelLab, is not compared. The error names the folder, the keys, the ways out.
-  static func checkSameConfiguration(run: String, _ configText: String, keys: [String]) throws {
+  /// A checkpoint resumes only the model and method that wrote it: each (key, value) of
+  /// `identity` (the encoder and the trainer's configuration) must be what the run folder's
+  /// config.json holds. The schedule may change (more epochs continue a run); a key the folder
+  /// lacks, from an older SkelLab, is not compared. The error names the folder, the keys and the
+  /// ways out.
+  static func checkSameConfiguration(run: String, _ identity: [(String, String)]) throws {
     guard let saved = FileManager.default.contents(atPath: run + "/config.json") else { return }
     guard let old = try? JSONSerialization.jsonObject(with: saved) as? [String: Any] else {
       throw TensorError("fit", "\(run)/config.json is not a JSON object; resume=false starts over")
     }
-    let new =
-      (try? JSONSerialization.jsonObject(with: Data(configText.utf8)) as? [String: Any]) ?? [:]
-    let differences = keys.compactMap { key -> String? in
-      guard let before = old[key], let now = new[key], "\(before)" != "\(now)" else { return nil }
+    let differences = identity.compactMap { key, now -> String? in
+      guard let before = old[key], "\(before)" != now else { return nil }
       return "\(key): \(before) there, \(now) here"
     }
     guard differences.isEmpty else {

@@ -56,7 +56,8 @@ public enum ContextualTarget {
   }
 
   /// The average of the last `topK` hidden states `[B, L, D]`, each normalised (biased variance,
-  /// eps 1e-5, no affine), then layer-normalised over channels when `normalizeTargets`.
+  /// eps 1e-5, no affine), then layer-normalised over channels when `normalizeTargets`. The
+  /// targets are constants: no gradient flows back into the hidden states.
   public static func build(
     hidden: [Tensor], topK: Int, perLayer: LayerNormalization = .instanceNorm, eps: Float = 1e-5,
     normalizeTargets: Bool = true
@@ -64,16 +65,8 @@ public enum ContextualTarget {
     guard topK > 0, topK <= hidden.count else {
       throw TensorError("targets", "top_k \(topK) is outside 1...\(hidden.count) teacher layers")
     }
-    var total: Tensor?
-    for h in hidden.suffix(topK) {
-      let axis = perLayer == .instanceNorm ? 1 : 2
-      let mean = try h.mean(axes: [axis], keepDim: true)
-      let variance = try h.variance(axes: [axis], keepDim: true)
-      let normal = try (h - mean) / (variance + eps).sqrt()
-      total = try total.map { try $0 + normal } ?? normal
-    }
-    guard let sum = total else { throw TensorError("targets", "no teacher layers") }
-    let average = sum * (1 / Float(topK))
+    let average = try Tensor.meanOfStandardized(
+      Array(hidden.suffix(topK)), over: perLayer == .instanceNorm ? .tokens : .channels, eps: eps)
     return normalizeTargets ? try average.layerNorm(eps: eps) : average
   }
 }

@@ -179,13 +179,16 @@ extension Tensor {
     let r = residual?.contiguous()
     let out = Tensor(validShape: outShape) { dst in
       if let r {
-        (dst).update(from: r.storage.base + r.offset, count: rows * outputs)
+        let start = r.storage.base + r.offset
         if let b {
+          // residual + bias in one pass
           let source = b.storage.base + b.offset
           for row in 0..<rows {
-            let target = dst + row * outputs
-            for j in 0..<outputs { target[j] += source[j] }
+            let (target, from) = (dst + row * outputs, start + row * outputs)
+            for j in 0..<outputs { target[j] = from[j] + source[j] }
           }
+        } else {
+          dst.update(from: start, count: rows * outputs)
         }
       } else if let b {
         let source = b.storage.base + b.offset

@@ -81,6 +81,40 @@ struct ReductionTests {
     #expect(Swift.abs(try x.reshaped([1000, 1000]).sum(axes: [0]).element(at: [7]) - 100) < 1e-3)
   }
 
+  @Test func meanOfStandardizedMatchesTheComposedOps() throws {
+    // Odd sizes, several sequences (split across threads) and an offset view among the inputs.
+    let layers = [
+      try sampleTensor([5, 37, 20], seed: 30, scale: 3, shift: 1),
+      try sampleTensor([5, 37, 20], seed: 31, scale: 0.5),
+      try sampleTensor([5, 38, 20], seed: 32, scale: 2, shift: -4)[.all, .range(1, nil, 1)],
+    ]
+    for (axis, reduced) in [(Tensor.StandardizeAxis.tokens, 1), (.channels, 2)] {
+      var total = Tensor.zeros([5, 37, 20])
+      for h in layers {
+        let mean = try h.mean(axes: [reduced], keepDim: true)
+        let variance = try h.variance(axes: [reduced], keepDim: true)
+        total = try total + (h - mean) / (variance + 1e-5).sqrt()
+      }
+      expectClose(
+        try Tensor.meanOfStandardized(layers, over: axis, eps: 1e-5), total * (1 / 3),
+        rtol: 1e-5, atol: 1e-5, "\(axis)")
+    }
+    let constant = try Tensor.meanOfStandardized(
+      [Tensor.full([1, 4, 3], 2).requiringGrad()], over: .tokens, eps: 1e-5)
+    #expect(constant.scalars == [Float](repeating: 0, count: 12))
+    #expect(!constant.requiresGrad)
+    let error = #expect(throws: TensorError.self) {
+      try Tensor.meanOfStandardized(
+        [Tensor.zeros([2, 3, 4]), Tensor.zeros([2, 3])], over: .tokens, eps: 1e-5)
+    }
+    #expect(
+      error?.description
+        == "[standardize] expects non-empty [B, L, D] tensors of one shape, got [2, 3, 4], [2, 3]")
+    #expect(throws: TensorError.self) {
+      try Tensor.meanOfStandardized([], over: .tokens, eps: 1e-5)
+    }
+  }
+
   @Test func errors() throws {
     let x = Tensor.zeros([2, 3])
     let error = #expect(throws: TensorError.self) { try x.sum(axes: [2]) }

@@ -96,7 +96,11 @@ public struct Tensor: @unchecked Sendable {
     -> R
   {
     let dense = detached().contiguous()
-    return try body(UnsafeBufferPointer(start: dense.storage.base + dense.offset, count: count))
+    // A copy (of a strided view) must outlive `body`: an optimised build may otherwise release
+    // it once the pointer is taken and let `body`'s own allocations reuse its memory.
+    return try withExtendedLifetime(dense) {
+      try body(UnsafeBufferPointer(start: dense.storage.base + dense.offset, count: count))
+    }
   }
 
   /// Calls `body` with writable elements in row-major order, copying the buffer first when it is

@@ -8,6 +8,24 @@ struct ShapeTests {
 
   init() throws { x = try Tensor(shape: [2, 3, 4], scalars: (0..<24).map(Float.init)) }
 
+  @Test func bufferOfAStridedViewOutlivesAllocationsInTheBody() throws {
+    // The row-major copy of a strided view is 256 KiB, a size the buffer cache reuses: if the
+    // copy died once its pointer was taken, the same-sized tensor made inside the body would
+    // be written over it.
+    let wide = try Tensor(shape: [256, 512], scalars: (0..<(256 * 512)).map { Float($0 % 1000) })
+    let view = try wide[.all, .range(0, nil, 2)]
+    let expected = (0..<(256 * 256)).map { (i: Int) -> Float in
+      let (row, column) = (i / 256, i % 256)
+      return Float((row * 512 + column * 2) % 1000)
+    }
+    let seen = view.withUnsafeBufferPointer { buffer -> [Float] in
+      let other = Tensor.full([256, 256], 7)
+      #expect(other.count == buffer.count)
+      return Array(buffer)
+    }
+    #expect(seen == expected)
+  }
+
   @Test func reshapeInfersAndChecks() throws {
     #expect(try x.reshaped([6, -1]).shape == [6, 4])
     #expect(try x.reshaped([-1]).scalars == x.scalars)

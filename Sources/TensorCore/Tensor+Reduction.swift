@@ -266,9 +266,10 @@ extension Tensor {
 
   /// The mean of `layers` (each `[B, L, D]`, one shape), each standardised first with the
   /// biased variance and no affine map: `mean_k((x_k − μ_k)/√(σ²_k + eps))`, with μ and σ²
-  /// taken over `axis`. Skeleton2vec's per-layer target normalisation (methods.md §6) in three
-  /// passes over each layer while one sequence stays in cache, instead of the composed ops'
-  /// separate passes and permuted copies. The result is a constant: no gradient flows back.
+  /// taken over `axis`: Skeleton2vec's per-layer target normalisation (methods.md §6). Over the
+  /// tokens it makes three passes over each layer while one sequence stays in cache, instead of
+  /// the composed ops' separate passes and permuted copies; over the channels it is the fused
+  /// `layerNorm` of each. The result is a constant: no gradient flows back.
   public static func meanOfStandardized(
     _ layers: [Tensor], over axis: StandardizeAxis, eps: Float
   ) throws -> Tensor {
@@ -282,73 +283,53 @@ extension Tensor {
         "expects non-empty [B, L, D] tensors of one shape, got "
           + layers.map { shapeString($0.shape) }.joined(separator: ", "))
     }
-    let (b, l, d) = (shape[0], shape[1], shape[2])
     let sources = layers.map { $0.detached().contiguous() }
-    let pointers = sources.map {
-      SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-    }
     let share = 1 / Float(layers.count)
-    // The copies behind `pointers` must outlive the kernel: an optimised build may otherwise
-    // release `sources` after its last use above and hand its memory to the output.
-    return withExtendedLifetime(sources) {
-      Tensor(validShape: shape) { dst in
-        let target = SendablePointer(dst)
-        switch axis {
-        case .tokens:
-          parallelChunks(b, grain: 1) { range in
-            let sum = UnsafeMutablePointer<Double>.allocate(capacity: d)
-            let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2 * d)  // mean, 1/std
-            defer {
-              sum.deallocate()
-              scale.deallocate()
+    if axis == .channels {
+      // Per token: the fused layer norm already standardises each row in one pass.
+      var total = try sources[0].layerNorm(eps: eps)
+      for x in sources.dropFirst() { total = try total + x.layerNorm(eps: eps) }
+      return total * share
+    }
+    let (b, l, d) = (shape[0], shape[1], shape[2])
+    return Tensor(validShape: shape) { dst in
+      let target = SendablePointer(dst)
+      let pointers = sources.map {
+        SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
+      }
+      parallelChunks(b, grain: 1) { range in
+        let sum = UnsafeMutablePointer<Double>.allocate(capacity: d)
+        // The mean, then share/std, of each channel: the average's 1/K folds into the scale.
+        let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2 * d)
+        defer {
+          sum.deallocate()
+          scale.deallocate()
+        }
+        for s in range {
+          let out = target.base + s * l * d
+          out.initialize(repeating: 0, count: l * d)
+          for source in pointers {
+            let x = source.base + s * l * d
+            sum.initialize(repeating: 0, count: d)
+            for t in 0..<l {
+              let row = x + t * d
+              for c in 0..<d { sum[c] += Double(row[c]) }
             }
-            for s in range {
-              let out = target.base + s * l * d
-              out.initialize(repeating: 0, count: l * d)
-              for source in pointers {
-                let x = source.base + s * l * d
-                sum.initialize(repeating: 0, count: d)
-                for t in 0..<l {
-                  let row = x + t * d
-                  for c in 0..<d { sum[c] += Double(row[c]) }
-                }
-                for c in 0..<d { scale[c] = Float(sum[c]) * (1 / Float(l)) }
-                sum.initialize(repeating: 0, count: d)
-                for t in 0..<l {
-                  let row = x + t * d
-                  for c in 0..<d {
-                    let centred = row[c] - scale[c]
-                    sum[c] += Double(centred * centred)
-                  }
-                }
-                for c in 0..<d {
-                  scale[d + c] = 1 / (Float(sum[c]) * (1 / Float(l)) + eps).squareRoot()
-                }
-                for t in 0..<l {
-                  let (row, o) = (x + t * d, out + t * d)
-                  for c in 0..<d { o[c] += (row[c] - scale[c]) * scale[d + c] }
-                }
+            for c in 0..<d { scale[c] = Float(sum[c]) * (1 / Float(l)) }
+            sum.initialize(repeating: 0, count: d)
+            for t in 0..<l {
+              let row = x + t * d
+              for c in 0..<d {
+                let centred = row[c] - scale[c]
+                sum[c] += Double(centred * centred)
               }
-              for i in 0..<(l * d) { out[i] *= share }
             }
-          }
-        case .channels:
-          parallelChunks(b * l, grain: Swift.max(1, 16_384 / d)) { range in
-            for r in range {
-              let o = target.base + r * d
-              o.initialize(repeating: 0, count: d)
-              for source in pointers {
-                let row = source.base + r * d
-                let mean = Float(Kernels.sum(row, d)) * (1 / Float(d))
-                var squares = 0.0
-                for c in 0..<d {
-                  let centred = row[c] - mean
-                  squares += Double(centred * centred)
-                }
-                let rstd = 1 / (Float(squares) * (1 / Float(d)) + eps).squareRoot()
-                for c in 0..<d { o[c] += (row[c] - mean) * rstd }
-              }
-              for c in 0..<d { o[c] *= share }
+            for c in 0..<d {
+              scale[d + c] = share / (Float(sum[c]) * (1 / Float(l)) + eps).squareRoot()
+            }
+            for t in 0..<l {
+              let (row, o) = (x + t * d, out + t * d)
+              for c in 0..<d { o[c] += (row[c] - scale[c]) * scale[d + c] }
             }
           }
         }

@@ -2,25 +2,28 @@
 import Foundation
 import PackageDescription
 
-/// Release flags for the numeric kernels: no runtime checks inside them (shapes are validated
-/// before any loop runs), and AVX2/FMA code when the building machine has it (SkelLab is built
-/// where it runs). `SKELLAB_TARGET_CPU` overrides the detected CPU (`generic` for none).
+/// Release flags for TensorCore's kernels: the optimised, checked build (`-O`, which
+/// `swift build -c release` already uses) plus the host's vector instructions. On x86-64 the
+/// building machine's CPU is detected (AVX2 and FMA give `haswell`; SkelLab is built where it
+/// runs); `SKELLAB_TARGET_CPU` overrides it (`generic` for none, or any `-target-cpu` name).
+/// Other architectures get no CPU flag unless `SKELLAB_TARGET_CPU` names one.
 func kernelFlags() -> [String] {
-  var flags = ["-Ounchecked"]
-  let override = ProcessInfo.processInfo.environment["SKELLAB_TARGET_CPU"]
-  if let cpu = override, !cpu.isEmpty {
-    if cpu != "generic" { flags += ["-target-cpu", cpu] }
-    return flags
+  let override = ProcessInfo.processInfo.environment["SKELLAB_TARGET_CPU"] ?? ""
+  if !override.isEmpty {
+    return override == "generic" ? [] : ["-target-cpu", override]
   }
   #if arch(x86_64)
     if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
       info.contains(" avx2"), info.contains(" fma")
     {
-      flags += ["-target-cpu", "haswell"]
+      return ["-target-cpu", "haswell"]
     }
   #endif
-  return flags
+  return []
 }
+
+let kernelSettings: [SwiftSetting] =
+  kernelFlags().isEmpty ? [] : [.unsafeFlags(kernelFlags(), .when(configuration: .release))]
 
 let package = Package(
   name: "SkelLab",
@@ -48,9 +51,7 @@ let package = Package(
     // The tensor engine: float32 tensors, reverse-mode autograd, BLAS-backed products.
     .target(
       name: "TensorCore", dependencies: ["CBLAS", "CSystem", "CZlib"],
-      swiftSettings: [
-        .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))
-      ]),
+      swiftSettings: kernelSettings),
 
     // Layers and models over TensorCore, named as the PyTorch state dicts.
     .target(name: "NN", dependencies: ["TensorCore"]),

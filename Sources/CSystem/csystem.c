@@ -37,11 +37,13 @@ int skellab_current_cpu(void) {
 }
 
 static volatile sig_atomic_t interrupt_flag = 0;
+static volatile sig_atomic_t interrupt_signal = 0;
 static int interrupt_pipe[2] = {-1, -1};
 
 static void on_interrupt(int signal_number) {
-  (void)signal_number;
   interrupt_flag = 1;
+  // A termination request outranks Ctrl-C: once SIGTERM or SIGHUP came, it stays the cause.
+  if (interrupt_signal != SIGTERM && interrupt_signal != SIGHUP) interrupt_signal = signal_number;
   if (interrupt_pipe[1] >= 0) {
     int saved = errno;
     ssize_t written = write(interrupt_pipe[1], "!", 1);  // async-signal-safe
@@ -62,8 +64,15 @@ int skellab_install_interrupt_handler(void) {
   action.sa_handler = on_interrupt;
   sigemptyset(&action.sa_mask);
   action.sa_flags = 0;  // no SA_RESTART: a blocking read returns EINTR so the REPL sees it
-  return sigaction(SIGINT, &action, NULL);
+  // SIGTERM and SIGHUP stop the running statement as Ctrl-C does (so a fit saves its
+  // checkpoint), and then end the process with 128 + the signal's number.
+  int status = sigaction(SIGINT, &action, NULL);
+  if (status == 0) status = sigaction(SIGTERM, &action, NULL);
+  if (status == 0) status = sigaction(SIGHUP, &action, NULL);
+  return status;
 }
+
+int skellab_interrupt_signal(void) { return interrupt_signal; }
 
 int skellab_interrupt_pending(void) { return interrupt_flag != 0; }
 

@@ -163,13 +163,26 @@ public enum Fit {
     guard perEpoch > 0 else {
       throw TensorError("fit", "no batches: \(data.count) samples, batch \(options.batch)")
     }
-    let totalSteps = perEpoch * options.epochs
+    guard options.epochs >= 1, options.checkpointEvery >= 1 else {
+      throw TensorError(
+        "fit",
+        "epochs (\(options.epochs)) and checkpoint_every (\(options.checkpointEvery)) must be "
+          + "at least 1")
+    }
+    let (totalSteps, overflow) = perEpoch.multipliedReportingOverflow(by: options.epochs)
+    guard !overflow, totalSteps <= maximumSteps else {
+      throw TensorError(
+        "fit",
+        "\(options.epochs) epochs of \(perEpoch) steps is more than \(maximumSteps) steps")
+    }
     let signature =
       "\(options.epochs) \(options.batch) \(options.learningRate) \(options.minimumLearningRate) "
       + "\(options.warmupEpochs) \(options.weightDecay) \(options.seed) \(data.count) "
       + (options.run ?? "")
     let continuing: FitState? =
       if let state, state.signature == signature, !state.finished { state } else { nil }
+    // The folder is opened (and checked) before any state changes.
+    let folder = try options.run.map { try RunFolder($0, op: "fit") }
     let current =
       try continuing
       ?? FitState(
@@ -178,7 +191,6 @@ public enum Fit {
             trainer.student, weightDecay: options.weightDecay, exclusion: trainer.decayExclusion),
           learningRate: options.learningRate, beta1: 0.9, beta2: 0.95),
         signature: signature, totalSteps: totalSteps)
-    state = current
     let optimizer = current.optimizer
     let schedule = CosineSchedule(
       base: options.learningRate, minimum: options.minimumLearningRate,
@@ -186,12 +198,10 @@ public enum Fit {
       epochs: Double(options.epochs))
     let checkpointModel = CheckpointModel(student: trainer.student, teacher: trainer.teacher)
     var step = current.step
-    let checkpointPath = options.run.map { $0 + "/checkpoint.safetensors" }
     if continuing != nil {
       progress("continuing \(trainer.name) at step \(step) of \(totalSteps)")
     }
-    if let run = options.run {
-      try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+    if let folder {
       // What the checkpoint belongs to (the encoder and the method); the schedule follows it.
       let encoder = trainer.encoder
       let identity =
@@ -202,42 +212,53 @@ public enum Fit {
               + "heads \(encoder.heads) frames \(encoder.frames) joints \(encoder.joints)"
           )
         ] + trainer.configuration
-      if continuing == nil, options.resume, let path = checkpointPath,
-        FileManager.default.fileExists(atPath: path)
-      {
-        try checkSameConfiguration(run: run, identity)
-        let metadata = try TrainingCheckpoint.restore(
-          path: path, model: checkpointModel, optimizer: optimizer)
-        step = Int(metadata["step"] ?? "") ?? optimizer.stepCount
-        current.history = recordedHistory(run + "/metrics.jsonl", upTo: step)
-        progress("resumed \(trainer.name) from \(path) at step \(step)")
+      if continuing == nil {
+        if options.resume, folder.hasCheckpoint {
+          try checkSameConfiguration(folder, identity)
+          let metadata = try TrainingCheckpoint.restore(
+            path: folder.checkpointPath, model: checkpointModel, optimizer: optimizer)
+          guard let saved = Int(metadata["step"] ?? ""), saved >= 0, saved <= totalSteps
+          else {
+            throw TensorError(
+              "fit",
+              "\(folder.checkpointPath) holds step '\(metadata["step"] ?? "none")', not a step "
+                + "in 0...\(totalSteps) of this run; resume=false starts over")
+          }
+          step = saved
+          current.history = History()
+          for m in try folder.readMetrics(upTo: step) {
+            current.history.steps.append((m.step, m.epoch - 1, m.loss, m.lr))
+          }
+          current.step = step
+          progress("resumed \(trainer.name) from \(folder.checkpointPath) at step \(step)")
+        } else {
+          try folder.clear()  // a new run in this folder starts a new log
+        }
       }
-      var config = identity.map { "\"\($0.0)\": \"\($0.1)\"" }
-      config += [
-        "\"epochs\": \(options.epochs)", "\"batch\": \(options.batch)",
-        "\"lr\": \(options.learningRate)",
-        "\"min_lr\": \(options.minimumLearningRate)", "\"warmup\": \(options.warmupEpochs)",
-        "\"weight_decay\": \(options.weightDecay)", "\"seed\": \(options.seed)",
-        "\"samples\": \(data.count)",
-      ]
-      try AtomicFile.write(
-        Data(("{" + config.joined(separator: ", ") + "}\n").utf8), to: run + "/config.json",
-        op: "fit")
+      try folder.write(
+        RunFolder.Config(
+          identity: Dictionary(identity, uniquingKeysWith: { a, _ in a }),
+          schedule: [
+            "epochs": Double(options.epochs), "batch": Double(options.batch),
+            "lr": options.learningRate, "min_lr": options.minimumLearningRate,
+            "warmup": options.warmupEpochs, "weight_decay": Double(options.weightDecay),
+            "seed": Double(options.seed), "samples": Double(data.count),
+          ]))
     }
-    var metrics = ""
-    /// The checkpoint and the metrics up to it, together: a stopped run loses at most the steps
-    /// since, and resuming recomputes exactly those.
+    state = current
+    var pending: [RunFolder.Metric] = []
+    /// The metrics up to the step, then the checkpoint of the step: a kill between the two
+    /// leaves log lines past the checkpoint, which a resume cuts and recomputes.
     func save() throws {
-      guard let path = checkpointPath, let run = options.run else { return }
+      guard let folder else { return }
+      try folder.append(pending)
+      pending = []
       try TrainingCheckpoint.save(
-        path: path, model: checkpointModel, optimizer: optimizer,
+        path: folder.checkpointPath, model: checkpointModel, optimizer: optimizer,
         metadata: ["step": String(step), "method": trainer.name])
-      let previous = (try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)) ?? ""
-      try AtomicFile.write(Data((previous + metrics).utf8), to: run + "/metrics.jsonl", op: "fit")
-      metrics = ""
       try AtomicFile.write(
-        Data(current.history.svg(title: "\(trainer.name): \(run)").utf8), to: run + "/loss.svg",
-        op: "fit")
+        Data(current.history.svg(title: "\(trainer.name): \(folder.path)").utf8),
+        to: folder.plotPath, op: "fit")
     }
     trainer.student.setTraining(true)
     try loader.resume(epoch: step / perEpoch, position: step % perEpoch)
@@ -249,7 +270,16 @@ public enum Fit {
       var sequences = 0
       let batches = try loader.makeIterator()
       while let b = try batches.next() {
-        try checkStop()
+        do {
+          try checkStop()
+        } catch {
+          // Ctrl-C, SIGTERM or SIGHUP: keep the steps done so far, then stop.
+          if folder != nil {
+            try save()
+            progress("stopped at step \(step) of \(totalSteps); saved \(folder!.checkpointPath)")
+          }
+          throw error
+        }
         let lr = schedule.learningRate(step: step, stepsPerEpoch: perEpoch)
         optimizer.learningRate = lr
         var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(step), 3))
@@ -259,7 +289,7 @@ public enum Fit {
           throw TensorError(
             "fit",
             "the loss became \(value) at step \(step + 1) (epoch \(epoch + 1)); the last good checkpoint "
-              + (checkpointPath.map { "is \($0)" } ?? "was not kept (no run folder)"))
+              + (folder.map { "is \($0.checkpointPath)" } ?? "was not kept (no run folder)"))
         }
         optimizer.zeroGrad()
         try loss.backward()
@@ -271,8 +301,7 @@ public enum Fit {
         try trainer.afterStep(step, of: totalSteps)
         current.history.steps.append((step, epoch, value, lr))
         current.step = step
-        metrics +=
-          "{\"step\": \(step), \"epoch\": \(epoch + 1), \"loss\": \(value), \"lr\": \(lr)}\n"
+        pending.append(RunFolder.Metric(step: step, epoch: epoch + 1, loss: value, lr: lr))
         total += value
         count += 1
         sequences += b.x.shape[0]
@@ -296,50 +325,26 @@ public enum Fit {
     return current.history
   }
 
+  /// The most steps one `fit` may run (about 10^9: months of steps on any machine).
+  public static let maximumSteps = 1 << 30
+
   /// A checkpoint resumes only the model and method that wrote it: each (key, value) of
   /// `identity` (the encoder and the trainer's configuration) must be what the run folder's
   /// config.json holds. The schedule may change (more epochs continue a run); a key the folder
   /// lacks, from an older SkelLab, is not compared. The error names the folder, the keys and the
   /// ways out.
-  static func checkSameConfiguration(run: String, _ identity: [(String, String)]) throws {
-    guard let saved = FileManager.default.contents(atPath: run + "/config.json") else { return }
-    guard let old = try? JSONSerialization.jsonObject(with: saved) as? [String: Any] else {
-      throw TensorError("fit", "\(run)/config.json is not a JSON object; resume=false starts over")
-    }
+  static func checkSameConfiguration(_ folder: RunFolder, _ identity: [(String, String)]) throws {
+    guard let old = try folder.readConfig() else { return }
     let differences = identity.compactMap { key, now -> String? in
-      guard let before = old[key], "\(before)" != now else { return nil }
+      guard let before = old.identity[key], before != now else { return nil }
       return "\(key): \(before) there, \(now) here"
     }
     guard differences.isEmpty else {
       throw TensorError(
         "fit",
-        "run folder \(run) holds a run of another configuration ("
+        "run folder \(folder.path) holds a run of another configuration ("
           + differences.joined(separator: "; ")
           + "); resume=false starts this one over in it, or choose another run=")
     }
-  }
-
-  /// The steps of a run folder's metrics up to `step` (a resumed run's history starts with
-  /// them). The lines are the ones `run` writes; numbers are read back exactly with `Double`,
-  /// and lines it cannot read are left out.
-  static func recordedHistory(_ path: String, upTo step: Int) -> History {
-    var history = History()
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return history }
-    for line in text.split(whereSeparator: \.isNewline) {
-      var fields: [String: Double] = [:]
-      for field in line.trimmingCharacters(in: CharacterSet(charactersIn: "{} ")).split(
-        separator: ",")
-      {
-        let parts = field.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2, let value = Double(parts[1].trimmingCharacters(in: .whitespaces))
-        else { continue }
-        fields[parts[0].trimmingCharacters(in: CharacterSet(charactersIn: "\" "))] = value
-      }
-      guard let s = fields["step"].map({ Int($0) }), s <= step, let epoch = fields["epoch"],
-        let loss = fields["loss"], let lr = fields["lr"]
-      else { continue }
-      history.steps.append((s, Int(epoch) - 1, loss, lr))
-    }
-    return history
   }
 }

@@ -70,6 +70,9 @@ public enum Checker {
     let globals: Set<String>
     var errors: [ScriptError] = []
     var scopes: [Set<String>] = []
+    /// Unknown names met so far, and how many of them get a "did you mean".
+    var suggestions = 0
+    static let maximumSuggestions = 100
 
     init(registry: Registry, globals: Set<String>) {
       self.registry = registry
@@ -126,10 +129,15 @@ public enum Checker {
       case .name(let name, let range):
         if !known(name) {
           var notes: [String] = []
-          let candidates =
-            Array(globals) + Array(registry.builtins.keys) + scopes.flatMap { Array($0) }
-          if let guess = closestName(name, among: candidates) {
-            notes.append("did you mean '\(guess)'?")
+          // Suggestions for the first names only: each one compares the name with every
+          // known name, and a script of thousands of unknown names would take minutes.
+          suggestions += 1
+          if suggestions <= Walker.maximumSuggestions {
+            let candidates =
+              Array(globals) + Array(registry.builtins.keys) + scopes.flatMap { Array($0) }
+            if let guess = closestName(name, among: candidates) {
+              notes.append("did you mean '\(guess)'?")
+            }
           }
           errors.append(ScriptError(.name, "unknown name '\(name)'", at: range, notes: notes))
         }

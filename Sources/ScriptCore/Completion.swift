@@ -96,26 +96,31 @@ public enum Completion {
     return nil
   }
 
+  /// Files and folders that complete `partial`, a path typed inside a string. The path is
+  /// split at its last `/` by hand: Foundation's `deletingLastPathComponent` traps on some
+  /// one-character paths.
   private static func paths(_ partial: String) -> [String] {
-    let expanded = (partial as NSString).expandingTildeInPath
-    let folder =
-      partial.hasSuffix("/") ? expanded : (expanded as NSString).deletingLastPathComponent
-    let prefix = partial.hasSuffix("/") ? "" : (expanded as NSString).lastPathComponent
-    let listed =
-      (try? FileManager.default.contentsOfDirectory(atPath: folder.isEmpty ? "." : folder)) ?? []
-    let shownFolder =
-      partial.hasSuffix("/") ? partial : (partial as NSString).deletingLastPathComponent
+    func split(_ path: String) -> (folder: String, name: String) {
+      guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+      return (String(path[...slash]), String(path[path.index(after: slash)...]))
+    }
+    let expanded =
+      partial.hasPrefix("~") ? (partial as NSString).expandingTildeInPath : partial
+    let (shownFolder, _) = split(partial)
+    let (folder, prefix) = split(
+      expanded.hasPrefix("~") || !partial.hasSuffix("/") || expanded.hasSuffix("/")
+        ? expanded : expanded + "/")
+    let directory = folder.isEmpty ? "." : folder
+    let listed = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     return listed.filter {
       $0.hasPrefix(prefix) && !$0.hasPrefix(".") || (prefix.hasPrefix(".") && $0.hasPrefix(prefix))
     }
     .sorted()
     .map { name in
-      let joined =
-        shownFolder.isEmpty ? name : (shownFolder as NSString).appendingPathComponent(name)
       var isDirectory: ObjCBool = false
-      let full = ((folder.isEmpty ? "." : folder) as NSString).appendingPathComponent(name)
+      let full = (folder.isEmpty ? "./" : folder) + name
       let exists = FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory)
-      return exists && isDirectory.boolValue ? joined + "/" : joined
+      return shownFolder + name + (exists && isDirectory.boolValue ? "/" : "")
     }
   }
 

@@ -39,14 +39,25 @@ public enum CoreBuiltins {
       let (start, end) = args.isNil("b") ? (0, args.int("a")) : (args.int("a"), args.int("b"))
       let step = args.int("step")
       guard step != 0 else { throw args.error("step", "must not be 0") }
-      let count =
-        step > 0
-        ? Swift.max(0, (end - start + step - 1) / step)
-        : Swift.max(0, (start - end - step - 1) / -step)
-      guard count <= 10_000_000 else {
-        throw args.error("a", "range of \(count) items is too large")
+      // Counted in floating point first (bounds near Int.min/Int.max cannot overflow it), then
+      // walked with checked additions.
+      let limit = 10_000_000
+      let estimate = (Double(end) - Double(start)) / Double(step)
+      guard estimate <= Double(limit) + 1 else {
+        throw args.error("a", "range of about \(estimate) items is too large (at most \(limit))")
       }
-      return .list(Array(stride(from: start, to: end, by: step)).map(Value.int))
+      var items: [Value] = []
+      var value = start
+      while step > 0 ? value < end : value > end {
+        guard items.count < limit else {
+          throw args.error("a", "range is too large (at most \(limit) items)")
+        }
+        items.append(.int(value))
+        let (next, overflow) = value.addingReportingOverflow(step)
+        if overflow { break }
+        value = next
+      }
+      return .list(items)
     }
     registry.register(
       "keys", [BuiltinParameter("record", .record)],

@@ -263,7 +263,12 @@ public struct Lexer {
     case "+", "-", "*", "/", "%", "@", "<", ">", "=", ",", ".", ":", ";":
       add(.symbol(String(c)), start)
     default:
-      error("unexpected character '\(c)'", start, i)
+      // Control characters (a NUL byte from a binary file) are named by code point: printed
+      // as they are, they would cut or garble the message.
+      let shown =
+        c.properties.generalCategory == .control || c.properties.generalCategory == .format
+        ? String(format: "U+%04X", c.value) : "'\(c)'"
+      error("unexpected character \(shown)", start, i)
     }
   }
 }

@@ -7,6 +7,11 @@ public struct Parser {
   private var tokens: [Token]
   private var p = 0
   private var nesting = 0
+  /// Chain links (see `link`) in the statement being parsed.
+  private var links = 0
+  /// The most chain links one statement may have: a left-deep tree of them is walked
+  /// recursively, and nested chains add up along a path.
+  static let maximumChain = 20_000
   public private(set) var errors: [ScriptError] = []
   /// Deeper expressions than this are an error, not a stack overflow.
   static let maximumNesting = 200
@@ -196,6 +201,7 @@ public struct Parser {
   }
 
   private mutating func parseStatement() throws -> Stmt {
+    if nesting == 0 { links = 0 }
     let start = current.start
     switch current.kind {
     case .keyword("def"): return try parseDef()
@@ -318,9 +324,21 @@ public struct Parser {
     return try parse(&self)
   }
 
+  /// Counts one more link of a chain (`a + b + ...`, `a.b.c`, `f()()`): each link nests the
+  /// tree one level, which evaluating and freeing it walk recursively.
+  private mutating func link() throws {
+    links += 1
+    guard links <= Parser.maximumChain else {
+      throw fail(
+        "statement chains more than \(Parser.maximumChain) operations; split it over several "
+          + "statements")
+    }
+  }
+
   private mutating func parseOr() throws -> Expr {
     var left = try parseAnd()
     while isKeyword("or") {
+      try link()
       _ = advance()
       let right = try parseAnd()
       left = .logical("or", left, right, left.range.joined(right.range))
@@ -331,6 +349,7 @@ public struct Parser {
   private mutating func parseAnd() throws -> Expr {
     var left = try parseNot()
     while isKeyword("and") {
+      try link()
       _ = advance()
       let right = try parseNot()
       left = .logical("and", left, right, left.range.joined(right.range))
@@ -353,6 +372,7 @@ public struct Parser {
   ) throws -> Expr {
     var left = try next(&self)
     while case .symbol(let op) = current.kind, operators.contains(op) {
+      try link()
       _ = advance()
       let right = try next(&self)
       left = .binary(op, left, right, left.range.joined(right.range))
@@ -395,6 +415,7 @@ public struct Parser {
   private mutating func parsePostfix() throws -> Expr {
     var expr = try parsePrimary()
     while true {
+      if isSymbol("(") || isSymbol("[") || isSymbol(".") { try link() }
       if isSymbol("(") {
         _ = advance()
         var arguments: [Argument] = []

@@ -365,15 +365,26 @@ public enum IndexValue {
   case slice(Int?, Int?, Int?)
 }
 
-/// The nearest of `candidates` to `name` by edit distance, if close enough to be a typo.
+/// The nearest of `candidates` to `name` by edit distance, if close enough to be a typo. A
+/// swap of two neighbouring letters counts as one edit (`dpeth` is one from `depth`).
+/// Candidates whose length alone puts them too far are skipped before any distance is
+/// computed, so checking many names against many candidates stays fast.
 public func closestName(_ name: String, among candidates: [String]) -> String? {
-  func distance(_ a: [Character], _ b: [Character]) -> Int {
+  let limit = Swift.max(1, Swift.min(3, name.count / 3))
+  /// Optimal-string-alignment distance, given up (nil) once every entry of a row passes
+  /// `bound`.
+  func distance(_ a: [Character], _ b: [Character], bound: Int) -> Int? {
+    var before = [Int](repeating: 0, count: b.count + 1)
     var previous = Array(0...b.count)
     for (i, ca) in a.enumerated() {
       var row = [i + 1]
       for (j, cb) in b.enumerated() {
-        row.append(Swift.min(previous[j + 1] + 1, row[j] + 1, previous[j] + (ca == cb ? 0 : 1)))
+        var d = Swift.min(previous[j + 1] + 1, row[j] + 1, previous[j] + (ca == cb ? 0 : 1))
+        if i > 0, j > 0, ca == b[j - 1], a[i - 1] == cb { d = Swift.min(d, before[j - 1] + 1) }
+        row.append(d)
       }
+      if row.min() ?? 0 > bound { return nil }
+      before = previous
       previous = row
     }
     return previous[b.count]
@@ -381,8 +392,11 @@ public func closestName(_ name: String, among candidates: [String]) -> String? {
   let target = Array(name)
   var best: (String, Int)? = nil
   for candidate in candidates where candidate != name {
-    let d = distance(target, Array(candidate))
-    if d <= Swift.max(1, Swift.min(3, name.count / 3)), d < (best?.1 ?? .max) {
+    guard abs(candidate.count - target.count) <= Swift.min(limit, (best?.1 ?? .max) - 1) else {
+      continue
+    }
+    let bound = Swift.min(limit, (best?.1 ?? .max) - 1)
+    if let d = distance(target, Array(candidate), bound: bound), d <= bound {
       best = (candidate, d)
     }
   }

@@ -75,6 +75,17 @@ enum DataBuiltins {
     registerSampleFunctions(r)
   }
 
+  /// Throws, naming `argument`, when samples resized to `frames` frames would not pass the
+  /// memory check (a batch of 256 of them, as the loaders make).
+  static func cropFits(_ args: Arguments, _ argument: String, _ frames: Int, _ data: SkeletonDataset)
+    throws
+  {
+    let shape = data.sampleShape
+    try ModelBuiltins.fits(
+      args, argument, [256, shape[0], frames, shape[2], shape[3]],
+      "a batch of samples of \(frames) frames")
+  }
+
   static func dataset(_ args: Arguments, _ name: String) throws -> DatasetObject {
     try args.required(name, as: DatasetObject.self, "a Dataset")
   }
@@ -150,6 +161,18 @@ enum DataBuiltins {
       var object: DatasetObject
       switch kind {
       case "synthetic":
+        for name in ["subjects", "views", "repetitions"] where args.int(name) > 100_000 {
+          throw args.error(name, "at most 100000, got \(args.int(name))")
+        }
+        // Every sample is [3, frames, 25, 2]; the index holds one entry per sample.
+        try ModelBuiltins.fits(
+          args, "frames", [max(args.int("frames"), 0), 150], "\(args.int("frames")) frames")
+        try ModelBuiltins.fits(
+          args, "subjects",
+          [
+            max(args.int("subjects"), 0), max(args.int("views"), 0),
+            max(args.int("repetitions"), 0), SyntheticSkeletons.classes.count, 16,
+          ], "a synthetic set of that many samples")
         let generator = try SyntheticSkeletons(
           seed: UInt64(max(args.int("seed"), 0)), subjects: args.int("subjects"),
           views: args.int("views"),
@@ -666,15 +689,18 @@ enum DataBuiltins {
         guard ratio.count == 2, ratio[0] > 0, ratio[0] <= ratio[1], ratio[1] <= 1, window > 0 else {
           throw args.error("crop_ratio", "must be [low, high] with 0 < low ≤ high ≤ 1")
         }
+        try cropFits(args, "crop", window, object.dataset)
         steps.append(
           .randomCrop(window: window, low: ratio[0], high: ratio[1], minimum: args.int("crop_min")))
       }
       if let window = args.optionalInt("centre") {
         guard window > 0 else { throw args.error("centre", "must be positive") }
+        try cropFits(args, "centre", window, object.dataset)
         steps.append(.centreCrop(window: window, ratio: args.number("centre_ratio")))
       }
       if let clip = args.optionalInt("uniform") {
         guard clip > 0 else { throw args.error("uniform", "must be positive") }
+        try cropFits(args, "uniform", clip, object.dataset)
         steps.append(.uniformSample(clip: clip))
       }
       if args.number("rotate") > 0 { steps.append(.rotate(theta: args.number("rotate"))) }

@@ -152,6 +152,19 @@ enum ModelBuiltins {
     }
   }
 
+  /// Throws, naming `argument`, when memory of `shape` (what the builtin will allocate from
+  /// user-given sizes, as one block) would not pass the memory check every tensor passes.
+  static func fits(_ args: Arguments, _ argument: String, _ shape: [Int], _ what: String) throws {
+    do {
+      _ = try Shape.elementCount(shape, op: "memory")
+    } catch {
+      throw args.error(
+        argument,
+        "\(what) would need more memory than SkelLab may take "
+          + "(\(Shape.maximumBytes >> 20) MiB); choose smaller sizes")
+    }
+  }
+
   // MARK: Building
 
   static func registerBuilders(_ r: Registry) {
@@ -174,6 +187,14 @@ enum ModelBuiltins {
         + "final-norm tokens [B, T/patch·J, dim]."
     ) { args, _ in
       try positive(args, ["dim", "depth", "heads", "frames", "joints", "mlp_ratio"])
+      // Every block holds (4 + 2·mlp_ratio)·dim² weights; the positions frames·joints·dim.
+      let (dim, depth) = (args.int("dim"), args.int("depth"))
+      try fits(
+        args, depth > dim ? "depth" : "dim", [depth, 4 + 2 * min(args.int("mlp_ratio"), 1 << 20), dim, dim],
+        "an encoder of dim \(dim) and depth \(depth)")
+      try fits(
+        args, "frames", [args.int("frames"), args.int("joints"), dim],
+        "positions for \(args.int("frames")) frames of \(args.int("joints")) joints")
       guard let flavor = Flavor(rawValue: args.string("flavor")) else {
         throw args.error(
           "flavor", "must be \"mamp\" or \"skeleton2vec\", got \"\(args.string("flavor"))\"")
@@ -213,6 +234,10 @@ enum ModelBuiltins {
       guard dimension > 0, heads > 0, dimension % heads == 0 else {
         throw args.error("dim", "\(dimension) must be positive and divisible by \(heads) heads")
       }
+      try positive(args, ["depth"])
+      try fits(
+        args, "dim", [args.int("depth"), 12, dimension, dimension],
+        "a decoder of dim \(dimension) and depth \(args.int("depth"))")
       let head: Decoder.Head
       switch args.string("head") {
       case "motion": head = .motion(outputs: encoder.embedding.segment * encoder.embedding.channels)
@@ -255,6 +280,9 @@ enum ModelBuiltins {
         throw args.error("classes", "needs at least 2 classes, got \(args.int("classes"))")
       }
       try positive(args, ["hidden"])
+      try fits(
+        args, "classes", [args.int("classes") + args.int("hidden"), encoder.dimension + 1],
+        "a head of \(args.int("classes")) classes")
       let classifier = try Classifier(
         encoder: encoder, classes: args.int("classes"), head: kind, hidden: args.int("hidden"),
         dropout: Float(args.number("dropout")))

@@ -35,6 +35,7 @@ public enum DatasetReaders {
   ) throws -> SkeletonDataset {
     var samples: [SkeletonSample] = []
     var skipped: [String] = []
+    var layout: JointLayout?
     for path in try files(in: folder, suffix: ".skeleton") {
       let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
       if skip.contains(name) || skip.contains(name + ".skeleton") {
@@ -48,17 +49,33 @@ public enum DatasetReaders {
         skipped.append(error.message)
         continue
       }
+      guard sample.label >= 0 else {
+        throw TensorError(
+          "dataset", "\(path): the name does not follow NTU's SsssCcccPpppRrrrAaaa pattern")
+      }
+      guard let sampleLayout = JointLayout.forJointCount(sample.joints) else {
+        throw TensorError(
+          "dataset",
+          "\(path): bodies of \(sample.joints) joints; SkelLab knows layouts of "
+            + "\(JointLayout.known.map { "\($0.count) (\($0.name))" }.joined(separator: ", "))")
+      }
+      if let first = layout, first != sampleLayout {
+        throw TensorError(
+          "dataset",
+          "\(path): bodies of \(sample.joints) joints where earlier files had \(first.count)")
+      }
+      layout = sampleLayout
       switch normalization {
       case .none: break
-      case .mamp: sample.data = try Transforms.centreOnFirstFrame(sample.data, layout: .kinectV2)
-      case .agcn: sample.data = try Transforms.agcnNormalize(sample.data, layout: .kinectV2)
+      case .mamp: sample.data = try Transforms.centreOnFirstFrame(sample.data, layout: sampleLayout)
+      case .agcn: sample.data = try Transforms.agcnNormalize(sample.data, layout: sampleLayout)
       }
       samples.append(sample)
     }
     // NTU RGB+D 60 has actions 1–60; NTU-120 adds 61–120.
     let classes = (samples.map(\.label).max() ?? 0) < 60 ? 60 : 120
     return try SkeletonDataset(
-      samples: samples, kind: "ntu", layout: .kinectV2,
+      samples: samples, kind: "ntu", layout: layout ?? .kinectV2,
       classNames: (0..<classes).map { "A\(String(format: "%03d", $0 + 1))" }, skipped: skipped)
   }
 
@@ -68,6 +85,11 @@ public enum DatasetReaders {
     var skipped: [String] = []
     for path in try files(in: folder, suffix: "_skeleton3D.txt") {
       let sample = try MSRAction3DReader.read(path: path)
+      guard sample.label >= 0, sample.label < 20 else {
+        throw TensorError(
+          "dataset",
+          "\(path): the name does not give an action in a01...a20 (aAA_sSS_eEE_skeleton3D.txt)")
+      }
       do {
         try sample.validate()
         samples.append(sample)
@@ -110,30 +132,51 @@ public enum DatasetReaders {
     }
     // (n, T, M, V, C) -> (n, C, T, V, M)
     let data = try x.reshaped([n, t, 2, v, 3]).permuted([0, 4, 1, 3, 2]).contiguous()
+    guard y.shape[1] <= Labels.maximum else {
+      throw TensorError(
+        "dataset", "\(path): y_\(split) has \(y.shape[1]) classes (at most \(Labels.maximum))")
+    }
+    guard y.withUnsafeBufferPointer({ $0.allSatisfy(\.isFinite) }) else {
+      throw TensorError("dataset", "\(path): y_\(split) holds NaN or infinite values")
+    }
     let labels = try y.argmax(axis: 1).scalars.map { Int($0) }
     var metadata: [SkeletonDataset.Metadata] = []
+    for i in 0..<n {
+      var m = SkeletonDataset.Metadata(
+        SkeletonSample(data: Tensor(0), length: t, label: labels[i]))
+      m.source = "\(path)#\(split)[\(i)]"
+      metadata.append(m)
+    }
+    let (kept, keptMetadata, skipped) = try keepValid(data, metadata, measureLength: true)
+    return try SkeletonDataset(
+      array: kept, metadata: keptMetadata, kind: "npz",
+      layout: JointLayout.forJointCount(v) ?? .kinectV2,
+      classNames: (0..<y.shape[1]).map { "class \($0)" }, skipped: skipped)
+  }
+
+  /// The samples of an `[N, C, T, V, M]` array that hold a finite, non-zero sequence, with
+  /// their metadata, and a line for each one left out (the rule of every reader: skip and
+  /// list). `measureLength` sets each length to its last non-zero frame.
+  static func keepValid(
+    _ data: Tensor, _ metadata: [SkeletonDataset.Metadata], measureLength: Bool
+  ) throws -> (Tensor, [SkeletonDataset.Metadata], [String]) {
+    var kept: [SkeletonDataset.Metadata] = []
     var keep: [Int] = []
     var skipped: [String] = []
-    for i in 0..<n {
+    for (i, entry) in metadata.enumerated() {
       let sample = try data[.index(i)]
-      let length = SkeletonSample.validLength(sample)
-      var m = SkeletonDataset.Metadata(
-        SkeletonSample(
-          data: Tensor(0), length: length, label: labels[i], source: "\(path)#\(split)[\(i)]"))
-      m.source = "\(path)#\(split)[\(i)]"
       let finite = sample.withUnsafeBufferPointer { $0.allSatisfy(\.isFinite) }
-      if length == 0 || !finite {
+      var m = entry
+      if finite, measureLength { m.length = SkeletonSample.validLength(sample) }
+      if !finite || m.length == 0 {
         skipped.append("\(m.source): " + (finite ? "all zero" : "holds NaN or infinite values"))
         continue
       }
       keep.append(i)
-      metadata.append(m)
+      kept.append(m)
     }
-    let kept = keep.count == n ? data : try data.indexSelect(axis: 0, indices: keep)
-    return try SkeletonDataset(
-      array: kept, metadata: metadata, kind: "npz",
-      layout: JointLayout.forJointCount(v) ?? .kinectV2,
-      classNames: (0..<y.shape[1]).map { "class \($0)" }, skipped: skipped)
+    let array = keep.count == metadata.count ? data : try data.indexSelect(axis: 0, indices: keep)
+    return (array, kept, skipped)
   }
 
   /// The AGCN layout (§1.2 item 2): `data` `(n, 3, T, V, M)` `.npy`, labels as the
@@ -164,14 +207,18 @@ public enum DatasetReaders {
       }
       labels = try integers(parts[1], labelPath)
     } else {
-      labels = try NumPy.readArray(path: labelPath).tensor.scalars.map { Int($0) }
+      labels = try NumPy.readArray(path: labelPath).tensor.scalars.enumerated().map {
+        try Labels.label(Double($0.element), "\(labelPath)[\($0.offset)]")
+      }
     }
     guard labels.count == n else {
       throw TensorError("dataset", "\(labelPath): \(labels.count) labels for \(n) clips")
     }
     var lengths = (0..<n).map { _ in data.shape[2] }
     if let framesPath {
-      let frames = try NumPy.readArray(path: framesPath).tensor.scalars.map { Int($0) }
+      let frames = try NumPy.readArray(path: framesPath).tensor.scalars.enumerated().map {
+        try Labels.count(Double($0.element), "\(framesPath)[\($0.offset)] (frame count)")
+      }
       guard frames.count == n else {
         throw TensorError("dataset", "\(framesPath): \(frames.count) lengths for \(n) clips")
       }
@@ -189,23 +236,28 @@ public enum DatasetReaders {
       m.source = names.count == n ? names[i] : "\(dataPath)[\(i)]"
       metadata.append(m)
     }
+    let (kept, keptMetadata, skipped) = try keepValid(data, metadata, measureLength: false)
     return try SkeletonDataset(
-      array: data, metadata: metadata, kind: "agcn",
+      array: kept, metadata: keptMetadata, kind: "agcn",
       layout: JointLayout.forJointCount(data.shape[3]) ?? .kinectV2,
-      classNames: (0..<((labels.max() ?? -1) + 1)).map { "class \($0)" })
+      classNames: Labels.names(for: labels), skipped: skipped)
   }
 
   static func integers(_ value: PickleValue, _ path: String) throws -> [Int] {
-    func integer(_ item: PickleValue) throws -> Int {
+    func integer(_ item: PickleValue, _ i: Int) throws -> Int {
       switch item {
-      case .int(let i): return i
-      case .float(let d) where d == d.rounded(): return Int(d)
-      default: throw TensorError("dataset", "\(path): a label is not an integer")
+      case .int(let value): return try Labels.label(value, "\(path): label \(i)")
+      case .float(let d): return try Labels.label(d, "\(path): label \(i)")
+      default: throw TensorError("dataset", "\(path): label \(i) is not a number")
       }
     }
     switch value {
-    case .list(let items), .tuple(let items): return try items.map(integer)
-    case .tensor(let t): return t.scalars.map { Int($0) }
+    case .list(let items), .tuple(let items):
+      return try items.enumerated().map { try integer($0.element, $0.offset) }
+    case .tensor(let t):
+      return try t.scalars.enumerated().map {
+        try Labels.label(Double($0.element), "\(path): label \($0.offset)")
+      }
     default: throw TensorError("dataset", "\(path): labels are not a list")
     }
   }
@@ -245,7 +297,7 @@ public enum DatasetReaders {
       guard let labelValue = annotation["label"] else {
         throw TensorError("dataset", "\(path): \(name) has no label")
       }
-      let label = try integers(.list([labelValue]), path)[0]
+      let label = try integers(.list([labelValue]), "\(path) (\(name))")[0]
       let (m, t, v) = (keypoint.shape[0], keypoint.shape[1], keypoint.shape[2])
       let bodies = max(m, 2)
       var data = try keypoint.permuted([3, 1, 2, 0]).contiguous()  // [3, T, V, M]
@@ -278,6 +330,9 @@ public enum DatasetReaders {
   {
     let sequence = try pkummdSequence(skeleton: skeleton, labels: labels)
     var samples: [SkeletonSample] = []
+    guard frames > 0, frames <= 100_000 else {
+      throw TensorError("dataset", "pkummd: frames must be in 1...100000, got \(frames)")
+    }
     for (label, start, end) in sequence.instances {
       let length = min(end - start, frames)
       var data = try sequence.data.indexSelect(axis: 1, indices: Array(start..<(start + length)))
@@ -323,11 +378,12 @@ public enum DatasetReaders {
       let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
       guard fields.count >= 3, let label = Int(fields[0]), let start = Int(fields[1]),
         let end = Int(fields[2]),
-        label >= 1, start >= 0, end > start, end <= rows.count
+        label >= 1, label <= Labels.maximum, start >= 0, end > start, end <= rows.count
       else {
         throw TensorError(
           "dataset",
-          "\(labels):\(number + 1): expected label,start,end[,confidence] with 0 ≤ start < end ≤ \(rows.count), got '\(line)'"
+          "\(labels):\(number + 1): expected label,start,end[,confidence] with 1 ≤ label ≤ "
+            + "\(Labels.maximum) and 0 ≤ start < end ≤ \(rows.count), got '\(line)'"
         )
       }
       instances.append((label - 1, start, end))
@@ -352,10 +408,19 @@ public enum DatasetReaders {
     -> SkeletonDataset
   {
     var samples: [SkeletonSample] = []
+    var skipped: [String] = []
     for path in try files(in: skeletonFolder, suffix: ".txt") {
       let name = (path as NSString).lastPathComponent
-      samples += try pkummd(skeleton: path, labels: labelFolder + "/" + name, frames: frames)
+      for sample in try pkummd(skeleton: path, labels: labelFolder + "/" + name, frames: frames) {
+        do {
+          try sample.validate()
+          samples.append(sample)
+        } catch let error as TensorError {
+          skipped.append(error.message)
+        }
+      }
     }
-    return try SkeletonDataset(samples: samples, kind: "pkummd", layout: .kinectV2)
+    return try SkeletonDataset(
+      samples: samples, kind: "pkummd", layout: .kinectV2, skipped: skipped)
   }
 }

@@ -66,9 +66,12 @@ public struct JointLayout: Sendable, Equatable {
     mirrored: [(0, 1), (4, 5), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18)],
     centre: 3, spine: (6, 3), shoulders: (0, 1))
 
+  /// The layouts SkelLab knows.
+  public static let known = [kinectV2, msrAction3D]
+
   /// The layout with `count` joints among the known ones, or nil.
   public static func forJointCount(_ count: Int) -> JointLayout? {
-    [kinectV2, msrAction3D].first { $0.count == count }
+    known.first { $0.count == count }
   }
 }
 

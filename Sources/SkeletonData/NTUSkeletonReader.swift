@@ -83,7 +83,8 @@ public enum NTUSkeletonReader {
       }
     }
     guard scanner.atEnd else { throw scanner.error("unexpected text after \(frames) frames") }
-    return (order.compactMap { bodies[$0] }, frames, max(jointCount, 25))
+    // Joints come from the file (25 in NTU's Kinect v2 files); a file without bodies has 25.
+    return (order.compactMap { bodies[$0] }, frames, jointCount > 0 ? jointCount : 25)
   }
 
   /// Sum over x, y, z of the variance of all joint positions of a body (its "motion").
@@ -228,13 +229,18 @@ public enum NTUSkeletonReader {
   public static func maxBodiesPerFrame(path: String) throws -> (frames: Int, bodies: Int) {
     var scanner = try TextScanner(path: path)
     let frames = try scanner.integer("the frame count")
+    guard frames >= 0 else { throw scanner.error("negative frame count \(frames)") }
     var most = 0
     for frame in 0..<frames {
       let count = try scanner.integer("the body count of frame \(frame + 1)")
+      guard count >= 0, count < 64 else {
+        throw scanner.error("frame \(frame + 1) claims \(count) bodies")
+      }
       most = max(most, count)
       for _ in 0..<count {
         for _ in 0..<10 { scanner.skipToken() }
         let joints = try scanner.integer("the joint count")
+        guard joints > 0, joints <= 64 else { throw scanner.error("joint count \(joints)") }
         for _ in 0..<(joints * 12) { scanner.skipToken() }
       }
     }

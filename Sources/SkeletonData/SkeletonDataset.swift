@@ -80,12 +80,12 @@ public struct SkeletonDataset: Sendable {
         }
       }
     }
-    let labels = samples.map(\.label)
-    let classCount = (labels.max() ?? -1) + 1
+    let metadata = samples.map(Metadata.init)
+    try SkeletonDataset.validate(metadata, frames: t, classNames: classNames)
     self.init(
-      storage: Storage(.array(data, samples.map(Metadata.init))), indices: Array(samples.indices),
+      storage: Storage(.array(data, metadata)), indices: Array(samples.indices),
       kind: kind, layout: layout,
-      classNames: classNames.isEmpty ? (0..<classCount).map { "class \($0)" } : classNames)
+      classNames: classNames.isEmpty ? Labels.names(for: samples.map(\.label)) : classNames)
     self.skipped = skipped
   }
 
@@ -100,10 +100,29 @@ public struct SkeletonDataset: Sendable {
         "expects [N, C, T, V, M] and N metadata, got \(shapeString(array.shape)) and \(metadata.count)"
       )
     }
+    try SkeletonDataset.validate(metadata, frames: array.shape[2], classNames: classNames)
     self.init(
       storage: Storage(.array(array.contiguous(), metadata)), indices: Array(metadata.indices),
       kind: kind, layout: layout, classNames: classNames)
     self.skipped = skipped
+  }
+
+  /// Every label a class index (below `Labels.maximum`, and below the class-name count when
+  /// names are given) and every length in `0...frames`; errors name the sample's source.
+  static func validate(_ metadata: [Metadata], frames: Int, classNames: [String]) throws {
+    let bound = classNames.isEmpty ? Labels.maximum : classNames.count
+    for m in metadata {
+      guard m.label >= 0, m.label < bound else {
+        throw TensorError(
+          "dataset",
+          "\(m.source): label \(m.label) is not a class index in 0..<\(bound)"
+            + (m.label < 0 ? " (is its file named as the dataset names its files?)" : ""))
+      }
+      guard m.length >= 0, m.length <= frames else {
+        throw TensorError(
+          "dataset", "\(m.source): length \(m.length) is not in 0...\(frames) frames")
+      }
+    }
   }
 
   init(storage: Storage, indices: [Int], kind: String, layout: JointLayout, classNames: [String]) {
@@ -286,7 +305,12 @@ public struct SkeletonDataset: Sendable {
       guard let t = byName[name], t.count == x.shape[0] else {
         throw TensorError("dataset", "\(path): missing or short column '\(name)'")
       }
-      return t.scalars.map { Int($0) }
+      return try t.scalars.enumerated().map { i, value in
+        guard value.isFinite, value == value.rounded(), abs(value) < 1e9 else {
+          throw TensorError("dataset", "\(path): column '\(name)' entry \(i) is \(value)")
+        }
+        return Int(value)
+      }
     }
     let (lengths, labels, subjects) = (
       try column("length"), try column("label"), try column("subject")
@@ -303,10 +327,10 @@ public struct SkeletonDataset: Sendable {
       return m
     }
     let layout = JointLayout.forJointCount(x.shape[3]) ?? .kinectV2
-    let classCount = (labels.max() ?? -1) + 1
+    for (i, label) in labels.enumerated() { _ = try Labels.label(label, "\(path)#\(i)") }
     return try SkeletonDataset(
       array: x, metadata: metadata, kind: kind, layout: layout,
-      classNames: classNames.isEmpty ? (0..<classCount).map { "class \($0)" } : classNames)
+      classNames: classNames.isEmpty ? Labels.names(for: labels) : classNames)
   }
 }
 

@@ -47,6 +47,7 @@ public enum SkeletonDrawing {
     _ sample: SkeletonSample, layout: JointLayout, count: Int = 8, mask: Tensor? = nil,
     title: String? = nil
   ) throws -> String {
+    try requireFinite(sample)
     let x = try Frames(sample.data)
     guard x.c >= 2, x.v == layout.count else {
       throw TensorError(
@@ -108,6 +109,14 @@ public enum SkeletonDrawing {
     return svg + "</svg>\n"
   }
 
+  /// Throws unless every coordinate is finite: a picture of NaN has no points to place.
+  static func requireFinite(_ sample: SkeletonSample) throws {
+    let finite = sample.data.withUnsafeBufferPointer { $0.allSatisfy(\.isFinite) }
+    guard finite else {
+      throw TensorError("show", "\(sample.source): the sample holds NaN or infinite coordinates")
+    }
+  }
+
   /// Writes the SVG strip atomically.
   public static func writeSVG(
     _ sample: SkeletonSample, layout: JointLayout, to path: String, count: Int = 8,
@@ -121,6 +130,7 @@ public enum SkeletonDrawing {
   public static func terminal(
     _ sample: SkeletonSample, layout: JointLayout, count: Int = 4, width: Int = 16, height: Int = 10
   ) throws -> String {
+    try requireFinite(sample)
     let x = try Frames(sample.data)
     guard x.c >= 2, x.v == layout.count else {
       throw TensorError(
@@ -141,7 +151,9 @@ public enum SkeletonDrawing {
         for (p, q) in layout.bones where !x.isZero(frame, p, b) && !x.isZero(frame, q, b) {
           let a = projection.point(Double(x[0, frame, p, b]), Double(x[1, frame, p, b]))
           let z = projection.point(Double(x[0, frame, q, b]), Double(x[1, frame, q, b]))
-          let steps = Int(max(abs(z.0 - a.0), abs(z.1 - a.1)).rounded(.up)) + 1
+          // At most the strip's size: the projection keeps points in it.
+          let span = min(max(abs(z.0 - a.0), abs(z.1 - a.1)), Double(dotsX + dotsY))
+          let steps = Int(span.rounded(.up)) + 1
           for s in 0...steps {
             let w = Double(s) / Double(steps)
             plot(a.0 + (z.0 - a.0) * w, a.1 + (z.1 - a.1) * w)

@@ -24,6 +24,16 @@ struct Frames {
     ((ch * t + f) * v + j) * m + b
   }
 
+  /// Throws unless `layout` describes this data's joints.
+  func check(_ layout: JointLayout, op: String) throws {
+    guard layout.count == v else {
+      throw TensorError(
+        op,
+        "the \(layout.name) layout has \(layout.count) joints but the data has \(v) "
+          + "([C, T, V, M] = [\(c), \(t), \(v), \(m)])")
+    }
+  }
+
   subscript(ch: Int, f: Int, j: Int, b: Int) -> Float {
     get { values[index(ch, f, j, b)] }
     set { values[index(ch, f, j, b)] = newValue }
@@ -253,6 +263,7 @@ public enum Transforms {
   /// origin for every joint of every body and frame; frames where a body is absent stay zero.
   public static func centreOnFirstFrame(_ data: Tensor, layout: JointLayout) throws -> Tensor {
     var x = try Frames(data)
+    try x.check(layout, op: "centreOnFirstFrame")
     guard let first = (0..<x.t).first(where: { !x.frameIsEmpty($0, body: 0) }) else { return data }
     let origin = (0..<x.c).map { x[$0, first, layout.centre, 0] }
     let absent = (0..<x.m).map { b in (0..<x.t).map { x.frameIsEmpty($0, body: b) } }
@@ -269,6 +280,7 @@ public enum Transforms {
   /// then the two alignment rotations from frame 0.
   public static func agcnNormalize(_ data: Tensor, layout: JointLayout) throws -> Tensor {
     var x = try Frames(data)
+    try x.check(layout, op: "agcnNormalize")
     for b in 0..<x.m {
       let filled = (0..<x.t).filter { !x.frameIsEmpty($0, body: b) }
       guard !filled.isEmpty, filled.count < x.t || filled.first != 0 else { continue }
@@ -294,6 +306,7 @@ public enum Transforms {
   /// its shoulder vector to +x; zero joints stay zero.
   public static func align(_ data: Tensor, frame: Int, layout: JointLayout) throws -> Tensor {
     var x = try Frames(data)
+    try x.check(layout, op: "align")
     func vector(_ pair: (Int, Int)) -> [Double] {
       (0..<3).map { Double(x[$0, frame, pair.1, 0] - x[$0, frame, pair.0, 0]) }
     }

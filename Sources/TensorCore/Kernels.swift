@@ -1,37 +1,37 @@
 /// A float function of one argument, as a type, so that generic kernels specialise on it and
 /// the compiler inlines and vectorises the loop (a closure would stay an opaque call).
-package protocol UnaryFunction {
+package protocol UnaryFunction: Sendable {
   func callAsFunction(_ x: Float) -> Float
 }
 
 /// A float function of two arguments, as a type (see `UnaryFunction`).
-package protocol BinaryFunction {
+package protocol BinaryFunction: Sendable {
   func callAsFunction(_ a: Float, _ b: Float) -> Float
 }
 
 /// A gradient rule `(x, y, g) -> dx` for a unary op, as a type (see `UnaryFunction`).
-package protocol GradientFunction {
+package protocol GradientFunction: Sendable {
   func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float
 }
 
 /// Wraps a closure for rarely used ops where speed does not matter.
 package struct UnaryClosure: UnaryFunction {
-  let body: (Float) -> Float
-  package init(_ body: @escaping (Float) -> Float) { self.body = body }
+  let body: @Sendable (Float) -> Float
+  package init(_ body: @escaping @Sendable (Float) -> Float) { self.body = body }
   package func callAsFunction(_ x: Float) -> Float { body(x) }
 }
 
 /// Wraps a closure for rarely used ops where speed does not matter.
 package struct BinaryClosure: BinaryFunction {
-  let body: (Float, Float) -> Float
-  package init(_ body: @escaping (Float, Float) -> Float) { self.body = body }
+  let body: @Sendable (Float, Float) -> Float
+  package init(_ body: @escaping @Sendable (Float, Float) -> Float) { self.body = body }
   package func callAsFunction(_ a: Float, _ b: Float) -> Float { body(a, b) }
 }
 
 /// Wraps a closure for rarely used gradient rules where speed does not matter.
 package struct GradientClosure: GradientFunction {
-  let body: (Float, Float, Float) -> Float
-  package init(_ body: @escaping (Float, Float, Float) -> Float) { self.body = body }
+  let body: @Sendable (Float, Float, Float) -> Float
+  package init(_ body: @escaping @Sendable (Float, Float, Float) -> Float) { self.body = body }
   package func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float { body(x, y, g) }
 }
 

@@ -87,7 +87,15 @@ public enum NumPy {
     }
     if order == "True" && shape.count > 1 { values = cOrder(fromFortran: values, shape: shape) }
     let tensor = try Tensor(shape: shape, scalars: values.map { Float($0) })
-    let integers = descr.contains("f") ? nil : values.map { Int($0) }
+    var integers: [Int]?
+    if !descr.contains("f") {
+      integers = try values.map { value in
+        guard let exact = Int(exactly: value) else {
+          throw TensorError("npy", "\(descr) value \(value) does not fit in a 64-bit integer")
+        }
+        return exact
+      }
+    }
     return Array(dtype: descr, tensor: tensor, integers: integers)
   }
 

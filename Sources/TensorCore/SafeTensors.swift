@@ -89,6 +89,7 @@ public enum SafeTensors {
     let dataSize = data.count - headerEnd
     var entries: [String: Entry] = [:]
     var ordered: [(Int, String)] = []
+    var spans: [(begin: Int, end: Int, name: String)] = []
     for (name, value) in header where name != "__metadata__" {
       guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
         let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int],
@@ -104,7 +105,8 @@ public enum SafeTensors {
       }
       let count = try Shape.elementCount(shape, op: "safetensors")
       let (begin, end) = (offsets[0], offsets[1])
-      guard begin >= 0, end >= begin, end <= dataSize, end - begin == count * width else {
+      let (bytes, overflow) = count.multipliedReportingOverflow(by: width)
+      guard begin >= 0, end >= begin, end <= dataSize, !overflow, end - begin == bytes else {
         throw TensorError(
           "safetensors",
           "entry '\(name)' (\(dtype) \(shapeString(shape))) has data offsets "
@@ -115,6 +117,15 @@ public enum SafeTensors {
       }
       entries[name] = Entry(dtype: dtype, shape: shape, tensor: tensor, integers: integers)
       ordered.append((begin, name))
+      spans.append((begin, end, name))
+    }
+    // No two entries may share bytes (the format lays them end to end).
+    spans.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+    for (previous, next) in zip(spans, spans.dropFirst()) where next.begin < previous.end {
+      throw TensorError(
+        "safetensors",
+        "entries '\(previous.name)' [\(previous.begin), \(previous.end)] and '\(next.name)' "
+          + "[\(next.begin), \(next.end)] overlap")
     }
     return File(
       names: ordered.sorted { $0 < $1 }.map(\.1), entries: entries, metadata: metadata)

@@ -63,7 +63,7 @@ extension Kernels {
   }
 
   /// Runs `body(row)` for each of `rows` rows of `n` floats, split across threads.
-  package static func forEachRow(rows: Int, n: Int, _ body: (Int) -> Void) {
+  package static func forEachRow(rows: Int, n: Int, _ body: @escaping @Sendable (Int) -> Void) {
     parallelChunks(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { range in
       for r in range { body(r) }
     }
@@ -94,9 +94,9 @@ extension Tensor {
   /// and `backward(y, g, dx, n)` one gradient row from the output and upstream rows.
   private func rowwise(
     _ op: String, axis: Int,
-    forward: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+    forward: @escaping @Sendable (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
     backward:
-      @escaping (
+      @escaping @Sendable (
         UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int
       ) -> Void
   ) throws -> Tensor {

@@ -146,7 +146,7 @@ extension Tensor {
   /// parallel, BLAS runs single-threaded inside each (the pairs already fill the cores).
   private static func forEachHead(
     _ pairs: Int, columns: Int, scratchRows: Int = 1,
-    _ body: (Int, UnsafeMutablePointer<Float>) -> Void
+    _ body: @escaping @Sendable (Int, UnsafeMutablePointer<Float>) -> Void
   ) {
     let threads = Swift.min(Threading.threadCount, pairs)
     if threads > 1 { openblas_set_num_threads(1) }

@@ -6,7 +6,7 @@ import Foundation
 extension Tensor {
   /// Applies `f` to broadcast pairs of `a` and `b` (no gradient recording).
   package static func broadcastKernel(
-    _ a: Tensor, _ b: Tensor, op: String, _ f: @escaping (Float, Float) -> Float
+    _ a: Tensor, _ b: Tensor, op: String, _ f: @escaping @Sendable (Float, Float) -> Float
   ) throws -> Tensor {
     try broadcastKernel(a, b, op: op, BinaryClosure(f))
   }
@@ -152,7 +152,7 @@ extension Tensor {
   }
 
   /// Applies `f` to every element (no gradient recording); the result is contiguous.
-  package func map(_ f: @escaping (Float) -> Float) -> Tensor { map(UnaryClosure(f)) }
+  package func map(_ f: @escaping @Sendable (Float) -> Float) -> Tensor { map(UnaryClosure(f)) }
 
   /// Applies `f` to every element (no gradient recording), specialised on `F`.
   package func map<F: UnaryFunction>(_ f: F) -> Tensor {
@@ -165,8 +165,8 @@ extension Tensor {
   /// A unary op: `forward` per element, and the gradient computed from the input, the output
   /// and the upstream gradient per element.
   package func unary(
-    _ op: String, _ forward: @escaping (Float) -> Float,
-    backward: @escaping (_ x: Float, _ y: Float, _ g: Float) -> Float
+    _ op: String, _ forward: @escaping @Sendable (Float) -> Float,
+    backward: @escaping @Sendable (_ x: Float, _ y: Float, _ g: Float) -> Float
   ) -> Tensor {
     unary(op, UnaryClosure(forward), GradientClosure(backward))
   }

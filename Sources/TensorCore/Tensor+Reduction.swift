@@ -33,7 +33,7 @@ extension Kernels {
   /// threads.
   package static func reduceRows(
     _ x: UnsafePointer<Float>, rows: Int, n: Int, _ out: UnsafeMutablePointer<Float>,
-    _ reduce: (UnsafePointer<Float>, Int) -> Float
+    _ reduce: @escaping @Sendable (UnsafePointer<Float>, Int) -> Float
   ) {
     let src = SendablePointer(UnsafeMutablePointer(mutating: x))
     let dst = SendablePointer(out)

@@ -43,17 +43,25 @@ public enum Threading {
   }
 }
 
-/// A pointer that may be captured by the concurrent closures of `parallelChunks`; each chunk
-/// touches a disjoint range, so no two threads write the same element.
+/// A pointer that may be captured by the concurrent closures of `parallelChunks`.
+///
+/// Safe to send because of how it is used, not by construction: each chunk of a
+/// `parallelChunks` call touches a disjoint range of the memory, and `parallelChunks` returns
+/// only after every chunk has finished, so the memory outlives every access and no two
+/// threads write the same element.
 package struct SendablePointer<T>: @unchecked Sendable {
   package let base: UnsafeMutablePointer<T>
   package init(_ base: UnsafeMutablePointer<T>) { self.base = base }
 }
 
 /// Splits `0..<count` into at most `threadCount` contiguous ranges of at least `grain`
-/// elements and runs `body` on each, concurrently when there is more than one.
+/// elements and runs `body` on each, concurrently when there is more than one. Returns when
+/// every range is done.
+///
+/// `body` is an escaping, `@Sendable` closure: the workers hold it through a reference-counted
+/// job, so the compiler checks its captures and its lifetime.
 package func parallelChunks(
-  _ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void
+  _ count: Int, grain: Int = 32_768, _ body: @escaping @Sendable (Range<Int>) -> Void
 ) {
   let threads = Threading.threadCount
   let chunks = min(threads, max(1, count / max(grain, 1)))
@@ -62,12 +70,23 @@ package func parallelChunks(
     return
   }
   let size = (count + chunks - 1) / chunks
-  withoutActuallyEscaping(body) { body in
-    WorkerPool.shared.run(chunks: chunks) { chunk in
-      let start = chunk * size
-      let end = min(count, start + size)
-      if start < end { body(start..<end) }
-    }
+  WorkerPool.shared.run(chunks: chunks) { chunk in
+    let start = chunk * size
+    let end = min(count, start + size)
+    if start < end { body(start..<end) }
+  }
+}
+
+/// One call of `WorkerPool.run`: its chunks' body and which chunk each worker runs.
+private final class PoolJob: Sendable {
+  let generation: Int
+  let body: @Sendable (Int) -> Void
+  /// The chunk of each worker, by worker index (-1 for none).
+  let chunkOfWorker: [Int]
+  init(generation: Int, body: @escaping @Sendable (Int) -> Void, chunkOfWorker: [Int]) {
+    self.generation = generation
+    self.body = body
+    self.chunkOfWorker = chunkOfWorker
   }
 }
 
@@ -78,7 +97,12 @@ package func parallelChunks(
 /// sleeping, because waking a sleeping thread on a virtual machine can cost as much as the
 /// chunk itself. A call made while the pool is busy (another thread, or a nested call) runs
 /// its chunks serially, which gives the same results.
-final class WorkerPool: @unchecked Sendable {
+///
+/// Every shared field is an atomic, a mutex or immutable, so the type is `Sendable` as the
+/// compiler checks it: the job is a reference-counted object published under a mutex before
+/// the generation moves, and a worker that holds it longer than its chunk only delays its
+/// release.
+final class WorkerPool: Sendable {
   static let shared = WorkerPool()
 
   /// How long an idle worker keeps checking for work before it sleeps.
@@ -86,12 +110,12 @@ final class WorkerPool: @unchecked Sendable {
 
   private let busy = Atomic<Bool>(false)
   private let generation = Atomic<Int>(0)
-  private var job: ((Int) -> Void)?
+  private let job = Mutex<PoolJob?>(nil)
   private let workers: [Worker]
 
   private init() {
     let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
-    workers = (0..<cpus).map { Worker(cpu: $0) }
+    workers = (0..<cpus).map { Worker(index: $0, cpu: $0) }
     for worker in workers {
       let thread = Thread { [unowned self] in self.workerLoop(worker) }
       thread.stackSize = 1 << 20
@@ -99,8 +123,8 @@ final class WorkerPool: @unchecked Sendable {
     }
   }
 
-  /// Runs `body(0..<chunks)`, chunk 0 on the calling thread.
-  func run(chunks: Int, _ body: @escaping (Int) -> Void) {
+  /// Runs `body(0..<chunks)`, chunk 0 on the calling thread; returns when all are done.
+  func run(chunks: Int, _ body: @escaping @Sendable (Int) -> Void) {
     guard chunks > 1,
       busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
     else {
@@ -109,29 +133,32 @@ final class WorkerPool: @unchecked Sendable {
     }
     // Chunks 1... go to the workers off the caller's CPU first, then to the rest.
     let here = Int(skellab_current_cpu())
+    var chunkOfWorker = [Int](repeating: -1, count: workers.count)
     var next = 1
     for worker in workers where worker.cpu != here {
-      worker.chunk = next < chunks ? next : -1
+      chunkOfWorker[worker.index] = next < chunks ? next : -1
       next += 1
     }
     for worker in workers where worker.cpu == here {
-      worker.chunk = next < chunks ? next : -1
+      chunkOfWorker[worker.index] = next < chunks ? next : -1
       next += 1
     }
-    job = body
-    let current = generation.add(1, ordering: .sequentiallyConsistent).newValue
+    let current = generation.load(ordering: .relaxed) &+ 1
+    let published = PoolJob(generation: current, body: body, chunkOfWorker: chunkOfWorker)
+    job.withLock { $0 = published }
+    generation.store(current, ordering: .sequentiallyConsistent)
     for worker in workers where worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) {
       worker.wake.signal()
     }
     body(0)
     // Chunks beyond the workers' (more chunks than CPUs) run here.
     if next < chunks { for chunk in next..<chunks { body(chunk) } }
-    // Every worker acknowledges this generation by number, after it has dropped its reference
-    // to the job: a worker that is late or early for another generation cannot stand in.
+    // Every worker acknowledges this generation by number: one that is late or early for
+    // another generation cannot stand in.
     for worker in workers {
       while worker.finished.load(ordering: .acquiring) != current { sched_yield() }
     }
-    job = nil
+    job.withLock { $0 = nil }
     busy.store(false, ordering: .releasing)
   }
 
@@ -141,23 +168,12 @@ final class WorkerPool: @unchecked Sendable {
     while true {
       waitForJob(worker, after: seen)
       seen = generation.load(ordering: .acquiring)
-      if worker.chunk > 0 { runChunk(worker.chunk) }
+      if let current = job.withLock({ $0 }), current.generation == seen {
+        let chunk = current.chunkOfWorker[worker.index]
+        if chunk > 0 { current.body(chunk) }
+      }
       worker.finished.store(seen, ordering: .releasing)
     }
-  }
-
-  /// Runs one chunk of the current job. The worker's reference to the job must be gone before
-  /// it acknowledges the generation, or the caller's closure outlives its
-  /// `withoutActuallyEscaping` scope: the reference lives only inside this call.
-  ///
-  /// Known and unexplained: when two SkelLab processes oversubscribe the cores, the runtime
-  /// still prints "closure argument was escaped in withoutActuallyEscaping block" now and then
-  /// (with a countdown, and with these per-generation acknowledgements alike). The results do
-  /// not change: two runs of one seeded pretraining, warned at different steps, gave the same
-  /// accuracies to the last digit.
-  @inline(never) private func runChunk(_ chunk: Int) {
-    guard let work = job else { return }
-    work(chunk)
   }
 
   /// Returns once the generation has moved past `seen`: spinning first, then sleeping.
@@ -182,14 +198,16 @@ final class WorkerPool: @unchecked Sendable {
   }
 }
 
-/// One worker: its CPU, its chunk of the current job (-1 for none), its wake-up semaphore and
-/// whether it is (about to be) asleep on it.
-private final class Worker: @unchecked Sendable {
+/// One worker: its index in the pool, its CPU, its wake-up semaphore, whether it is (about to
+/// be) asleep on it, and the last generation it has finished.
+private final class Worker: Sendable {
+  let index: Int
   let cpu: Int
-  var chunk = -1
   let wake = DispatchSemaphore(value: 0)
   let sleeping = Atomic<Bool>(false)
-  /// The last generation this worker has finished (its chunk run and the job released).
   let finished = Atomic<Int>(0)
-  init(cpu: Int) { self.cpu = cpu }
+  init(index: Int, cpu: Int) {
+    self.index = index
+    self.cpu = cpu
+  }
 }

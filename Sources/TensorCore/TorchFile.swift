@@ -1,3 +1,4 @@
+import CSystem
 import Foundation
 
 /// What a PyTorch checkpoint holds, as plain data: the restricted unpickler builds these and
@@ -147,6 +148,25 @@ private struct Unpickler {
     init(_ kind: Kind) { self.kind = kind }
   }
 
+  /// Every box the program made. Boxes may nest deeply or refer to themselves (through the
+  /// memo); `release` unlinks them all, so none is freed by a deep recursion or leaked in a
+  /// cycle.
+  final class Arena {
+    var boxes: [Box] = []
+    func make(_ kind: Box.Kind) -> Box {
+      let box = Box(kind)
+      boxes.append(box)
+      return box
+    }
+    func release() {
+      for box in boxes { box.kind = .value(.none) }
+      boxes = []
+    }
+  }
+
+  /// How deeply containers may nest in the result.
+  static let maximumDepth = 200
+
   static let allowedGlobals: Set<String> = [
     "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
     "torch._utils._rebuild_parameter", "argparse.Namespace",
@@ -160,10 +180,15 @@ private struct Unpickler {
   var stack: [Box] = []
   var marks: [Int] = []
   var memo: [Int: Box] = [:]
+  let arena = Arena()
+  /// How many values `convert` may still produce: a pickle can share one container many
+  /// times through its memo, and a tree built from a small file must stay small.
+  var budget: Int
 
   init(bytes: [UInt8], storages: [String: Data]) {
     self.bytes = bytes
     self.storages = storages
+    budget = 16 * bytes.count + 100_000
   }
 
   func fail(_ message: String) -> TensorError {
@@ -171,7 +196,9 @@ private struct Unpickler {
   }
 
   mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
-    guard n >= 0, position + n <= bytes.count else { throw fail("truncated pickle") }
+    guard n >= 0, n <= bytes.count - position else {
+      throw fail("a length of \(n) bytes runs past the end of the pickle (\(bytes.count) bytes)")
+    }
     defer { position += n }
     return bytes[position..<(position + n)]
   }
@@ -200,18 +227,26 @@ private struct Unpickler {
     return Array(stack[mark...])
   }
 
-  mutating func push(_ kind: Box.Kind) { stack.append(Box(kind)) }
-  mutating func pushValue(_ value: PickleValue) { stack.append(Box(.value(value))) }
+  mutating func push(_ kind: Box.Kind) { stack.append(arena.make(kind)) }
+  mutating func pushValue(_ value: PickleValue) { stack.append(arena.make(.value(value))) }
 
+  /// Runs the program to its STOP. Ctrl-C (SIGINT) is checked every 64 Ki opcodes.
   mutating func run() throws -> PickleValue {
+    defer { arena.release() }
+    var steps = 0
     while position < bytes.count {
       let op = bytes[position]
       position += 1
+      steps &+= 1
+      if steps & 0xFFFF == 0, skellab_interrupt_pending() != 0 {
+        throw fail("interrupted")
+      }
       switch op {
       case 0x80: _ = try take(1)  // PROTO
       case 0x95: _ = try take(8)  // FRAME
       case 0x2E:  // STOP
-        return try convert(pop())
+        var visiting = Set<ObjectIdentifier>()
+        return try convert(pop(), depth: 0, visiting: &visiting)
       case 0x28: marks.append(stack.count)  // MARK
       case 0x7D: push(.dict([]))  // EMPTY_DICT
       case 0x5D: push(.list([]))  // EMPTY_LIST
@@ -251,6 +286,7 @@ private struct Unpickler {
       case 0x58: pushValue(.string(try text(integer(4))))  // BINUNICODE
       case 0x8C: pushValue(.string(try text(integer(1))))  // SHORT_BINUNICODE
       case 0x8D: pushValue(.string(try text(integer(8))))  // BINUNICODE8
+      case 0x8E: pushValue(.bytes(Data(try take(integer(8)))))  // BINBYTES8
       case 0x55: pushValue(.string(try text(integer(1))))  // SHORT_BINSTRING
       case 0x54: pushValue(.string(try text(integer(4))))  // BINSTRING
       case 0x43: pushValue(.bytes(Data(try take(integer(1)))))  // SHORT_BINBYTES
@@ -325,18 +361,26 @@ private struct Unpickler {
   }
 
   mutating func append(_ items: [Box]) throws {
-    guard let target = stack.last, case .list(let existing) = target.kind else {
+    guard let target = stack.last, case .list(var existing) = target.kind else {
       throw fail("APPEND to something that is not a list")
     }
-    target.kind = .list(existing + items)
+    target.kind = .value(.none)  // drops the box's reference, so the append is in place
+    existing.append(contentsOf: items)
+    target.kind = .list(existing)
   }
 
   mutating func setItems(_ items: [Box]) throws {
     guard let target = stack.last else { throw fail("stack underflow") }
     let new = try pairs(items)
     switch target.kind {
-    case .dict(let existing): target.kind = .dict(existing + new)
-    case .object(let type, let existing): target.kind = .object(type, existing + new)
+    case .dict(var existing):
+      target.kind = .value(.none)  // in place, as in `append`
+      existing.append(contentsOf: new)
+      target.kind = .dict(existing)
+    case .object(let type, var existing):
+      target.kind = .value(.none)
+      existing.append(contentsOf: new)
+      target.kind = .object(type, existing)
     default: throw fail("SETITEM on something that is not a dict")
     }
   }
@@ -362,7 +406,7 @@ private struct Unpickler {
       case .storage(let type, _) = parts[1].kind,
       case .value(.string(let key)) = parts[2].kind
     else { throw fail("unsupported persistent id (only tensor storages are)") }
-    return Box(.storage(type, key: key))
+    return arena.make(.storage(type, key: key))
   }
 
   func call(_ callable: Box, _ arguments: Box) throws -> Box {
@@ -373,29 +417,33 @@ private struct Unpickler {
     switch name {
     case "collections.OrderedDict":
       guard args.isEmpty else { throw fail("OrderedDict with arguments") }
-      return Box(.dict([]))
+      return arena.make(.dict([]))
     case "argparse.Namespace":
-      return Box(.object("argparse.Namespace", []))
+      return arena.make(.object("argparse.Namespace", []))
     case "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct":
-      return Box(.ndarray)
+      return arena.make(.ndarray)
     case "numpy.ndarray":
-      return Box(.ndarray)
+      return arena.make(.ndarray)
     case "numpy.dtype":
       guard case .value(.string(let code)) = args.first?.kind else {
         throw fail("dtype without a type")
       }
-      return Box(.dtype(code, order: "="))
+      return arena.make(.dtype(code, order: "="))
     case "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar":
       guard args.count == 2, case .dtype(let code, let order) = args[0].kind,
         case .value(.bytes(let raw)) = args[1].kind
       else { throw fail("malformed NumPy scalar") }
       let values = try NumPyData.decode(raw, code: code, order: order, count: 1, fail: fail)
-      return Box(.value(code.hasPrefix("f") ? .float(values[0]) : .int(Int(values[0]))))
+      if code.hasPrefix("f") { return arena.make(.value(.float(values[0]))) }
+      guard let integer = Int(exactly: values[0]) else {
+        throw fail("NumPy integer scalar \(values[0]) does not fit in 64 bits")
+      }
+      return arena.make(.value(.int(integer)))
     case "torch._utils._rebuild_parameter":
       guard let data = args.first else { throw fail("_rebuild_parameter without data") }
       return data
     default:  // _rebuild_tensor_v2 / _rebuild_tensor: (storage, offset, size, stride, ...)
-      return Box(.value(.tensor(try rebuildTensor(args))))
+      return arena.make(.value(.tensor(try rebuildTensor(args))))
     }
   }
 
@@ -412,13 +460,21 @@ private struct Unpickler {
     let available = data.count / type.size
     let count = try Shape.elementCount(size, op: "pth")
     if count > 0 {
+      // The last element's index, in overflow-checked arithmetic.
       var last = offset
       for (n, s) in zip(size, stride) {
         guard s >= 0 else { throw fail("negative stride \(s)") }
-        last += (n - 1) * s
+        let (step, overflowStep) = (n - 1).multipliedReportingOverflow(by: s)
+        let (next, overflowSum) = last.addingReportingOverflow(step)
+        guard !overflowStep, !overflowSum else {
+          throw fail("tensor of size \(size), stride \(stride) and offset \(offset) overflows")
+        }
+        last = next
       }
       guard last < available else {
-        throw fail("tensor of size \(size) runs past its storage of \(available) elements")
+        throw fail(
+          "tensor of size \(size), stride \(stride) and offset \(offset) runs past its storage "
+            + "of \(available) elements")
       }
     }
     return try Tensor(shape: size, op: "pth") { out in
@@ -446,9 +502,11 @@ private struct Unpickler {
 
   func build(_ target: Box, _ state: Box) throws {
     switch target.kind {
-    case .object(let type, let existing):
+    case .object(let type, var existing):
       guard case .dict(let items) = state.kind else { throw fail("\(type) state is not a dict") }
-      target.kind = .object(type, existing + items)
+      target.kind = .value(.none)
+      existing.append(contentsOf: items)
+      target.kind = .object(type, existing)
     case .dict, .value(.tensor):
       return  // OrderedDict / tensor state (hooks, metadata): nothing to keep
     case .dtype(let code, _):
@@ -493,15 +551,38 @@ private struct Unpickler {
     }
   }
 
-  func convert(_ box: Box) throws -> PickleValue {
+  /// The finished value of `box`: containers at most `maximumDepth` deep, no container inside
+  /// itself, and no more values than the budget allows.
+  mutating func convert(
+    _ box: Box, depth: Int, visiting: inout Set<ObjectIdentifier>
+  ) throws -> PickleValue {
+    budget -= 1
+    guard budget >= 0 else {
+      throw fail("the pickle expands to too many values (shared containers repeated)")
+    }
+    guard depth <= Unpickler.maximumDepth else {
+      throw fail("containers nest more than \(Unpickler.maximumDepth) deep")
+    }
+    let id = ObjectIdentifier(box)
+    guard visiting.insert(id).inserted else { throw fail("a container holds itself") }
+    defer { visiting.remove(id) }
+    func items(_ boxes: [Box]) throws -> [PickleValue] {
+      try boxes.map { try convert($0, depth: depth + 1, visiting: &visiting) }
+    }
+    func pairs(_ boxes: [(Box, Box)]) throws -> [(key: PickleValue, value: PickleValue)] {
+      try boxes.map {
+        (
+          try convert($0.0, depth: depth + 1, visiting: &visiting),
+          try convert($0.1, depth: depth + 1, visiting: &visiting)
+        )
+      }
+    }
     switch box.kind {
     case .value(let value): return value
-    case .list(let items): return .list(try items.map(convert))
-    case .tuple(let items): return .tuple(try items.map(convert))
-    case .dict(let items): return .dict(try items.map { (try convert($0.0), try convert($0.1)) })
-    case .object(let type, let items):
-      return .object(
-        type: type, attributes: try items.map { (try convert($0.0), try convert($0.1)) })
+    case .list(let boxes): return .list(try items(boxes))
+    case .tuple(let boxes): return .tuple(try items(boxes))
+    case .dict(let boxes): return .dict(try pairs(boxes))
+    case .object(let type, let boxes): return .object(type: type, attributes: try pairs(boxes))
     case .global(let name): throw fail("a bare global '\(name)' is not data")
     case .ndarray, .dtype: throw fail("an unfinished NumPy object is not data")
     case .storage: throw fail("a bare storage is not data")
@@ -517,7 +598,8 @@ enum NumPyData {
     guard order != ">" else { throw fail("big-endian NumPy data is not supported") }
     let kind = code.first ?? "?"
     let size = Int(code.dropFirst()) ?? (code == "?" ? 1 : 0)
-    guard size > 0, raw.count >= size * count else {
+    let (needed, overflow) = size.multipliedReportingOverflow(by: count)
+    guard size > 0, !overflow, raw.count >= needed else {
       throw fail("NumPy dtype '\(code)' with \(raw.count) bytes for \(count) values")
     }
     let supported: Set<String> = [

@@ -21,6 +21,11 @@ final class REPL {
     REPLState.session = session
     skellab_rl_configure(complete)
     using_history()
+    // append_history needs the file to exist: each statement is appended as it runs, so a
+    // crash or a kill loses no history.
+    if !FileManager.default.fileExists(atPath: historyPath) {
+      FileManager.default.createFile(atPath: historyPath, contents: nil)
+    }
     _ = read_history(historyPath)
     stifle_history(5000)
     writeOut("\(version) — :help for commands, help() for builtins, Ctrl-D to leave\n")
@@ -51,6 +56,11 @@ final class REPL {
         }
         rl_callback_read_char()
       }
+      if interrupted, terminationRequested {
+        rl_callback_handler_remove()
+        writeOut("\n")
+        return .ofInterruption  // SIGTERM/SIGHUP at the prompt: the history is already saved
+      }
       if interrupted {
         rl_callback_handler_remove()
         // Ctrl-C at the prompt: drop the line (and any unfinished block).
@@ -72,7 +82,9 @@ final class REPL {
         add_history(chunk)
         _ = append_history(1, historyPath)
       }
-      if session.submit(chunk) == .quit { break }
+      let outcome = session.submit(chunk)
+      if outcome == .quit { break }
+      if outcome == .interrupted, terminationRequested { return .ofInterruption }
     }
     if write_history(historyPath) != 0 { _ = history_truncate_file(historyPath, 5000) }
     return .success
@@ -172,5 +184,7 @@ func setInterruptsBlocked(_ blocked: Bool) {
   var set = sigset_t()
   sigemptyset(&set)
   sigaddset(&set, SIGINT)
+  sigaddset(&set, SIGTERM)
+  sigaddset(&set, SIGHUP)
   pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nil)
 }

@@ -15,14 +15,35 @@ let usage = """
          skellab --version
   """
 
-func writeError(_ text: String) { skellab_write_stderr(text) }
+/// NUL bytes (from a binary file read as a script) shown as ␀: through C they would end the text.
+func printable(_ text: String) -> String {
+  text.contains("\0") ? text.replacingOccurrences(of: "\0", with: "\u{2400}") : text
+}
+
+func writeError(_ text: String) { skellab_write_stderr(printable(text)) }
 /// Results go through C's stdout stream, the one readline draws the prompt on, so the two
 /// never overtake each other.
-func writeOut(_ text: String) { skellab_write_stdout(text) }
+func writeOut(_ text: String) { skellab_write_stdout(printable(text)) }
 
-/// Exit statuses of §9.
+/// Exit statuses of §9: 128 + the signal's number when a signal stopped the run.
 enum Status: Int32 {
-  case success = 0, scriptError = 1, usage = 2, interrupted = 130
+  case success = 0, scriptError = 1, usage = 2, hungUp = 129, interrupted = 130
+  case terminated = 143
+
+  /// The status for a run stopped by the last interrupting signal.
+  nonisolated static var ofInterruption: Status {
+    switch skellab_interrupt_signal() {
+    case SIGTERM: .terminated
+    case SIGHUP: .hungUp
+    default: .interrupted
+    }
+  }
+}
+
+/// Whether SIGTERM or SIGHUP asked the process to end (a Ctrl-C only stops a statement).
+nonisolated var terminationRequested: Bool {
+  let signal = skellab_interrupt_signal()
+  return signal == SIGTERM || signal == SIGHUP
 }
 
 func makeInterpreter(parameters: [String: String] = [:]) -> Interpreter {
@@ -35,7 +56,7 @@ func status(of outcome: Session.Outcome) -> Status {
   switch outcome {
   case .ok, .quit: return .success
   case .failed: return .scriptError
-  case .interrupted: return .interrupted
+  case .interrupted: return .ofInterruption
   }
 }
 

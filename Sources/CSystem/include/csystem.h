@@ -32,6 +32,9 @@ void skellab_drain_interrupt_fd(void);
 /// Whether SIGINT arrived since the last clear.
 int skellab_interrupt_pending(void);
 
+/// The signal that last interrupted (SIGINT, or SIGTERM/SIGHUP, which stay once seen); 0 if none.
+int skellab_interrupt_signal(void);
+
 /// Forgets a pending SIGINT.
 void skellab_clear_interrupt(void);
 

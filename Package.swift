@@ -100,7 +100,8 @@ let package = Package(
     .testTarget(
       name: "EvaluationTests",
       dependencies: ["Evaluation", "NN", "Optim", "SkeletonData", "TensorCore", "TestSupport"]),
-    .testTarget(name: "SSLTests", dependencies: ["SSL", "NN", "TensorCore", "TestSupport"]),
+    .testTarget(
+      name: "SSLTests", dependencies: ["SSL", "NN", "Optim", "TensorCore", "TestSupport"]),
     .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
     .testTarget(
       name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary", "TestSupport", "skellab"]),

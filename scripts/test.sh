@@ -28,3 +28,14 @@ echo "== swift build (release)" >&2
 swift build -c release --build-tests -Xswiftc -warnings-as-errors
 echo "== swift test (release)" >&2
 swift test -c release --skip-build --disable-xctest
+
+# CI also builds and tests the portable release build (no -target-cpu: SKELLAB_TARGET_CPU=generic),
+# in its own folder so that the manifest is evaluated afresh.
+if [ -n "${CI:-}" ] || [ -n "${SKELLAB_TEST_GENERIC:-}" ]; then
+  echo "== swift build (release, SKELLAB_TARGET_CPU=generic)" >&2
+  SKELLAB_TARGET_CPU=generic swift build -c release --scratch-path .build-generic --build-tests \
+    -Xswiftc -warnings-as-errors
+  echo "== swift test (release, generic)" >&2
+  SKELLAB_TARGET_CPU=generic swift test -c release --scratch-path .build-generic --skip-build \
+    --disable-xctest
+fi

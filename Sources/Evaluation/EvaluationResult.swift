@@ -30,7 +30,8 @@ public struct EvaluationResult: Sendable {
 
   /// Writes `result.json` and `epochs.jsonl` into `folder` (created if needed), atomically.
   public func write(to folder: String) throws {
-    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    // The run folder is opened (checked, created, stale temporaries removed) as fit's is.
+    _ = try RunFolder(folder, op: name)
     func json(_ pairs: [(name: String, value: Double)]) -> String {
       "{"
         + pairs.map { "\"\($0.name)\": \($0.value.isFinite ? String($0.value) : "null")" }.joined(

@@ -66,7 +66,7 @@ public struct RunFolder: Sendable {
     }
 
     /// Parses one line written by `line`; nil when it is not one.
-    init?(parsing text: Substring) {
+    public init?(parsing text: Substring) {
       let body = text.trimmingCharacters(in: .whitespaces)
       guard body.hasPrefix("{"), body.hasSuffix("}") else { return nil }
       var fields: [String: Substring] = [:]
@@ -111,7 +111,8 @@ public struct RunFolder: Sendable {
       } catch {
         throw TensorError(
           op,
-          "cannot create the run folder '\(path)' (\(RunFolder.reason(error))); choose another run=")
+          "cannot create the run folder '\(path)' (\(RunFolder.reason(error))); choose another run="
+        )
       }
     }
     guard files.isWritableFile(atPath: path) else {

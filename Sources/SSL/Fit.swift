@@ -156,6 +156,7 @@ public enum Fit {
     progress: (String) -> Void = { _ in }, onStep: (BatchProgress) -> Void = { _ in },
     checkStop: () throws -> Void = {}
   ) throws -> History {
+    defer { BufferCache.empty() }  // the run's buffers are not the next statement's
     let loader = try Loader(
       dataset: data, batchSize: options.batch, shuffle: true, seed: options.seed,
       dropLast: data.count > options.batch, augmentations: options.augmentations)
@@ -217,12 +218,12 @@ public enum Fit {
           try checkSameConfiguration(folder, identity)
           let metadata = try TrainingCheckpoint.restore(
             path: folder.checkpointPath, model: checkpointModel, optimizer: optimizer)
-          guard let saved = Int(metadata["step"] ?? ""), saved >= 0, saved <= totalSteps
-          else {
+          // A checkpoint past a shorter schedule counts as finished.
+          guard let saved = Int(metadata["step"] ?? ""), saved >= 0, saved <= maximumSteps else {
             throw TensorError(
               "fit",
               "\(folder.checkpointPath) holds step '\(metadata["step"] ?? "none")', not a step "
-                + "in 0...\(totalSteps) of this run; resume=false starts over")
+                + "count; resume=false starts over")
           }
           step = saved
           current.history = History()

@@ -42,14 +42,9 @@ public enum Checker {
         }
       case .importStmt(let file, let range):
         let name = file.hasSuffix(".skl") ? file : file + ".skl"
-        var folders = [range.source.directory ?? FileManager.default.currentDirectoryPath]
-        if let path = ProcessInfo.processInfo.environment["SKELLAB_PATH"] {
-          folders += path.split(separator: ":").map(String.init)
-        }
-        if let stdlib = Installation.standardLibrary { folders.append(stdlib) }
-        let found = folders.map { ($0 as NSString).appendingPathComponent(name) }
-          .first { FileManager.default.fileExists(atPath: $0) }
-        guard let path = found, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let path = importPath(file, from: range),
+          let text = try? String(contentsOfFile: path, encoding: .utf8)
+        else {
           errors.append(ScriptError(.import_, "cannot find '\(name)' to import", at: range))
           continue
         }

@@ -85,7 +85,13 @@ public final class Interpreter: CallContext {
     }
   }
 
-  public func commandLineParameter(_ name: String) -> String? { commandLineParameters[name] }
+  public func commandLineParameter(_ name: String) -> String? {
+    readParameters.insert(name)
+    return commandLineParameters[name]
+  }
+
+  /// The names `param` has been asked for so far (a `--set` of another name went unread).
+  public private(set) var readParameters = Set<String>()
 
   public func call(_ callee: Value, _ arguments: [Value]) throws -> Value {
     try call(callee, positional: arguments.map { ($0, nil) }, keywords: [], at: nil)

@@ -77,7 +77,9 @@ enum DataBuiltins {
 
   /// Throws, naming `argument`, when samples resized to `frames` frames would not pass the
   /// memory check (a batch of 256 of them, as the loaders make).
-  static func cropFits(_ args: Arguments, _ argument: String, _ frames: Int, _ data: SkeletonDataset)
+  static func cropFits(
+    _ args: Arguments, _ argument: String, _ frames: Int, _ data: SkeletonDataset
+  )
     throws
   {
     let shape = data.sampleShape

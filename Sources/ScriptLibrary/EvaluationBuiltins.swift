@@ -388,6 +388,7 @@ enum EvaluationBuiltins {
   static func finish(_ result: EvaluationResult, _ args: Arguments, _ context: CallContext) throws
     -> Value
   {
+    BufferCache.empty()  // a protocol's buffers are not the next statement's
     context.write(result.table + "\n")
     if case .string(let folder) = args["run"] { try result.write(to: folder) }
     var entries: [(String, Value)] = result.metrics.map { ($0.name, .float($0.value)) }

@@ -190,7 +190,8 @@ enum ModelBuiltins {
       // Every block holds (4 + 2·mlp_ratio)·dim² weights; the positions frames·joints·dim.
       let (dim, depth) = (args.int("dim"), args.int("depth"))
       try fits(
-        args, depth > dim ? "depth" : "dim", [depth, 4 + 2 * min(args.int("mlp_ratio"), 1 << 20), dim, dim],
+        args, depth > dim ? "depth" : "dim",
+        [depth, 4 + 2 * min(args.int("mlp_ratio"), 1 << 20), dim, dim],
         "an encoder of dim \(dim) and depth \(depth)")
       try fits(
         args, "frames", [args.int("frames"), args.int("joints"), dim],

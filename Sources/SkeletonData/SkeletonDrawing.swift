@@ -113,7 +113,10 @@ public enum SkeletonDrawing {
   static func requireFinite(_ sample: SkeletonSample) throws {
     let finite = sample.data.withUnsafeBufferPointer { $0.allSatisfy(\.isFinite) }
     guard finite else {
-      throw TensorError("show", "\(sample.source): the sample holds NaN or infinite coordinates")
+      throw TensorError(
+        "show",
+        (sample.source.isEmpty ? "" : "\(sample.source): ")
+          + "the sample holds NaN or infinite coordinates")
     }
   }
 

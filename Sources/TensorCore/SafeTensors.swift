@@ -70,33 +70,54 @@ public enum SafeTensors {
         "safetensors", "header length \(headerLength) exceeds the file size \(data.count)")
     }
     let headerEnd = 8 + Int(headerLength)
-    let json: Any
+    let json: CompactJSON
     do {
-      json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd))
-    } catch {
-      throw TensorError("safetensors", "header is not valid JSON: \(error.localizedDescription)")
+      json = try data.withUnsafeBytes {
+        try CompactJSON.parse(UnsafeRawBufferPointer(rebasing: $0[8..<headerEnd]))
+      }
+    } catch let error as TensorError {
+      throw TensorError("safetensors", "header is not valid JSON (\(error.message))")
     }
-    guard let header = json as? [String: Any] else {
+    guard case .object(let header) = json else {
       throw TensorError("safetensors", "header is not a JSON object")
     }
     var metadata: [String: String] = [:]
-    if let meta = header["__metadata__"] {
-      guard let strings = meta as? [String: String] else {
+    var seen = Set<String>()
+    for (name, value) in header {
+      guard seen.insert(name).inserted else {
+        throw TensorError("safetensors", "entry '\(name)' appears twice in the header")
+      }
+      guard name == "__metadata__" else { continue }
+      guard case .object(let pairs) = value else {
         throw TensorError("safetensors", "__metadata__ must map strings to strings")
       }
-      metadata = strings
+      for (key, item) in pairs {
+        guard case .string(let text) = item else {
+          throw TensorError("safetensors", "__metadata__ must map strings to strings")
+        }
+        metadata[key] = text
+      }
     }
     let dataSize = data.count - headerEnd
     var entries: [String: Entry] = [:]
     var ordered: [(Int, String)] = []
     var spans: [(begin: Int, end: Int, name: String)] = []
     for (name, value) in header where name != "__metadata__" {
-      guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-        let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int],
-        offsets.count == 2
+      var fields: [String: CompactJSON] = [:]
+      if case .object(let members) = value { for (k, v) in members { fields[k] = v } }
+      guard case .string(let dtype)? = fields["dtype"], case .array(let dims)? = fields["shape"],
+        case .array(let range)? = fields["data_offsets"], range.count == 2
       else {
         throw TensorError("safetensors", "entry '\(name)' lacks dtype, shape or data_offsets")
       }
+      let shapeValues = dims.map(\.integer)
+      let offsets = range.map(\.integer)
+      guard shapeValues.allSatisfy({ $0 != nil }), let begin = offsets[0], let end = offsets[1]
+      else {
+        throw TensorError(
+          "safetensors", "entry '\(name)' has a shape or offset that is not an integer")
+      }
+      let shape = shapeValues.map { $0 ?? 0 }
       guard let width = byteWidth[dtype] else {
         throw TensorError(
           "safetensors",
@@ -104,7 +125,6 @@ public enum SafeTensors {
             + "(supported: \(byteWidth.keys.sorted().joined(separator: ", ")))")
       }
       let count = try Shape.elementCount(shape, op: "safetensors")
-      let (begin, end) = (offsets[0], offsets[1])
       let (bytes, overflow) = count.multipliedReportingOverflow(by: width)
       guard begin >= 0, end >= begin, end <= dataSize, !overflow, end - begin == bytes else {
         throw TensorError(

@@ -149,17 +149,17 @@ extension Tensor {
     _ body: @escaping @Sendable (Int, UnsafeMutablePointer<Float>) -> Void
   ) {
     let threads = Swift.min(Threading.threadCount, pairs)
-    if threads > 1 { openblas_set_num_threads(1) }
-    defer { if threads > 1 { openblas_set_num_threads(Int32(Threading.threadCount)) } }
-    parallelChunks(pairs, grain: 1) { range in
-      var scratch: UnsafeMutablePointer<Float>?
-      defer { scratch?.deallocate() }
-      for pair in range {
-        if scratch == nil {
-          scratch = UnsafeMutablePointer<Float>.allocate(
-            capacity: scratchRows * attentionBlockRows * columns)
+    Threading.withSingleThreadedBLAS(threads > 1) {
+      parallelChunks(pairs, grain: 1) { range in
+        var scratch: UnsafeMutablePointer<Float>?
+        defer { scratch?.deallocate() }
+        for pair in range {
+          if scratch == nil {
+            scratch = UnsafeMutablePointer<Float>.allocate(
+              capacity: scratchRows * attentionBlockRows * columns)
+          }
+          if let scratch { body(pair, scratch) }
         }
-        if let scratch { body(pair, scratch) }
       }
     }
   }

@@ -36,7 +36,8 @@ public final class TensorStorage: @unchecked Sendable {
 
 /// A cache of large freed buffers by size class (four classes per power of two, so at most
 /// 25% is wasted). Small buffers go straight to malloc, which already reuses them well.
-/// The cache holds at most `limit` bytes (a quarter of physical memory, or `SKELLAB_CACHE_MB`).
+/// The cache holds at most `limit` bytes (an eighth of physical memory and at most 4 GiB, or
+/// `SKELLAB_CACHE_MB`); `fit` and the evaluation protocols empty it when they end.
 public enum BufferCache {
   private static let lock = NSLock()
   nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]
@@ -48,7 +49,7 @@ public enum BufferCache {
     {
       return mb << 20
     }
-    return Int(ProcessInfo.processInfo.physicalMemory / 4)
+    return Int(min(ProcessInfo.processInfo.physicalMemory / 8, 4 << 30))
   }()
 
   /// The byte size a request is rounded up to.

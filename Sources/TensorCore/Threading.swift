@@ -31,6 +31,17 @@ public enum Threading {
     return current
   }
 
+  /// Runs `body` with BLAS on one thread when `single` (while SkelLab's own threads already
+  /// fill the cores), then restores the count BLAS had: the user's `OPENBLAS_NUM_THREADS`, or
+  /// the one `setThreadCount` chose. The one place that changes BLAS's count temporarily.
+  package static func withSingleThreadedBLAS(_ single: Bool, _ body: () -> Void) {
+    guard single else { return body() }
+    let before = openblas_get_num_threads()
+    openblas_set_num_threads(1)
+    defer { openblas_set_num_threads(before) }
+    body()
+  }
+
   /// Fixes the number of threads for BLAS and SkelLab's kernels (at least 1).
   public static func setThreadCount(_ count: Int) throws {
     guard count >= 1, count <= 256 else {

@@ -82,11 +82,16 @@ public enum PickleFile {
       throw TensorError("pickle", "cannot read '\(path)' (missing or unreadable)")
     }
     do {
-      var unpickler = Unpickler(bytes: [UInt8](data), storages: [:])
-      return try unpickler.run()
+      return try parse(data)
     } catch let error as TensorError {
       throw TensorError("pickle", "\(path): \(error.message)")
     }
+  }
+
+  /// Unpickles the bytes of a plain pickle.
+  public static func parse(_ data: Data) throws -> PickleValue {
+    var unpickler = Unpickler(bytes: [UInt8](data), storages: [:])
+    return try unpickler.run()
   }
 }
 
@@ -132,10 +137,10 @@ private struct Unpickler {
   final class Box {
     enum Kind {
       case value(PickleValue)
-      case list([Box])
+      case list(Items)
       case tuple([Box])
-      case dict([(Box, Box)])
-      case object(String, [(Box, Box)])
+      case dict(Pairs)
+      case object(String, Pairs)
       /// An allowed callable or class, by its dotted name.
       case global(String)
       /// A NumPy array under construction (`_reconstruct`, then BUILD with its state).
@@ -146,6 +151,19 @@ private struct Unpickler {
     }
     var kind: Kind
     init(_ kind: Kind) { self.kind = kind }
+  }
+
+  /// The items of a list and the pairs of a dict live in objects of their own, so that APPEND
+  /// and SETITEMS grow one array in place (linear time in any build; an array inside an enum
+  /// payload is copied whenever a temporary still refers to it).
+  final class Items {
+    var boxes: [Box]
+    init(_ boxes: [Box] = []) { self.boxes = boxes }
+  }
+
+  final class Pairs {
+    var pairs: [(Box, Box)]
+    init(_ pairs: [(Box, Box)] = []) { self.pairs = pairs }
   }
 
   /// Every box the program made. Boxes may nest deeply or refer to themselves (through the
@@ -248,8 +266,8 @@ private struct Unpickler {
         var visiting = Set<ObjectIdentifier>()
         return try convert(pop(), depth: 0, visiting: &visiting)
       case 0x28: marks.append(stack.count)  // MARK
-      case 0x7D: push(.dict([]))  // EMPTY_DICT
-      case 0x5D: push(.list([]))  // EMPTY_LIST
+      case 0x7D: push(.dict(Pairs()))  // EMPTY_DICT
+      case 0x5D: push(.list(Items()))  // EMPTY_LIST
       case 0x29: push(.tuple([]))  // EMPTY_TUPLE
       case 0x74: push(.tuple(try popMark()))  // TUPLE
       case 0x85, 0x86, 0x87:  // TUPLE1..3
@@ -258,10 +276,10 @@ private struct Unpickler {
         let items = Array(stack.suffix(n))
         stack.removeLast(n)
         push(.tuple(items))
-      case 0x6C: push(.list(try popMark()))  // LIST
+      case 0x6C: push(.list(Items(try popMark())))  // LIST
       case 0x64:  // DICT
         let items = try popMark()
-        push(.dict(try pairs(items)))
+        push(.dict(Pairs(try pairs(items))))
       case 0x4E: pushValue(.none)  // NONE
       case 0x88: pushValue(.bool(true))
       case 0x89: pushValue(.bool(false))
@@ -361,26 +379,17 @@ private struct Unpickler {
   }
 
   mutating func append(_ items: [Box]) throws {
-    guard let target = stack.last, case .list(var existing) = target.kind else {
+    guard let target = stack.last, case .list(let list) = target.kind else {
       throw fail("APPEND to something that is not a list")
     }
-    target.kind = .value(.none)  // drops the box's reference, so the append is in place
-    existing.append(contentsOf: items)
-    target.kind = .list(existing)
+    list.boxes.append(contentsOf: items)
   }
 
   mutating func setItems(_ items: [Box]) throws {
     guard let target = stack.last else { throw fail("stack underflow") }
     let new = try pairs(items)
     switch target.kind {
-    case .dict(var existing):
-      target.kind = .value(.none)  // in place, as in `append`
-      existing.append(contentsOf: new)
-      target.kind = .dict(existing)
-    case .object(let type, var existing):
-      target.kind = .value(.none)
-      existing.append(contentsOf: new)
-      target.kind = .object(type, existing)
+    case .dict(let dict), .object(_, let dict): dict.pairs.append(contentsOf: new)
     default: throw fail("SETITEM on something that is not a dict")
     }
   }
@@ -417,9 +426,9 @@ private struct Unpickler {
     switch name {
     case "collections.OrderedDict":
       guard args.isEmpty else { throw fail("OrderedDict with arguments") }
-      return arena.make(.dict([]))
+      return arena.make(.dict(Pairs()))
     case "argparse.Namespace":
-      return arena.make(.object("argparse.Namespace", []))
+      return arena.make(.object("argparse.Namespace", Pairs()))
     case "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct":
       return arena.make(.ndarray)
     case "numpy.ndarray":
@@ -502,11 +511,9 @@ private struct Unpickler {
 
   func build(_ target: Box, _ state: Box) throws {
     switch target.kind {
-    case .object(let type, var existing):
+    case .object(let type, let attributes):
       guard case .dict(let items) = state.kind else { throw fail("\(type) state is not a dict") }
-      target.kind = .value(.none)
-      existing.append(contentsOf: items)
-      target.kind = .object(type, existing)
+      attributes.pairs.append(contentsOf: items.pairs)
     case .dict, .value(.tensor):
       return  // OrderedDict / tensor state (hooks, metadata): nothing to keep
     case .dtype(let code, _):
@@ -531,7 +538,7 @@ private struct Unpickler {
       case .value(.bytes(let raw)):
         values = try NumPyData.decode(raw, code: code, order: order, count: count, fail: fail)
       case .list(let objects) where code == "O":
-        values = try objects.map { box -> Double in
+        values = try objects.boxes.map { box -> Double in
           switch box.kind {
           case .value(.int(let i)): return Double(i)
           case .value(.float(let d)): return d
@@ -579,10 +586,10 @@ private struct Unpickler {
     }
     switch box.kind {
     case .value(let value): return value
-    case .list(let boxes): return .list(try items(boxes))
+    case .list(let list): return .list(try items(list.boxes))
     case .tuple(let boxes): return .tuple(try items(boxes))
-    case .dict(let boxes): return .dict(try pairs(boxes))
-    case .object(let type, let boxes): return .object(type: type, attributes: try pairs(boxes))
+    case .dict(let dict): return .dict(try pairs(dict.pairs))
+    case .object(let type, let dict): return .object(type: type, attributes: try pairs(dict.pairs))
     case .global(let name): throw fail("a bare global '\(name)' is not data")
     case .ndarray, .dtype: throw fail("an unfinished NumPy object is not data")
     case .storage: throw fail("a bare storage is not data")

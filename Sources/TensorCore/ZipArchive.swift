@@ -25,7 +25,8 @@ public enum ZipArchive {
     /// The `width` bytes at `at` as an unsigned integer (width ≤ 8; values ≥ 2^63 throw).
     func unsigned(_ at: Int, _ width: Int, _ what: String) throws -> Int {
       guard at >= 0, at <= b.count, width <= b.count - at else {
-        throw TensorError(op, "\(what) at byte \(at) lies past the end of the archive (\(b.count) bytes)")
+        throw TensorError(
+          op, "\(what) at byte \(at) lies past the end of the archive (\(b.count) bytes)")
       }
       var value: UInt64 = 0
       for i in 0..<width { value |= UInt64(b[at + i]) << (8 * UInt64(i)) }

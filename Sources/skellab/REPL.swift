@@ -24,7 +24,7 @@ final class REPL {
     // append_history needs the file to exist: each statement is appended as it runs, so a
     // crash or a kill loses no history.
     if !FileManager.default.fileExists(atPath: historyPath) {
-      FileManager.default.createFile(atPath: historyPath, contents: nil)
+      _ = FileManager.default.createFile(atPath: historyPath, contents: nil)
     }
     _ = read_history(historyPath)
     stifle_history(5000)

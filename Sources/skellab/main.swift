@@ -65,11 +65,42 @@ func runFile(_ path: String, parameters: [String: String]) -> Status {
     writeError("error: cannot read '\(path)'\n")
     return .scriptError
   }
-  let session = Session(
-    interpreter: makeInterpreter(parameters: parameters), out: writeOut, err: writeError)
   let directory = (path as NSString).deletingLastPathComponent
-  return status(
+  let source = Source(name: path, text: text, directory: directory.isEmpty ? nil : directory)
+  // A --set the script never reads is a typo: refused before any work when the script's
+  // param names can be read without running it, and reported at the end otherwise.
+  if !parameters.isEmpty, let known = Checker.parameterNames(source) {
+    let unknown = parameters.keys.filter { !known.contains($0) }.sorted()
+    if !unknown.isEmpty {
+      writeError(unreadParameters(unknown, known: known, path: path) + "\n")
+      return .usage
+    }
+  }
+  let interpreter = makeInterpreter(parameters: parameters)
+  let session = Session(interpreter: interpreter, out: writeOut, err: writeError)
+  let outcome = status(
     of: session.execute(text, name: path, directory: directory.isEmpty ? nil : directory))
+  let unread = parameters.keys.filter { !interpreter.readParameters.contains($0) }.sorted()
+  if outcome == .success, !unread.isEmpty {
+    writeError(unreadParameters(unread, known: interpreter.readParameters, path: path) + "\n")
+    return .scriptError
+  }
+  return outcome
+}
+
+/// The error for `--set` names a script does not read, with the names it does and a guess.
+func unreadParameters(_ names: [String], known: Set<String>, path: String) -> String {
+  var text =
+    "error: \(path) reads no parameter "
+    + names.map { "'\($0)'" }.joined(separator: ", ") + " given with --set"
+  text +=
+    known.isEmpty ? " (it reads none)" : " (it reads \(known.sorted().joined(separator: ", ")))"
+  for name in names {
+    if let guess = closestName(name, among: Array(known)) {
+      text += "\n  = did you mean '\(guess)'?"
+    }
+  }
+  return text
 }
 
 func check(_ path: String) -> Status {

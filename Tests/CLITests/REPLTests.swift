@@ -148,3 +148,40 @@ struct REPLTests {
     #expect(FileManager.default.fileExists(atPath: history))
   }
 }
+
+@Suite("REPL hardening")
+struct REPLHardeningTests {
+  /// Tab inside a string after a one-letter fragment with no `/` crashed the REPL (in
+  /// Foundation's path splitting); each statement reaches the history file as it runs, so a
+  /// killed REPL keeps it; SIGTERM at the prompt ends it with 143.
+  @Test func pathCompletionHistoryAndTermination() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "skellab-repl-tab-\(ProcessInfo.processInfo.processIdentifier)")
+    try? FileManager.default.removeItem(at: folder)
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let history = folder.appendingPathComponent("history").path
+    let terminal = try Terminal(environment: ["SKELLAB_HISTORY": history])
+    #expect(terminal.waitFor("skl> "), "no prompt: \(terminal.transcript)")
+    var mark = terminal.end
+    terminal.type("s = 1\n")
+    #expect(terminal.waitFor("skl> ", after: mark))
+    for fragment in ["show(s, \"w", "x = \"a", "y = \"~", "z = \"/e", "q = \""] {
+      mark = terminal.end
+      terminal.type(fragment + "\t\t")
+      Thread.sleep(forTimeInterval: 0.3)
+      terminal.type("\u{15}")  // Ctrl-U: drop the line
+      terminal.type("1 + 2\n")
+      #expect(
+        terminal.waitFor("3\r\n", after: mark), "after \(fragment): \(terminal.transcript[mark...])"
+      )
+    }
+    #expect(terminal.process.isRunning)
+    // The statements are in the history file before the REPL ends.
+    let saved = (try? String(contentsOfFile: history, encoding: .utf8)) ?? ""
+    #expect(saved.contains("s = 1") && saved.contains("1 + 2"), "\(saved)")
+    kill(terminal.process.processIdentifier, SIGTERM)
+    #expect(terminal.waitForExit(seconds: 20), "SIGTERM did not end the REPL")
+    #expect(terminal.process.terminationStatus == 143)
+  }
+}

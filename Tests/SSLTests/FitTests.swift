@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Optim
 import SSL
 import SkeletonData
 import TensorCore
@@ -106,10 +107,114 @@ struct FitTests {
     o.resume = false
     let history = try Fit.run(mae, data: data, options: o, state: &other)
     #expect(history.steps.count == 4)
-    let config = try String(contentsOfFile: root + "/config.json", encoding: .utf8)
+    let config = try #require(try RunFolder(root, op: "test").readConfig())
+    #expect(config.identity["method"] == "mae")
+    #expect(config.identity["encoder"]?.hasPrefix("skeleton2vec dim 8") == true)
+    #expect(config.schedule["epochs"] == 1)
+  }
+
+  /// A kill can land between the metrics append and the checkpoint (the log then runs past the
+  /// checkpoint), in the middle of a line, or while a temporary is being written. Resuming
+  /// gives every step exactly once, the same weights as an uninterrupted run, and no
+  /// temporary left behind; `state.step` is the checkpoint's step from the start.
+  @Test func aKilledRunResumesWithEveryStepOnce() throws {
+    let root = FileManager.default.temporaryDirectory.path + "/skellab-fit-kill-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (whole, data) = try setup("mamp")
+    var wholeState: FitState?
+    let history = try Fit.run(
+      whole, data: data, options: options(root + "/whole"), state: &wholeState)
+    // A run stopped after the checkpoint of step 4...
+    let (stopped, _) = try setup("mamp")
+    var seen = 0
+    #expect(throws: Stop.self) {
+      var state: FitState?
+      _ = try Fit.run(stopped, data: data, options: options(root + "/killed"), state: &state) {
+        _ in
+      } checkStop: {
+        seen += 1
+        if seen == 5 { throw Stop() }
+      }
+    }
+    let folder = try RunFolder(root + "/killed", op: "test")
+    #expect(try folder.readMetrics(upTo: 100).map(\.step) == [1, 2, 3, 4])
+    // ...then killed after appending steps 5 and 6 and half of 7, before their checkpoint,
+    // with the temporaries of an unfinished checkpoint and metrics rewrite.
+    try folder.append([
+      RunFolder.Metric(step: 5, epoch: 2, loss: 9, lr: 0.1),
+      RunFolder.Metric(step: 6, epoch: 2, loss: 9, lr: 0.1),
+    ])
+    let handle = try #require(FileHandle(forWritingAtPath: folder.metricsPath))
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data("{\"step\": 7, \"epo".utf8))
+    try handle.close()
+    for name in [".checkpoint.safetensors.tmp-123", ".metrics.jsonl.tmp-456"] {
+      #expect(FileManager.default.createFile(atPath: folder.path + "/" + name, contents: Data([1])))
+    }
+    let (resumed, _) = try setup("mamp")
+    var state: FitState?
+    var messages: [String] = []
+    let rest = try Fit.run(
+      resumed, data: data, options: options(root + "/killed"), state: &state,
+      progress: { messages.append($0) })
+    #expect(messages.first?.hasSuffix("at step 4") == true, "\(messages)")
+    #expect(rest.steps.map(\.step) == Array(1...8))
+    #expect(rest.steps.map(\.loss) == history.steps.map(\.loss))
+    let lines = try String(contentsOfFile: folder.metricsPath, encoding: .utf8)
+      .split(separator: "\n")
+    #expect(lines.compactMap { RunFolder.Metric(parsing: $0)?.step } == Array(1...8))
+    #expect(lines.count == 8)
+    let left = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+    #expect(!left.contains { $0.contains(".tmp-") }, "\(left)")
+    for (a, b) in zip(whole.student.stateDict(), resumed.student.stateDict()) {
+      #expect(a.tensor.scalars == b.tensor.scalars, "\(a.name)")
+    }
+    // A finished run resumed again does no step, and its state says where it is.
+    let (again, _) = try setup("mamp")
+    var finished: FitState?
+    _ = try Fit.run(again, data: data, options: options(root + "/killed"), state: &finished)
+    #expect(finished?.step == 8)
+  }
+
+  /// A broken run folder is an error that names the file and the way out, not a crash.
+  @Test func aMalformedRunFolderIsAClearError() throws {
+    let root = FileManager.default.temporaryDirectory.path + "/skellab-fit-broken-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (trainer, data) = try setup("mae")
+    var state: FitState?
+    var o = options(root)
+    o.epochs = 1
+    _ = try Fit.run(trainer, data: data, options: o, state: &state)
+    // A malformed line inside the log.
+    let folder = try RunFolder(root, op: "test")
+    var text = try String(contentsOfFile: folder.metricsPath, encoding: .utf8)
+    text = text.replacingOccurrences(of: "{\"step\": 2,", with: "{\"step\": 1e400,")
+    try text.write(toFile: folder.metricsPath, atomically: true, encoding: .utf8)
+    var other: FitState?
+    let (fresh, _) = try setup("mae")
+    let error = #expect(throws: TensorError.self) {
+      _ = try Fit.run(fresh, data: data, options: o, state: &other)
+    }
+    #expect(error?.message.contains("metrics.jsonl:2") == true, "\(String(describing: error))")
+    // config.json that is not JSON.
+    try "not json".write(toFile: folder.configPath, atomically: true, encoding: .utf8)
+    let config = #expect(throws: TensorError.self) {
+      _ = try Fit.run(fresh, data: data, options: o, state: &other)
+    }
+    #expect(config?.message.contains("config.json") == true)
+    // A file where the folder should be.
+    o.run = "/etc/passwd"
+    let file = #expect(throws: TensorError.self) {
+      _ = try Fit.run(fresh, data: data, options: o, state: &other)
+    }
     #expect(
-      config.contains("\"method\": \"mae\"") && config.contains("\"encoder\": \"skeleton2vec dim 8")
-    )
+      file?.message == "run folder '/etc/passwd' is a file, not a folder; choose another run=")
+    // Sizes that would overflow the step count.
+    o.run = nil
+    o.epochs = 1 << 62
+    #expect(throws: TensorError.self) {
+      _ = try Fit.run(fresh, data: data, options: o, state: &other)
+    }
   }
 
   /// Ctrl-C in the REPL: the stopped fit keeps its optimiser and step in the trainer's state,

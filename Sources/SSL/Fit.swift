@@ -94,6 +94,9 @@ public struct History: Sendable {
 
 /// What a `fit` leaves behind so that calling it again with the same options continues where it
 /// stopped (Ctrl-C in the REPL): the optimiser, the step and the history so far.
+///
+/// Sendable by use: `Fit.run` changes it on the thread that calls it, and a script's trainer
+/// (which holds it) lives on the interpreter's thread.
 public final class FitState: @unchecked Sendable {
   public let optimizer: AdamW
   public internal(set) var step = 0

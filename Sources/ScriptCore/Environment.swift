@@ -1,7 +1,7 @@
 import CSystem
 
 /// A scope: the globals, or one function call's locals with the scope the function closes over.
-public final class Environment: @unchecked Sendable {
+public final class Environment {
   var values: [String: Value] = [:]
   let parent: Environment?
 

@@ -47,7 +47,7 @@ public indirect enum ParameterType: Sendable, CustomStringConvertible {
 
 /// One parameter of a builtin: name, type, default (nil: required) and whether it collects
 /// the remaining positional arguments.
-public struct BuiltinParameter: Sendable {
+public struct BuiltinParameter {
   public let name: String
   public let type: ParameterType
   public let defaultValue: Value?
@@ -156,7 +156,7 @@ public protocol CallContext: AnyObject {
 
 /// A builtin function: registered once, and everything else (binding, errors, help,
 /// completion, check) is generated from this registration.
-public final class Builtin: @unchecked Sendable {
+public final class Builtin {
   public let name: String
   public let parameters: [BuiltinParameter]
   public let doc: String
@@ -272,7 +272,7 @@ public typealias OperatorHandler = (String, Value, Value) throws -> Value?
 
 /// Everything the language can call or look up, by name: builtins, the attributes of library
 /// types, operators on library types, and their indexing and iteration.
-public final class Registry: @unchecked Sendable {
+public final class Registry {
   public private(set) var builtins: [String: Builtin] = [:]
   public private(set) var attributes: [String: [String: Attribute]] = [:]
   public private(set) var typeDocs: [String: String] = [:]

@@ -2,7 +2,7 @@ import Foundation
 
 /// A SkelLab value. Lists and records are shared by reference; library objects (Tensor,
 /// Model, ...) are opaque to the language and described by their registered type.
-public enum Value: @unchecked Sendable {
+public enum Value {
   case `nil`
   case bool(Bool)
   case int(Int)
@@ -50,13 +50,13 @@ public enum Value: @unchecked Sendable {
 }
 
 /// A mutable list shared by reference.
-public final class ListBox: @unchecked Sendable {
+public final class ListBox {
   public var items: [Value]
   public init(_ items: [Value]) { self.items = items }
 }
 
 /// A record: ordered string keys, shared by reference.
-public final class RecordBox: @unchecked Sendable {
+public final class RecordBox {
   public private(set) var keys: [String] = []
   private var values: [String: Value] = [:]
 
@@ -91,7 +91,7 @@ public protocol ScriptObject: AnyObject {
 }
 
 /// A user-defined function: parameters, body and the scope it closes over.
-public final class Function: @unchecked Sendable {
+public final class Function {
   public let name: String
   let parameters: [ParameterNode]
   let body: [Stmt]

@@ -6,7 +6,8 @@ import ScriptCore
 import SkeletonData
 import TensorCore
 
-/// A call context captured by the protocols' callbacks (they run on the calling thread).
+/// A call context captured by the protocols' `@Sendable` callbacks. Sendable by use: the
+/// protocols call them on the thread that called the protocol, the interpreter's.
 final class ContextBox: @unchecked Sendable {
   let context: CallContext
   init(_ context: CallContext) { self.context = context }
@@ -14,7 +15,8 @@ final class ContextBox: @unchecked Sendable {
 
 /// Progress on standard error: on a terminal a bar with epoch, step, loss, lr, steps/s and ETA
 /// redrawn in place after every batch; otherwise (a log file) the same as a plain line every
-/// `interval` seconds. Epoch summaries come as lines either way.
+/// `interval` seconds. Epoch summaries come as lines either way. Sendable by use, as
+/// `ContextBox`: only callbacks running on the interpreter's thread change it.
 final class ProgressBar: @unchecked Sendable {
   let terminal = isatty(2) != 0
   let interval: Double

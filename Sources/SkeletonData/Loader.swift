@@ -73,6 +73,9 @@ public enum Augmentation: Sendable, Equatable {
 /// Randomness is keyed, not streamed: epoch e's order comes from (seed, e) and sample i's
 /// augmentation in epoch e from (seed, e, i), so batches do not depend on which thread made
 /// them or on where a run resumed.
+/// Sendable by use, not by construction: the prefetch thread reads only `let` properties and
+/// the shuffled order it is handed; `epoch` and `position` are read and written by the thread
+/// that consumes the batches alone.
 public final class Loader: @unchecked Sendable {
   public let dataset: SkeletonDataset
   public let batchSize: Int
@@ -85,7 +88,7 @@ public final class Loader: @unchecked Sendable {
   public internal(set) var position = 0
 
   /// A batch: `x` `[N, C, T, V, M]`, labels, valid lengths and the dataset positions.
-  public struct Batch: @unchecked Sendable {
+  public struct Batch: Sendable {
     public let x: Tensor
     public let labels: [Int]
     public let lengths: [Int]
@@ -195,6 +198,9 @@ public final class Loader: @unchecked Sendable {
   }
 
   /// The batches of one epoch, produced one or more ahead by a background thread.
+  ///
+  /// Sendable by use: the producer thread captures the queue, the loader and the order, never
+  /// the iterator; `delivered` and `done` change on the consuming thread alone.
   public final class EpochIterator: @unchecked Sendable {
     let loader: Loader
     let queue: BatchQueue
@@ -242,7 +248,8 @@ public final class Loader: @unchecked Sendable {
   }
 }
 
-/// A bounded queue between the prefetch thread and the consumer.
+/// A bounded queue between the prefetch thread and the consumer. Every mutable field is read
+/// and written under `condition`, which is what makes it safe to share.
 final class BatchQueue: @unchecked Sendable {
   private let condition = NSCondition()
   private var items: [Result<Loader.Batch, Error>] = []

@@ -6,8 +6,8 @@ import TensorCore
 /// Subsets and splits are views (index lists) over the same storage.
 public struct SkeletonDataset: Sendable {
   /// Where the sequences live.
-  final class Storage: @unchecked Sendable {
-    enum Content {
+  final class Storage: Sendable {
+    enum Content: Sendable {
       /// `[N, C, T, V, M]` and per-sample metadata.
       case array(Tensor, [Metadata])
       case synthetic(SyntheticSkeletons)

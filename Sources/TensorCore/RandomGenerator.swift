@@ -139,7 +139,8 @@ public struct RandomGenerator: Sendable, Equatable {
 /// `seed(n)` fixes every draw after it. `withSeed` gives a task its own stream for a scope
 /// (tests running in parallel, or a run that must not disturb the session's stream).
 public enum Random {
-  /// A generator shared by the code of one scope.
+  /// A generator shared by the code of one scope; every draw happens under `lock`, which is
+  /// what makes it safe to share.
   final class Stream: @unchecked Sendable {
     let lock = NSLock()
     var generator: RandomGenerator

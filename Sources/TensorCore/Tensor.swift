@@ -4,6 +4,11 @@
 /// copies it. Reshapes of contiguous tensors, `permute`, `transpose`, `expand`, `squeeze`,
 /// `unsqueeze` and slicing are views that share the buffer. A tensor that requires gradients
 /// carries a node of the autograd graph; `backward()` fills the `grad` of its leaves.
+///
+/// Sendable by use, not by construction: a shared buffer is never written (the first write
+/// copies it), so tensors handed to the loader's prefetch thread or to `parallelChunks` are
+/// read concurrently but not changed; the autograd node is built and walked by the thread
+/// that records and differentiates the graph.
 public struct Tensor: @unchecked Sendable {
   package var storage: TensorStorage
   /// The size of each axis, outermost first.

@@ -4,6 +4,10 @@ import Foundation
 ///
 /// Buffers are 64-byte aligned. Large buffers come from `BufferCache`, so that a training
 /// step's hundreds of temporaries reuse memory instead of page-faulting fresh pages each time.
+///
+/// Sendable by use: the buffer is filled before the storage is shared, and written afterwards
+/// only by a tensor that holds it uniquely (copy-on-write), or by kernels writing disjoint
+/// ranges under `parallelChunks`.
 public final class TensorStorage: @unchecked Sendable {
   /// Number of floats in the buffer.
   public let count: Int

@@ -378,6 +378,26 @@ extension TensorBuiltins {
 
   static func registerFiles(_ r: Registry) {
     r.register(
+      "memory", [],
+      doc: "This process's memory in MiB as a Record: rss (resident now), peak (the most it has "
+        + "been resident, VmHWM) and cache (freed tensor buffers kept for reuse; fit and the "
+        + "evaluation protocols empty it when they end)."
+    ) { _, _ in
+      let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+      func field(_ name: String) -> Double {
+        for line in status.split(separator: "\n") where line.hasPrefix(name + ":") {
+          let digits = line.dropFirst(name.count + 1).filter(\.isNumber)
+          return (Double(String(digits)) ?? 0) / 1024  // kB
+        }
+        return 0
+      }
+      return .record(
+        RecordBox([
+          ("rss", .float(field("VmRSS"))), ("peak", .float(field("VmHWM"))),
+          ("cache", .float(Double(BufferCache.heldBytes) / 1_048_576)),
+        ]))
+    }
+    r.register(
       "load", [BuiltinParameter("path", .string)],
       doc: "Reads a file by its extension: .safetensors and .npz give a Record of tensors (in "
         + "file order), .npy gives a tensor."

@@ -70,6 +70,34 @@ struct HardeningTests {
     #expect(Date().timeIntervalSince(start) < 60)
   }
 
+  /// A 13 MB safetensors header of 200k one-element entries took 900 MB to read; measured in
+  /// its own process (the test process's peak is shared by the suites running beside it).
+  @Test func manySmallSafetensorsEntriesStayInMemoryBounds() throws {
+    let root = try folder("safetensors")
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    var header = "{"
+    for i in 0..<200_000 {
+      header +=
+        "\"w\(i)\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[\(4 * i),\(4 * i + 4)]},"
+    }
+    header.removeLast()
+    header += "}"
+    var data = Data((0..<8).map { UInt8(header.utf8.count >> (8 * $0) & 0xFF) })
+    data.append(Data(header.utf8))
+    data.append(Data(count: 800_000))
+    let path = root + "/many.safetensors"
+    try data.write(to: URL(fileURLWithPath: path))
+    let run = try runSkellab([
+      "-e",
+      "before = memory().peak\nw = load(\"\(path)\")\nprint(len(keys(w)))\nprint(memory().peak - before)",
+    ])
+    #expect(run.status == 0, "\(run.stderr)")
+    let lines = run.stdout.split(separator: "\n")
+    #expect(lines.first == "200000")
+    let grown = Double(lines.last ?? "") ?? .infinity
+    #expect(grown < 400, "reading grew the peak by \(grown) MiB")
+  }
+
   /// "did you mean" knows user-defined names and script functions' keyword arguments.
   @Test func suggestionsCoverUserNames() throws {
     let run = try runSkellab(["-e", "depth = 3\nx = dpeth + 1"])

@@ -124,7 +124,7 @@ struct ReaderFuzzTests {
 
   /// The bound on the test process's peak memory after fuzzing: a reader that allocates from
   /// a claimed size instead of the file's real one would pass it by gigabytes.
-  static let memoryBoundMiB = 3072
+  static let memoryBoundMiB = 4096
 
   @Test func npyAndNpz() throws {
     for (k, name) in [

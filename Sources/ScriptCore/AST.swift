@@ -70,3 +70,46 @@ public struct ParameterNode: Sendable {
   public let name: String
   public let defaultValue: Expr?
 }
+
+extension Expr {
+  /// The expressions directly inside this one, in source order (for walks that treat most
+  /// nodes alike).
+  var children: [Expr] {
+    switch self {
+    case .literal, .name: return []
+    case .string(let parts, _):
+      return parts.compactMap { if case .expression(let e, _) = $0 { e } else { nil } }
+    case .list(let items, _): return items
+    case .record(let entries, _): return entries.map(\.value)
+    case .unary(_, let e, _), .attribute(let e, _, _): return [e]
+    case .binary(_, let a, let b, _), .logical(_, let a, let b, _): return [a, b]
+    case .call(let callee, let arguments, _): return [callee] + arguments.map(\.value)
+    case .index(let object, let entries, _):
+      return [object]
+        + entries.flatMap { entry -> [Expr] in
+          switch entry {
+          case .single(let e): [e]
+          case .slice(let a, let b, let c): [a, b, c].compactMap { $0 }
+          }
+        }
+    }
+  }
+}
+
+extension Stmt {
+  /// The expressions directly in this statement, and the blocks nested in it.
+  var parts: (expressions: [Expr], blocks: [[Stmt]]) {
+    switch self {
+    case .expression(let e, _): return ([e], [])
+    case .assign(let target, _, let value, _): return ([target, value], [])
+    case .def(_, let parameters, let body, _):
+      return (parameters.compactMap(\.defaultValue), [body])
+    case .ifChain(let branches, let elseBody, _):
+      return (branches.map(\.condition), branches.map(\.body) + (elseBody.map { [$0] } ?? []))
+    case .forLoop(_, let sequence, let body, _): return ([sequence], [body])
+    case .whileLoop(let condition, let body, _): return ([condition], [body])
+    case .returnStmt(let e, _): return (e.map { [$0] } ?? [], [])
+    case .breakStmt, .continueStmt, .importStmt: return ([], [])
+    }
+  }
+}

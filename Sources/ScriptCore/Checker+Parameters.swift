@@ -53,72 +53,28 @@ extension Checker {
 
     mutating func block(_ statements: [Stmt]) {
       for statement in statements {
-        switch statement {
-        case .expression(let e, _): expression(e)
-        case .assign(let target, _, let value, _):
-          expression(target)
-          expression(value)
-        case .def(_, let parameters, let body, _):
-          for parameter in parameters { if let d = parameter.defaultValue { expression(d) } }
-          block(body)
-        case .ifChain(let branches, let elseBody, _):
-          for branch in branches {
-            expression(branch.condition)
-            block(branch.body)
-          }
-          if let elseBody { block(elseBody) }
-        case .forLoop(_, let sequence, let body, _):
-          expression(sequence)
-          block(body)
-        case .whileLoop(let condition, let body, _):
-          expression(condition)
-          block(body)
-        case .returnStmt(let e, _): if let e { expression(e) }
-        case .importStmt(let file, let range): imports.append((file, range))
-        case .breakStmt, .continueStmt: break
-        }
+        if case .importStmt(let file, let range) = statement { imports.append((file, range)) }
+        let (expressions, blocks) = statement.parts
+        for e in expressions { expression(e) }
+        for b in blocks { block(b) }
       }
     }
 
     mutating func expression(_ expr: Expr) {
       switch expr {
-      case .literal: break
-      case .string(let parts, _):
-        for case .expression(let e, _) in parts { expression(e) }
-      case .name(let name, _):
-        if name == "param" { dynamic = true }  // param passed around as a value
-      case .list(let items, _): items.forEach { expression($0) }
-      case .record(let entries, _): entries.forEach { expression($0.value) }
-      case .unary(_, let e, _): expression(e)
-      case .binary(_, let a, let b, _), .logical(_, let a, let b, _):
-        expression(a)
-        expression(b)
+      case .name("param", _):
+        dynamic = true  // param passed around as a value
       case .call(.name("param", _), let arguments, _):
         let name = arguments.first { $0.name == nil || $0.name == "name" }
-        if case .string(let parts, _)? = name?.value, parts.count <= 1 {
-          if case .text(let text)? = parts.first {
-            names.insert(text)
-          } else if parts.isEmpty {
-            names.insert("")
-          } else {
-            dynamic = true
-          }
-        } else {
-          dynamic = true
+        switch name?.value {
+        case .string(let parts, _)? where parts.isEmpty: names.insert("")
+        case .string(let parts, _)? where parts.count == 1:
+          if case .text(let text) = parts[0] { names.insert(text) } else { dynamic = true }
+        default: dynamic = true
         }
         for argument in arguments { expression(argument.value) }
-      case .call(let callee, let arguments, _):
-        expression(callee)
-        arguments.forEach { expression($0.value) }
-      case .index(let object, let entries, _):
-        expression(object)
-        for entry in entries {
-          switch entry {
-          case .single(let e): expression(e)
-          case .slice(let a, let b, let c): [a, b, c].compactMap { $0 }.forEach { expression($0) }
-          }
-        }
-      case .attribute(let object, _, _): expression(object)
+      default:
+        for child in expr.children { expression(child) }
       }
     }
   }

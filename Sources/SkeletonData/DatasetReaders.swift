@@ -18,6 +18,21 @@ public enum DatasetReaders {
     return names.sorted().map { folder + "/" + $0 }
   }
 
+  /// Adds `sample` to `samples` when it is finite and not empty; otherwise lists why in
+  /// `skipped` (the one rule of every reader).
+  static func keep(
+    _ sample: SkeletonSample, in samples: inout [SkeletonSample], skipped: inout [String]
+  ) {
+    do {
+      try sample.validate()
+      samples.append(sample)
+    } catch let error as TensorError {
+      skipped.append(error.message)
+    } catch {
+      skipped.append("\(sample.source): \(error)")
+    }
+  }
+
   /// Offline normalisation applied while reading raw files (§1.3).
   public enum Normalization: String, Sendable, CaseIterable {
     case none
@@ -90,12 +105,7 @@ public enum DatasetReaders {
           "dataset",
           "\(path): the name does not give an action in a01...a20 (aAA_sSS_eEE_skeleton3D.txt)")
       }
-      do {
-        try sample.validate()
-        samples.append(sample)
-      } catch let error as TensorError {
-        skipped.append(error.message)
-      }
+      keep(sample, in: &samples, skipped: &skipped)
     }
     let names = [
       "high arm wave", "horizontal arm wave", "hammer", "hand catch", "forward punch",
@@ -309,12 +319,7 @@ public enum DatasetReaders {
         data: data, length: t, label: label, subject: fields?.performer ?? 0,
         view: fields?.camera ?? 0, setup: fields?.setup ?? 0, replication: fields?.replication ?? 0,
         source: name)
-      do {
-        try sample.validate()
-        samples.append(sample)
-      } catch let error as TensorError {
-        skipped.append(error.message)
-      }
+      keep(sample, in: &samples, skipped: &skipped)
     }
     return try SkeletonDataset(
       samples: samples, kind: "pyskl",
@@ -412,12 +417,7 @@ public enum DatasetReaders {
     for path in try files(in: skeletonFolder, suffix: ".txt") {
       let name = (path as NSString).lastPathComponent
       for sample in try pkummd(skeleton: path, labels: labelFolder + "/" + name, frames: frames) {
-        do {
-          try sample.validate()
-          samples.append(sample)
-        } catch let error as TensorError {
-          skipped.append(error.message)
-        }
+        keep(sample, in: &samples, skipped: &skipped)
       }
     }
     return try SkeletonDataset(

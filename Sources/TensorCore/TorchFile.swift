@@ -90,7 +90,15 @@ public enum PickleFile {
 
   /// Unpickles the bytes of a plain pickle.
   public static func parse(_ data: Data) throws -> PickleValue {
+    try parse(data, isInterrupted: { skellab_interrupt_pending() != 0 })
+  }
+
+  /// Unpickles with another interruption check (tests use their own flag, not SIGINT's).
+  package static func parse(_ data: Data, isInterrupted: @escaping () -> Bool) throws
+    -> PickleValue
+  {
     var unpickler = Unpickler(bytes: [UInt8](data), storages: [:])
+    unpickler.isInterrupted = isInterrupted
     return try unpickler.run()
   }
 }
@@ -199,6 +207,8 @@ private struct Unpickler {
   var marks: [Int] = []
   var memo: [Int: Box] = [:]
   let arena = Arena()
+  /// Checked every 64 Ki opcodes: Ctrl-C stops a long program.
+  var isInterrupted: () -> Bool = { skellab_interrupt_pending() != 0 }
   /// How many values `convert` may still produce: a pickle can share one container many
   /// times through its memo, and a tree built from a small file must stay small.
   var budget: Int
@@ -256,7 +266,7 @@ private struct Unpickler {
       let op = bytes[position]
       position += 1
       steps &+= 1
-      if steps & 0xFFFF == 0, skellab_interrupt_pending() != 0 {
+      if steps & 0xFFFF == 0, isInterrupted() {
         throw fail("interrupted")
       }
       switch op {

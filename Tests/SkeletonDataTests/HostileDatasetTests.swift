@@ -1,6 +1,7 @@
 import Foundation
 import SkeletonData
 import TensorCore
+import TestSupport
 import Testing
 
 /// The dataset crash classes of the hardening issue, one named case each: labels that are NaN,
@@ -17,19 +18,6 @@ struct HostileDatasetTests {
     try? FileManager.default.removeItem(atPath: path)
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
-  }
-
-  func message(_ body: () throws -> Void) -> String {
-    do {
-      try body()
-    } catch let error as TensorError {
-      return error.message
-    } catch {
-      Issue.record("not a TensorError: \(error)")
-      return ""
-    }
-    Issue.record("no error")
-    return ""
   }
 
   /// A pickle of `(names, labels)` with integer labels, as AGCN's label files are.
@@ -54,7 +42,7 @@ struct HostileDatasetTests {
       var labels = [Int](repeating: 0, count: n)
       labels[n - 1] = bad
       try labelPickle(labels, count: n).write(to: URL(fileURLWithPath: pkl))
-      let text = message { _ = try DatasetReaders.agcn(data: dataPath, labels: pkl) }
+      let text = tensorErrorMessage { _ = try DatasetReaders.agcn(data: dataPath, labels: pkl) }
       #expect(text.contains("labels.pkl") && text.contains("label"), "\(bad): \(text)")
     }
     for bad: Float in [.nan, -1, 1e9, 4.6e18, 2.5] {
@@ -62,7 +50,7 @@ struct HostileDatasetTests {
       var values = [Float](repeating: 0, count: n)
       values[0] = bad
       try NumPy.writeArray(try Tensor(shape: [n], scalars: values), to: npy)
-      let text = message { _ = try DatasetReaders.agcn(data: dataPath, labels: npy) }
+      let text = tensorErrorMessage { _ = try DatasetReaders.agcn(data: dataPath, labels: npy) }
       #expect(text.contains("labels.npy[0]"), "\(bad): \(text)")
     }
     // Frame counts: negative or NaN is an error; NaN coordinates skip the sample.
@@ -70,7 +58,7 @@ struct HostileDatasetTests {
       let frames = root + "/frames.npy"
       try NumPy.writeArray(
         try Tensor(shape: [n], scalars: [bad] + Array(repeating: 5, count: n - 1)), to: frames)
-      let text = message {
+      let text = tensorErrorMessage {
         _ = try DatasetReaders.agcn(
           data: dataPath, labels: Self.data + "/agcn_train_label.npy", frames: frames)
       }
@@ -96,7 +84,7 @@ struct HostileDatasetTests {
       let msr = root + "/msr-\(name)"
       try FileManager.default.createDirectory(atPath: msr, withIntermediateDirectories: true)
       try frame.write(toFile: msr + "/\(name)_skeleton3D.txt", atomically: true, encoding: .utf8)
-      let text = message { _ = try DatasetReaders.msr(folder: msr) }
+      let text = tensorErrorMessage { _ = try DatasetReaders.msr(folder: msr) }
       #expect(text.contains(name) && text.contains("a01...a20"), "\(text)")
     }
   }
@@ -129,7 +117,7 @@ struct HostileDatasetTests {
     // A name without the NTU pattern gives no class: an error naming the file.
     try FileManager.default.moveItem(
       atPath: root + "/S001C001P001R001A005.skeleton", toPath: root + "/clip.skeleton")
-    let text = message { _ = try DatasetReaders.ntu(folder: root) }
+    let text = tensorErrorMessage { _ = try DatasetReaders.ntu(folder: root) }
     #expect(text.contains("clip.skeleton") && text.contains("SsssCcccPpppRrrrAaaa"), "\(text)")
   }
 
@@ -142,7 +130,7 @@ struct HostileDatasetTests {
     for bad in ["0,0,5,1", "-1,0,5,1", "9999999999999,0,5,1", "3,-2,5,1", "3,5,2,1", "x,0,5,1"] {
       try (bad + "\n").write(toFile: labels, atomically: true, encoding: .utf8)
       try skeleton.write(toFile: root + "/0002-L.txt", atomically: true, encoding: .utf8)
-      let text = message {
+      let text = tensorErrorMessage {
         _ = try DatasetReaders.pkummd(skeleton: root + "/0002-L.txt", labels: labels)
       }
       #expect(text.contains("labels.txt:1"), "\(bad): \(text)")
@@ -179,7 +167,7 @@ struct HostileDatasetTests {
       }
       let path = root + "/cache.npz"
       try NumPy.writeArchive(arrays, to: path)
-      let text = message { _ = try SkeletonDataset.cached(path: path, kind: "cache") }
+      let text = tensorErrorMessage { _ = try SkeletonDataset.cached(path: path, kind: "cache") }
       #expect(text.contains("cache.npz"), "\(column) \(bad): \(text)")
     }
   }

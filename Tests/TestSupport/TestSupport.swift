@@ -223,3 +223,20 @@ public func runSkellab(
     status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
     stderr: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
 }
+
+/// The message of the `TensorError` that `body` throws; records an issue (at the caller) when it
+/// throws nothing or another kind of error.
+public func tensorErrorMessage(
+  sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
+) -> String {
+  do {
+    try body()
+  } catch let error as TensorError {
+    return error.message
+  } catch {
+    Issue.record("not a TensorError: \(error)", sourceLocation: sourceLocation)
+    return ""
+  }
+  Issue.record("no error", sourceLocation: sourceLocation)
+  return ""
+}

@@ -88,31 +88,50 @@ package func parallelChunks(
   }
 }
 
-/// One call of `WorkerPool.run`: its chunks' body and which chunk each worker runs.
+/// One call of `WorkerPool.run`: its body, its chunk count, the next chunk to claim and how
+/// many are done. Threads claim chunks one at a time, so a chunk runs exactly once, on
+/// whichever thread claims it; a worker that reaches the job late finds nothing left and
+/// touches nothing. The caller waits for `done` to reach `chunks`: every chunk's writes happen
+/// before that (each increment releases, the caller's load acquires).
 private final class PoolJob: Sendable {
-  let generation: Int
   let body: @Sendable (Int) -> Void
-  /// The chunk of each worker, by worker index (-1 for none).
-  let chunkOfWorker: [Int]
-  init(generation: Int, body: @escaping @Sendable (Int) -> Void, chunkOfWorker: [Int]) {
-    self.generation = generation
+  let chunks: Int
+  /// The CPU the caller ran on when it published the job.
+  let callerCPU: Int
+  private let next = Atomic<Int>(0)
+  let done = Atomic<Int>(0)
+
+  init(chunks: Int, callerCPU: Int, body: @escaping @Sendable (Int) -> Void) {
+    self.chunks = chunks
+    self.callerCPU = callerCPU
     self.body = body
-    self.chunkOfWorker = chunkOfWorker
   }
+
+  /// Claims and runs chunks until none is left.
+  func work() {
+    while true {
+      let chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
+      guard chunk < chunks else { return }
+      body(chunk)
+      done.wrappingAdd(1, ordering: .acquiringAndReleasing)
+    }
+  }
+
+  var finished: Bool { done.load(ordering: .acquiring) >= chunks }
 }
 
-/// Persistent worker threads for `parallelChunks`, one pinned to each CPU. The caller runs
-/// chunk 0 and hands the others to workers on CPUs other than its own, so that a worker never
-/// queues behind the caller on one core while another core idles. After a job a worker spins
-/// (yielding the core to any other runnable thread, such as BLAS's) for a short while before
-/// sleeping, because waking a sleeping thread on a virtual machine can cost as much as the
-/// chunk itself. A call made while the pool is busy (another thread, or a nested call) runs
-/// its chunks serially, which gives the same results.
+/// Persistent worker threads for `parallelChunks`, one pinned to each CPU. The caller and the
+/// workers on the other CPUs claim a job's chunks one at a time, so a busy or sleeping worker
+/// never holds the caller up: the caller runs what nobody has claimed. After a job a worker spins (yielding
+/// the core to any other runnable thread, such as BLAS's) for a short while before sleeping,
+/// because waking a sleeping thread on a virtual machine can cost as much as the chunk itself.
+/// A call made while the pool is busy (another thread, or a nested call) runs its chunks
+/// serially, which gives the same results: a chunk's result never depends on its thread.
 ///
 /// Every shared field is an atomic, a mutex or immutable, so the type is `Sendable` as the
 /// compiler checks it: the job is a reference-counted object published under a mutex before
-/// the generation moves, and a worker that holds it longer than its chunk only delays its
-/// release.
+/// the generation moves, and a worker that holds it after the call returned finds no chunk to
+/// run.
 final class WorkerPool: Sendable {
   static let shared = WorkerPool()
 
@@ -126,7 +145,7 @@ final class WorkerPool: Sendable {
 
   private init() {
     let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
-    workers = (0..<cpus).map { Worker(index: $0, cpu: $0) }
+    workers = (0..<cpus).map { Worker(cpu: $0) }
     for worker in workers {
       let thread = Thread { [unowned self] in self.workerLoop(worker) }
       thread.stackSize = 1 << 20
@@ -134,7 +153,7 @@ final class WorkerPool: Sendable {
     }
   }
 
-  /// Runs `body(0..<chunks)`, chunk 0 on the calling thread; returns when all are done.
+  /// Runs `body(0..<chunks)` on the calling thread and the workers; returns when all are done.
   func run(chunks: Int, _ body: @escaping @Sendable (Int) -> Void) {
     guard chunks > 1,
       busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
@@ -142,33 +161,15 @@ final class WorkerPool: Sendable {
       for chunk in 0..<chunks { body(chunk) }
       return
     }
-    // Chunks 1... go to the workers off the caller's CPU first, then to the rest.
-    let here = Int(skellab_current_cpu())
-    var chunkOfWorker = [Int](repeating: -1, count: workers.count)
-    var next = 1
-    for worker in workers where worker.cpu != here {
-      chunkOfWorker[worker.index] = next < chunks ? next : -1
-      next += 1
-    }
-    for worker in workers where worker.cpu == here {
-      chunkOfWorker[worker.index] = next < chunks ? next : -1
-      next += 1
-    }
-    let current = generation.load(ordering: .relaxed) &+ 1
-    let published = PoolJob(generation: current, body: body, chunkOfWorker: chunkOfWorker)
+    let published = PoolJob(
+      chunks: chunks, callerCPU: Int(skellab_current_cpu()), body: body)
     job.withLock { $0 = published }
-    generation.store(current, ordering: .sequentiallyConsistent)
+    generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
     for worker in workers where worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) {
       worker.wake.signal()
     }
-    body(0)
-    // Chunks beyond the workers' (more chunks than CPUs) run here.
-    if next < chunks { for chunk in next..<chunks { body(chunk) } }
-    // Every worker acknowledges this generation by number: one that is late or early for
-    // another generation cannot stand in.
-    for worker in workers {
-      while worker.finished.load(ordering: .acquiring) != current { sched_yield() }
-    }
+    published.work()
+    while !published.finished { sched_yield() }
     job.withLock { $0 = nil }
     busy.store(false, ordering: .releasing)
   }
@@ -179,11 +180,13 @@ final class WorkerPool: Sendable {
     while true {
       waitForJob(worker, after: seen)
       seen = generation.load(ordering: .acquiring)
-      if let current = job.withLock({ $0 }), current.generation == seen {
-        let chunk = current.chunkOfWorker[worker.index]
-        if chunk > 0 { current.body(chunk) }
+      // The worker on the caller's CPU stays out while the others can take every chunk but
+      // the caller's: it would only queue behind the caller on one core.
+      if let current = job.withLock({ $0 }),
+        worker.cpu != current.callerCPU || current.chunks > workers.count
+      {
+        current.work()
       }
-      worker.finished.store(seen, ordering: .releasing)
     }
   }
 
@@ -209,16 +212,10 @@ final class WorkerPool: Sendable {
   }
 }
 
-/// One worker: its index in the pool, its CPU, its wake-up semaphore, whether it is (about to
-/// be) asleep on it, and the last generation it has finished.
+/// One worker: its CPU, its wake-up semaphore and whether it is (about to be) asleep on it.
 private final class Worker: Sendable {
-  let index: Int
   let cpu: Int
   let wake = DispatchSemaphore(value: 0)
   let sleeping = Atomic<Bool>(false)
-  let finished = Atomic<Int>(0)
-  init(index: Int, cpu: Int) {
-    self.index = index
-    self.cpu = cpu
-  }
+  init(cpu: Int) { self.cpu = cpu }
 }

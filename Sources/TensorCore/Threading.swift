@@ -128,8 +128,8 @@ private final class PoolJob: Sendable {
 /// A call made while the pool is busy (another thread, or a nested call) runs its chunks
 /// serially, which gives the same results: a chunk's result never depends on its thread.
 ///
-/// Every shared field is an atomic, a mutex or immutable, so the type is `Sendable` as the
-/// compiler checks it: the job is a reference-counted object published under a mutex before
+/// Every shared field is an atomic, a locked slot or immutable, so the type is `Sendable` as
+/// the compiler checks it: the job is a reference-counted object published under a lock before
 /// the generation moves, and a worker that holds it after the call returned finds no chunk to
 /// run.
 final class WorkerPool: Sendable {
@@ -140,7 +140,7 @@ final class WorkerPool: Sendable {
 
   private let busy = Atomic<Bool>(false)
   private let generation = Atomic<Int>(0)
-  private let job = Mutex<PoolJob?>(nil)
+  private let job = JobSlot()
   private let workers: [Worker]
 
   private init() {
@@ -163,14 +163,14 @@ final class WorkerPool: Sendable {
     }
     let published = PoolJob(
       chunks: chunks, callerCPU: Int(skellab_current_cpu()), body: body)
-    job.withLock { $0 = published }
+    job.set(published)
     generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
     for worker in workers where worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) {
       worker.wake.signal()
     }
     published.work()
     while !published.finished { sched_yield() }
-    job.withLock { $0 = nil }
+    job.set(nil)
     busy.store(false, ordering: .releasing)
   }
 
@@ -182,7 +182,7 @@ final class WorkerPool: Sendable {
       seen = generation.load(ordering: .acquiring)
       // The worker on the caller's CPU stays out while the others can take every chunk but
       // the caller's: it would only queue behind the caller on one core.
-      if let current = job.withLock({ $0 }),
+      if let current = job.get(),
         worker.cpu != current.callerCPU || current.chunks > workers.count
       {
         current.work()
@@ -209,6 +209,27 @@ final class WorkerPool: Sendable {
         return
       }
     }
+  }
+}
+
+/// The job a worker picks up, under a lock. An `NSLock` (a pthread mutex) rather than
+/// `Synchronization.Mutex`: ThreadSanitizer intercepts pthread mutexes but does not see the
+/// futex inside `Mutex`, and reported every job published through it as a race.
+/// `@unchecked Sendable` because `job` is read and written only under `lock`.
+private final class JobSlot: @unchecked Sendable {
+  private let lock = NSLock()
+  private var job: PoolJob?
+
+  func get() -> PoolJob? {
+    lock.lock()
+    defer { lock.unlock() }
+    return job
+  }
+
+  func set(_ new: PoolJob?) {
+    lock.lock()
+    job = new
+    lock.unlock()
   }
 }
 

@@ -43,6 +43,7 @@ export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:second_dea
 status=0
 for sanitizer in "${sanitizers[@]}"; do
   scratch=".build-$sanitizer"
+  export SKELLAB_SANITIZER="$sanitizer"  # tests that bound memory allow for the shadow
   echo "== $sanitizer: build" >&2
   swift build --scratch-path "$scratch" --sanitize="$sanitizer" --build-tests
   log="$scratch/sanitize.log"

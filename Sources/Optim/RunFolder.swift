@@ -119,7 +119,7 @@ public struct RunFolder: Sendable {
       throw TensorError(op, "run folder '\(path)' is not writable; choose another run=")
     }
     for name in (try? files.contentsOfDirectory(atPath: path)) ?? []
-    where name.hasPrefix(".") && name.contains(".tmp-") {
+    where AtomicFile.isTemporary(name) {
       try? files.removeItem(atPath: path + "/" + name)
     }
   }

@@ -265,11 +265,22 @@ public enum SafeTensors {
 
 /// Writing a whole file atomically: a temporary in the same folder, flushed, then renamed.
 public enum AtomicFile {
+  /// The temporary a write of the file `name` goes through: `.NAME.tmp-PID`.
+  static func temporaryName(_ name: String) -> String {
+    ".\(name)\(temporaryMarker)\(ProcessInfo.processInfo.processIdentifier)"
+  }
+  private static let temporaryMarker = ".tmp-"
+
+  /// Whether `name` is a temporary that `write` left behind (a killed process's).
+  public static func isTemporary(_ name: String) -> Bool {
+    name.hasPrefix(".") && name.contains(temporaryMarker)
+  }
+
   /// Writes `data` to `path` through a temporary file and a rename.
   public static func write(_ data: Data, to path: String, op: String) throws {
     let url = URL(fileURLWithPath: path)
     let temporary = url.deletingLastPathComponent().appendingPathComponent(
-      ".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
+      temporaryName(url.lastPathComponent))
     do {
       try data.write(to: temporary)
       // rename(2) replaces the target atomically within one file system.

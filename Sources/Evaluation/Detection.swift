@@ -156,6 +156,9 @@ public enum Detection {
     public var windowsPerSequence = 64
     public var learningRate = 0.01
     public var seed: UInt64 = 0
+    /// A folder for the head's resumable state, as `Protocols.ProbeOptions.run`.
+    public var run: String?
+    public var resume = true
     public init() {}
   }
 
@@ -188,22 +191,33 @@ public enum Detection {
     let schedule = MultiStepSchedule(
       base: options.learningRate, milestones: [Double(options.epochs) * 2 / 3])
     let batch = 64
-    let loop = SupervisedLoop(
+    var loop = SupervisedLoop(
       name: "detection", epochs: options.epochs, optimizer: optimizer, context: context
     ) { step, perEpoch in schedule.learningRate(epoch: Double(step / max(perEpoch, 1))) }
+    loop.checkpoint = try options.run.map { path in
+      SupervisedLoop.Checkpoint(
+        folder: try RunFolder(path, op: "detection"), model: head,
+        identity: [
+          ("protocol", "detection"), ("classes", "\(classes)"), ("windows", "\(ys.count)"),
+          ("lr", "\(options.learningRate)"), ("seed", "\(options.seed)"),
+          ("encoder_weights", encoder.fingerprint()),
+        ], resume: options.resume)
+    }
     _ = try loop.run(batchesPerEpoch: ys.count / batch + (ys.count % batch > 1 ? 1 : 0)) {
-      _, step in
-      let order = try random.permutation(ys.count)
+      epoch, done, step in
+      // Each epoch's order is keyed by (seed, epoch), as the probe's.
+      var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(epoch), 13))
+      let order = try generator.permutation(ys.count)
       head.setTraining(true)
-      var start = 0
+      var start = done * batch
       while start < order.count {
         let rows = Array(order[start..<min(start + batch, order.count)])
         start += batch
         guard rows.count > 1 else { continue }
-        try step(
-          Loss.crossEntropy(
+        try step {
+          try Loss.crossEntropy(
             head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(ys[$0]) }))
-        )
+        }
       }
     } evaluate: { _ in
       nil

@@ -31,16 +31,24 @@ public struct EvaluationResult: Sendable {
   /// Writes `result.json` and `epochs.jsonl` into `folder` (created if needed), atomically.
   public func write(to folder: String) throws {
     // The run folder is opened (checked, created, stale temporaries removed) as fit's is.
-    _ = try RunFolder(folder, op: name)
-    func json(_ pairs: [(name: String, value: Double)]) -> String {
-      "{"
-        + pairs.map { "\"\($0.name)\": \($0.value.isFinite ? String($0.value) : "null")" }.joined(
-          separator: ", ") + "}"
-    }
-    let result = "{\"protocol\": \"\(name)\", \"metrics\": \(json(metrics))}\n"
-    try AtomicFile.write(Data(result.utf8), to: folder + "/result.json", op: "evaluation")
-    let lines = epochs.map(json).joined(separator: "\n") + (epochs.isEmpty ? "" : "\n")
-    try AtomicFile.write(Data(lines.utf8), to: folder + "/epochs.jsonl", op: "evaluation")
+    let run = try RunFolder(folder, op: name)
+    let result = "{\"protocol\": \"\(name)\", \"metrics\": \(Self.json(metrics))}\n"
+    try AtomicFile.write(Data(result.utf8), to: run.resultPath, op: "evaluation")
+    try writeEpochs(to: run)
+  }
+
+  /// Writes `epochs.jsonl`, one JSON object per epoch row, atomically.
+  public func writeEpochs(to run: RunFolder) throws {
+    let lines = epochs.map(Self.json).joined(separator: "\n") + (epochs.isEmpty ? "" : "\n")
+    try AtomicFile.write(Data(lines.utf8), to: run.epochsPath, op: "evaluation")
+  }
+
+  /// A flat JSON object of numbers (non-finite ones as null), in Swift's shortest round-trip
+  /// form.
+  static func json(_ pairs: [(name: String, value: Double)]) -> String {
+    "{"
+      + pairs.map { "\"\($0.name)\": \($0.value.isFinite ? String($0.value) : "null")" }.joined(
+        separator: ", ") + "}"
   }
 }
 

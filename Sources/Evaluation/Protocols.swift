@@ -25,6 +25,11 @@ public enum Protocols {
     /// (features computed once).
     public var augment = true
     public var seed: UInt64 = 0
+    /// A folder for the resumable state (checkpoint.safetensors, config.json, epochs.jsonl);
+    /// nil keeps nothing.
+    public var run: String?
+    /// Continue from the run folder's checkpoint when there is one.
+    public var resume = true
     public init() {}
   }
 
@@ -46,7 +51,8 @@ public enum Protocols {
         context: context)
     return try trainHead(
       classes: classCount(train, test), dimension: encoder.dimension,
-      eps: encoder.flavor == .mamp ? 1e-6 : 1e-5, test: testSet, options: options, context: context
+      eps: encoder.flavor == .mamp ? 1e-6 : 1e-5, test: testSet, options: options, context: context,
+      identity: options.run == nil ? [] : [("encoder_weights", encoder.fingerprint())]
     ) { epoch in
       try cleanTrain
         ?? Features.extract(
@@ -57,9 +63,12 @@ public enum Protocols {
 
   /// The probe's training loop on features: `features(epoch)` gives that epoch's training
   /// features; SGD momentum 0.9, cosine to 0 per iteration; top-1/top-5 on `test` every epoch.
+  /// With `options.run`, the head's run resumes from its folder; `identity` adds what makes the
+  /// features (the encoder's fingerprint) to what a resume must match.
   public static func trainHead(
     classes: Int, dimension: Int, eps: Float, test: (features: Tensor, labels: [Int]),
     options: ProbeOptions, context: EvaluationContext = .silent,
+    identity: [(String, String)] = [],
     features: (Int) throws -> (features: Tensor, labels: [Int])
   ) throws -> (result: EvaluationResult, head: ProbeHead) {
     let head = try Random.withSeed(options.seed) {
@@ -69,28 +78,38 @@ public enum Protocols {
       groups: ParameterGroup.groups(head, weightDecay: 0, exclusion: .oneDimensional),
       learningRate: options.learningRate, momentum: 0.9)
     let schedule = CosineSchedule(base: options.learningRate, epochs: Double(options.epochs))
-    let loop = SupervisedLoop(
+    var loop = SupervisedLoop(
       name: "linear probe", epochs: options.epochs, optimizer: optimizer, context: context
     ) {
       schedule.learningRate(step: $0, stepsPerEpoch: $1)
     }
-    let first = try features(0)
-    let n = first.labels.count
+    let initial = try features(0)
+    let n = initial.labels.count
+    loop.checkpoint = try options.run.map { path in
+      SupervisedLoop.Checkpoint(
+        folder: try RunFolder(path, op: "linear_probe"), model: head,
+        identity: [
+          ("protocol", "linear probe"), ("features", "\(dimension)"), ("classes", "\(classes)"),
+          ("samples", "\(n)"), ("batch", "\(options.batch)"), ("lr", "\(options.learningRate)"),
+          ("augment", "\(options.augment)"), ("seed", "\(options.seed)"),
+        ] + identity, resume: options.resume)
+    }
     // Batches with at least two samples (BatchNorm needs two).
     let batches = n / options.batch + (n % options.batch > 1 ? 1 : 0)
-    var result = try loop.run(batchesPerEpoch: batches) { epoch, step in
-      let (x, y) = epoch == 0 ? first : try features(epoch)
+    var result = try loop.run(batchesPerEpoch: batches) { epoch, done, step in
+      let (x, y) = epoch == 0 ? initial : try features(epoch)
       var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(epoch), 7))
       let order = try generator.permutation(y.count)
       head.setTraining(true)
-      var start = 0
+      var start = done * options.batch
       while start < order.count {
         let rows = Array(order[start..<min(start + options.batch, order.count)])
         start += options.batch
         guard rows.count > 1 else { continue }  // BatchNorm needs two samples
-        try step(
-          Loss.crossEntropy(
-            head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(y[$0]) })))
+        try step {
+          try Loss.crossEntropy(
+            head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(y[$0]) }))
+        }
       }
     } evaluate: { _ in
       head.setTraining(false)
@@ -166,6 +185,9 @@ public enum Protocols {
     public var smoothing: Float = 0.1
     public var hidden = 2048
     public var seed: UInt64 = 0
+    /// A folder for the resumable state, as `ProbeOptions.run`.
+    public var run: String?
+    public var resume = true
     public init() {}
   }
 
@@ -200,20 +222,40 @@ public enum Protocols {
       base: options.learningRate, minimum: options.minimumLearningRate,
       warmupEpochs: min(options.warmupEpochs, Double(options.epochs) / 2),
       epochs: Double(options.epochs))
-    let loop = SupervisedLoop(
+    var loop = SupervisedLoop(
       name: "finetune", epochs: options.epochs, optimizer: optimizer, context: context
     ) {
       schedule.learningRate(step: $0, stepsPerEpoch: $1)
     }
-    var result = try loop.run(batchesPerEpoch: loader.batchesPerEpoch) { epoch, step in
+    loop.checkpoint = try options.run.map { path in
+      SupervisedLoop.Checkpoint(
+        folder: try RunFolder(path, op: "finetune"), model: model,
+        identity: [
+          ("protocol", "finetune"),
+          (
+            "encoder",
+            "\(encoder.flavor.rawValue) dim \(encoder.dimension) depth \(encoder.blocks.count) "
+              + "heads \(encoder.heads) frames \(encoder.frames) joints \(encoder.joints)"
+          ),
+          ("classes", "\(classes)"), ("samples", "\(train.count)"), ("batch", "\(options.batch)"),
+          ("lr", "\(options.learningRate)"), ("min_lr", "\(options.minimumLearningRate)"),
+          ("warmup", "\(options.warmupEpochs)"), ("weight_decay", "\(options.weightDecay)"),
+          ("layer_decay", "\(options.layerDecay)"), ("drop_path", "\(options.dropPath)"),
+          ("smoothing", "\(options.smoothing)"), ("hidden", "\(options.hidden)"),
+          ("seed", "\(options.seed)"), ("encoder_weights", encoder.fingerprint()),
+        ], resume: options.resume)
+    }
+    var result = try loop.run(batchesPerEpoch: loader.batchesPerEpoch) { epoch, done, step in
       model.setTraining(true)
       try Random.withSeed(Loader.mix(options.seed, UInt64(epoch), 11)) {
+        try loader.resume(epoch: epoch, position: done)
         let batches = try loader.makeIterator()
         while let b = try batches.next() {
           guard b.x.shape[0] > 1 else { continue }
-          try step(
-            Loss.crossEntropy(
-              model(b.x), labels: Tensor(b.labels.map(Float.init)), smoothing: options.smoothing))
+          try step {
+            try Loss.crossEntropy(
+              model(b.x), labels: Tensor(b.labels.map(Float.init)), smoothing: options.smoothing)
+          }
         }
       }
     } evaluate: { _ in
@@ -249,6 +291,7 @@ public enum Protocols {
         "semi-supervised repeat \(r + 1)/\(repeats): \(subset.count) labelled samples")
       var o = options
       o.seed = options.seed &+ UInt64(r)
+      o.run = options.run.map { $0 + "/repeat-\(r + 1)" }
       accuracies.append(
         try finetune(encoder, train: subset, test: test, options: o, context: context)["accuracy"]
           ?? 0)

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 import Optim
 import TensorCore
 
@@ -7,6 +8,12 @@ import TensorCore
 /// optimiser and reports progress; between batches it honours Ctrl-C; after each epoch it
 /// evaluates (top-1, top-5), keeps the last and best, and logs the epoch (about ten lines
 /// for a long run).
+///
+/// With a run folder (`keep`), the loop is resumable like `fit`: after every epoch, and when
+/// anything stops it (Ctrl-C, SIGTERM, SIGHUP, an error), it writes a checkpoint of the batch
+/// reached — the model, the optimiser, the epoch rows, the running loss and the random state —
+/// and a later call with the same configuration continues from it, ending bit-identical to a
+/// run that was never stopped.
 public struct SupervisedLoop {
   public let name: String
   public let epochs: Int
@@ -14,6 +21,21 @@ public struct SupervisedLoop {
   /// The learning rate of a global step, given the steps per epoch.
   public let schedule: (Int, Int) -> Double
   public let context: EvaluationContext
+  /// Where the loop keeps its state, and what it keeps.
+  public var checkpoint: Checkpoint?
+
+  /// A loop's resumable state: `model` (whose parameters and buffers the optimiser trains) in
+  /// `folder`, resumed only by a run whose `identity` (the protocol's configuration) matches.
+  public struct Checkpoint {
+    public let folder: RunFolder
+    public let model: Module
+    public let identity: [(String, String)]
+    public let resume: Bool
+
+    public init(folder: RunFolder, model: Module, identity: [(String, String)], resume: Bool) {
+      (self.folder, self.model, self.identity, self.resume) = (folder, model, identity, resume)
+    }
+  }
 
   public init(
     name: String, epochs: Int, optimizer: Optimizer, context: EvaluationContext,
@@ -26,54 +48,110 @@ public struct SupervisedLoop {
     self.context = context
   }
 
-  /// Runs the epochs. `train(epoch, step)` calls `step(loss)` once per batch of that epoch
-  /// (`batchesPerEpoch` of them); `evaluate(epoch)` gives (top-1, top-5), or nil to skip.
+  /// Where a run stands: between batches of an epoch, with the rows of the epochs done.
+  struct Position {
+    var epoch = 0
+    /// Batches of `epoch` done.
+    var batch = 0
+    var step = 0
+    var total = 0.0
+    var rows: [[(name: String, value: Double)]] = []
+    /// The random state after the last batch (nil at an epoch's start, which reseeds).
+    var random: [UInt64]?
+  }
+
+  /// Runs the epochs. `train(epoch, first, step)` calls `step { loss }` once per batch of that
+  /// epoch (`batchesPerEpoch` of them), skipping its `first` batches (done before a resume) by
+  /// their order alone; `step` checks for a stop before it computes the loss.
+  /// `evaluate(epoch)` gives (top-1, top-5), or nil to skip.
   public func run(
-    batchesPerEpoch: Int, train: (Int, (Tensor) throws -> Void) throws -> Void,
+    batchesPerEpoch: Int,
+    train: (Int, Int, (() throws -> Tensor) throws -> Void) throws -> Void,
     evaluate: (Int) throws -> (top1: Double, top5: Double)?
   ) throws -> EvaluationResult {
+    var at = try start()
+    guard at.batch <= batchesPerEpoch else {
+      throw TensorError(
+        name,
+        "\(checkpoint?.folder.checkpointPath ?? "the checkpoint") stopped at batch \(at.batch) of "
+          + "an epoch of \(batchesPerEpoch); resume=false starts over")
+    }
+    var resumedRandom = at.random
+    do {
+      while at.epoch < epochs {
+        let epoch = at.epoch
+        try train(epoch, at.batch) { loss in
+          try context.checkStop()
+          if let random = resumedRandom {  // the first batch after a resume mid-epoch
+            Random.state = random
+            resumedRandom = nil
+          }
+          optimizer.learningRate = schedule(at.step, max(batchesPerEpoch, 1))
+          let loss = try loss()
+          let value = Double(try loss.item())
+          guard value.isFinite else {
+            throw TensorError(
+              name,
+              "the loss became \(value) at epoch \(epoch + 1), batch \(at.batch + 1): lower the "
+                + "learning rate or check the data for NaN/inf")
+          }
+          optimizer.zeroGrad()
+          try loss.backward()
+          try optimizer.step()
+          at.step += 1
+          at.total += value
+          at.batch += 1
+          at.random = checkpoint == nil ? nil : Random.state
+          context.batch(
+            BatchProgress(
+              phase: name, epoch: epoch, epochs: epochs, batch: at.batch - 1,
+              batches: batchesPerEpoch, loss: value))
+        }
+        let meanLoss = at.total / Double(max(at.batch, 1))
+        var row: [(name: String, value: Double)] = [
+          ("epoch", Double(epoch + 1)), ("loss", meanLoss),
+        ]
+        var line = String(format: "%@ epoch %d/%d  loss %.4f", name, epoch + 1, epochs, meanLoss)
+        if let scores = try evaluate(epoch) {
+          row += [("top1", scores.top1), ("top5", scores.top5)]
+          line += String(format: "  top1 %.4f  top5 %.4f", scores.top1, scores.top5)
+        }
+        at.rows.append(row)
+        at = Position(epoch: epoch + 1, step: at.step, rows: at.rows)
+        try save(at)
+        // Every epoch's line up to 20 epochs; beyond, about ten of them and the last (a
+        // 200-epoch probe would otherwise print 200 lines). Every epoch is in `epochs`.
+        let every = epochs <= 20 ? 1 : epochs / 10
+        if (epoch + 1) % every == 0 || epoch == 0 || epoch == epochs - 1 { context.progress(line) }
+      }
+    } catch {
+      // Ctrl-C, SIGTERM, SIGHUP or an error: keep the batches done so far, then stop.
+      if let checkpoint {
+        do {
+          try save(at)
+          context.progress(
+            "\(name) stopped at epoch \(at.epoch + 1), batch \(at.batch); saved "
+              + checkpoint.folder.checkpointPath)
+        } catch let saving {
+          context.progress("\(name) could not save its checkpoint: \(saving)")
+        }
+      }
+      throw error
+    }
+    return result(at.rows)
+  }
+
+  /// The result of the epoch rows: the last epoch's top-1/top-5 and the best ones.
+  func result(_ rows: [[(name: String, value: Double)]]) -> EvaluationResult {
     var result = EvaluationResult(name: name, metrics: [])
+    result.epochs = rows
     var best = (top1: 0.0, top5: 0.0, epoch: 0)
     var last: (top1: Double, top5: Double)?
-    var step = 0
-    for epoch in 0..<epochs {
-      var total = 0.0
-      var count = 0
-      try train(epoch) { loss in
-        try context.checkStop()
-        optimizer.learningRate = schedule(step, max(batchesPerEpoch, 1))
-        step += 1
-        let value = Double(try loss.item())
-        guard value.isFinite else {
-          throw TensorError(
-            name,
-            "the loss became \(value) at epoch \(epoch + 1), batch \(count + 1): lower the "
-              + "learning rate or check the data for NaN/inf")
-        }
-        total += value
-        count += 1
-        optimizer.zeroGrad()
-        try loss.backward()
-        try optimizer.step()
-        context.batch(
-          BatchProgress(
-            phase: name, epoch: epoch, epochs: epochs, batch: count - 1, batches: batchesPerEpoch,
-            loss: value))
-      }
-      let meanLoss = total / Double(max(count, 1))
-      var row: [(name: String, value: Double)] = [("epoch", Double(epoch + 1)), ("loss", meanLoss)]
-      var line = String(format: "%@ epoch %d/%d  loss %.4f", name, epoch + 1, epochs, meanLoss)
-      if let scores = try evaluate(epoch) {
-        last = scores
-        if scores.top1 > best.top1 { best = (scores.top1, scores.top5, epoch + 1) }
-        row += [("top1", scores.top1), ("top5", scores.top5)]
-        line += String(format: "  top1 %.4f  top5 %.4f", scores.top1, scores.top5)
-      }
-      result.epochs.append(row)
-      // Every epoch's line up to 20 epochs; beyond, about ten of them and the last (a 200-epoch
-      // probe would otherwise print 200 lines). Every epoch is in the result's `epochs`.
-      let every = epochs <= 20 ? 1 : epochs / 10
-      if (epoch + 1) % every == 0 || epoch == 0 || epoch == epochs - 1 { context.progress(line) }
+    for row in rows {
+      let value = { (key: String) in row.first { $0.name == key }?.value }
+      guard let top1 = value("top1"), let top5 = value("top5") else { continue }
+      last = (top1, top5)
+      if top1 > best.top1 { best = (top1, top5, Int(value("epoch") ?? 0)) }
     }
     if let last {
       result.metrics = [
@@ -82,5 +160,98 @@ public struct SupervisedLoop {
       ]
     }
     return result
+  }
+
+  // MARK: The checkpoint
+
+  /// The position to start from: the folder's checkpoint when there is one to resume (its
+  /// model and optimiser restored), else the beginning (the folder's old files removed).
+  func start() throws -> Position {
+    guard let checkpoint else { return Position() }
+    let folder = checkpoint.folder
+    if checkpoint.resume, folder.hasCheckpoint {
+      try folder.checkIdentity(checkpoint.identity)
+      // The checkpoint's random state is the loop's, not the caller's: restore it into a
+      // scope of its own.
+      let metadata = try Random.withSeed(0) {
+        try TrainingCheckpoint.restore(
+          path: folder.checkpointPath, model: checkpoint.model, optimizer: optimizer)
+      }
+      let at = try Self.position(metadata, path: folder.checkpointPath)
+      context.progress(
+        "resumed \(name) from \(folder.checkpointPath) at epoch \(min(at.epoch + 1, epochs)), "
+          + "batch \(at.batch)")
+      try writeConfig(folder)
+      return at
+    }
+    try folder.clear()
+    try writeConfig(folder)
+    return Position()
+  }
+
+  func writeConfig(_ folder: RunFolder) throws {
+    guard let checkpoint else { return }
+    try folder.write(
+      RunFolder.Config(
+        identity: Dictionary(checkpoint.identity, uniquingKeysWith: { a, _ in a }),
+        schedule: ["epochs": Double(epochs)]))
+  }
+
+  /// Writes the checkpoint of `at`, then the epoch rows (a view of what the checkpoint holds).
+  func save(_ at: Position) throws {
+    guard let checkpoint else { return }
+    var metadata = [
+      "method": name, "epoch": String(at.epoch), "batch": String(at.batch),
+      "step": String(at.step), "total": String(at.total),
+      "rows": at.rows.map { row in row.map { "\($0.name)=\($0.value)" }.joined(separator: ",") }
+        .joined(separator: ";"),
+    ]
+    if let random = at.random {
+      metadata["loop_random"] = random.map { String($0, radix: 16) }.joined(separator: ",")
+    }
+    try TrainingCheckpoint.save(
+      path: checkpoint.folder.checkpointPath, model: checkpoint.model, optimizer: optimizer,
+      metadata: metadata)
+    var view = EvaluationResult(name: name, metrics: [])
+    view.epochs = at.rows
+    try view.writeEpochs(to: checkpoint.folder)
+  }
+
+  /// Reads a position back from a checkpoint's metadata; throws naming the file and the field.
+  static func position(_ metadata: [String: String], path: String) throws -> Position {
+    func field<T>(_ key: String, _ parse: (String) -> T?) throws -> T {
+      guard let text = metadata[key], let value = parse(text) else {
+        throw TensorError(
+          "checkpoint",
+          "\(path): '\(key)' is '\(metadata[key] ?? "missing")', not what an evaluation "
+            + "checkpoint holds; resume=false starts over")
+      }
+      return value
+    }
+    var at = Position()
+    at.epoch = try field("epoch") { Int($0).flatMap { $0 >= 0 ? $0 : nil } }
+    at.batch = try field("batch") { Int($0).flatMap { $0 >= 0 ? $0 : nil } }
+    at.step = try field("step") { Int($0).flatMap { $0 >= 0 ? $0 : nil } }
+    at.total = try field("total") { Double($0).flatMap { $0.isFinite ? $0 : nil } }
+    at.rows = try field("rows") { text -> [[(name: String, value: Double)]]? in
+      var rows: [[(name: String, value: Double)]] = []
+      for row in text.split(separator: ";") {
+        var pairs: [(name: String, value: Double)] = []
+        for pair in row.split(separator: ",") {
+          let parts = pair.split(separator: "=")
+          guard parts.count == 2, let value = Double(parts[1]) else { return nil }
+          pairs.append((String(parts[0]), value))
+        }
+        rows.append(pairs)
+      }
+      return rows.count == at.epoch ? rows : nil
+    }
+    if metadata["loop_random"] != nil {
+      at.random = try field("loop_random") { text -> [UInt64]? in
+        let words = text.split(separator: ",").compactMap { UInt64($0, radix: 16) }
+        return words.count == 4 ? words : nil
+      }
+    }
+    return at
   }
 }

@@ -49,6 +49,8 @@ public final class Classifier: Module {
     }
     super.init()
     child("", encoder)
+    // Registered so that setTraining(false) reaches it: evaluation sees every token.
+    child("dropout", tokenDropout)
     let container = child("head", Module())
     if let linearNorm, let linear {
       container.child("0", linearNorm)

@@ -122,6 +122,25 @@ open class Module {
     return result
   }
 
+  /// A 64-bit FNV-1a hash of the state dict (names, shapes and value bits), in hex: two
+  /// modules with the same fingerprint hold the same weights (a resumable evaluation checks
+  /// that it continues on the encoder it started with).
+  public func fingerprint() -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix(_ byte: UInt8) { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    func mix(_ word: UInt32) {
+      for shift in stride(from: 0, to: 32, by: 8) { mix(UInt8(truncatingIfNeeded: word >> shift)) }
+    }
+    for (name, tensor) in stateDict() {
+      for byte in name.utf8 { mix(byte) }
+      for size in tensor.shape { mix(UInt32(truncatingIfNeeded: size)) }
+      tensor.contiguous().withUnsafeBufferPointer { values in
+        for value in values { mix(value.bitPattern) }
+      }
+    }
+    return String(hash, radix: 16)
+  }
+
   /// The number of trainable values.
   public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.parameter.value.count } }
 

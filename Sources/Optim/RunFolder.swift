@@ -93,6 +93,9 @@ public struct RunFolder: Sendable {
   public var metricsPath: String { path + "/metrics.jsonl" }
   public var checkpointPath: String { path + "/checkpoint.safetensors" }
   public var plotPath: String { path + "/loss.svg" }
+  /// An evaluation's result and its per-epoch rows.
+  public var resultPath: String { path + "/result.json" }
+  public var epochsPath: String { path + "/epochs.jsonl" }
 
   /// Opens the folder, creating it when missing, and removes the temporaries a killed run left
   /// (`.NAME.tmp-PID`). Throws naming the path when it is a file or cannot be created.
@@ -144,6 +147,26 @@ public struct RunFolder: Sendable {
         op,
         "\(configPath) is not a flat JSON object of strings and numbers; resume=false starts "
           + "over in the folder, or choose another run=")
+    }
+  }
+
+  /// A checkpoint resumes only the model and method that wrote it: each (key, value) of
+  /// `identity` (the model and the method's configuration) must be what the folder's
+  /// config.json holds. The schedule may change (more epochs continue a run); a key the folder
+  /// lacks, from an older SkelLab, is not compared. The error names the folder, the keys and the
+  /// ways out.
+  public func checkIdentity(_ identity: [(String, String)]) throws {
+    guard let old = try readConfig() else { return }
+    let differences = identity.compactMap { key, now -> String? in
+      guard let before = old.identity[key], before != now else { return nil }
+      return "\(key): \(before) there, \(now) here"
+    }
+    guard differences.isEmpty else {
+      throw TensorError(
+        op,
+        "run folder \(path) holds a run of another configuration ("
+          + differences.joined(separator: "; ")
+          + "); resume=false starts this one over in it, or choose another run=")
     }
   }
 
@@ -222,7 +245,7 @@ public struct RunFolder: Sendable {
 
   /// Removes the run's files (resume=false over an old run).
   public func clear() throws {
-    for file in [metricsPath, checkpointPath, plotPath]
+    for file in [metricsPath, checkpointPath, plotPath, resultPath, epochsPath]
     where FileManager.default.fileExists(atPath: file) {
       do {
         try FileManager.default.removeItem(atPath: file)

@@ -218,7 +218,7 @@ public enum Fit {
         ] + trainer.configuration
       if continuing == nil {
         if options.resume, folder.hasCheckpoint {
-          try checkSameConfiguration(folder, identity)
+          try folder.checkIdentity(identity)
           let metadata = try TrainingCheckpoint.restore(
             path: folder.checkpointPath, model: checkpointModel, optimizer: optimizer)
           // A checkpoint past a shorter schedule counts as finished.
@@ -331,24 +331,4 @@ public enum Fit {
 
   /// The most steps one `fit` may run (about 10^9: months of steps on any machine).
   public static let maximumSteps = 1 << 30
-
-  /// A checkpoint resumes only the model and method that wrote it: each (key, value) of
-  /// `identity` (the encoder and the trainer's configuration) must be what the run folder's
-  /// config.json holds. The schedule may change (more epochs continue a run); a key the folder
-  /// lacks, from an older SkelLab, is not compared. The error names the folder, the keys and the
-  /// ways out.
-  static func checkSameConfiguration(_ folder: RunFolder, _ identity: [(String, String)]) throws {
-    guard let old = try folder.readConfig() else { return }
-    let differences = identity.compactMap { key, now -> String? in
-      guard let before = old.identity[key], before != now else { return nil }
-      return "\(key): \(before) there, \(now) here"
-    }
-    guard differences.isEmpty else {
-      throw TensorError(
-        "fit",
-        "run folder \(folder.path) holds a run of another configuration ("
-          + differences.joined(separator: "; ")
-          + "); resume=false starts this one over in it, or choose another run=")
-    }
-  }
 }

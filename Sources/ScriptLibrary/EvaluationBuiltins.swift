@@ -68,6 +68,7 @@ enum EvaluationBuiltins {
       BuiltinParameter("enc", .object("Model")), BuiltinParameter("data", .object("Dataset")),
     ]
     let run = BuiltinParameter("run", .optional(.string), default: .nil)
+    let resume = BuiltinParameter("resume", .bool, default: .bool(true))
     let seed = BuiltinParameter("seed", .int, default: .int(0))
     let probeParameters = [
       BuiltinParameter("epochs", .int, default: .int(100)),
@@ -87,12 +88,14 @@ enum EvaluationBuiltins {
     ]
 
     r.register(
-      "linear_probe", common + probeParameters + [seed, run],
+      "linear_probe", common + probeParameters + [seed, run, resume],
       doc: "Linear evaluation (methods.md §8.1): the encoder frozen in inference mode, pooled "
         + "features (recomputed on MAMP's augmented view every epoch when augment, else computed "
         + "once), BatchNorm without affine + Linear trained by SGD (momentum 0.9, cosine lr). data "
         + "must be split (.train/.test). Returns {accuracy, top5, best_accuracy, best_top5, "
-        + "best_epoch, chance, epochs}; run= writes result.json and epochs.jsonl there."
+        + "best_epoch, chance, epochs}. run= keeps the run resumable there (checkpoint.safetensors "
+        + "after every epoch and when stopped, config.json, epochs.jsonl, result.json); "
+        + "resume=true continues a stopped run exactly, as fit does."
     ) { args, context in
       let (encoder, train, test) = try inputs(args)
       let result = try Protocols.linearProbe(
@@ -102,7 +105,7 @@ enum EvaluationBuiltins {
       return try finish(result, args, context)
     }
     r.register(
-      "finetune", common + finetuneParameters + [seed, run],
+      "finetune", common + finetuneParameters + [seed, run, resume],
       doc: "Fine-tuning (methods.md §8.2, §9.1) of a copy of the encoder (yours is unchanged) with "
         + "the fc1 → BatchNorm → ReLU → fc2 head: AdamW, layer-wise lr decay, drop path, label "
         + "smoothing, warm-up + cosine. Returns {accuracy, top5, best_accuracy, …}."
@@ -118,7 +121,7 @@ enum EvaluationBuiltins {
       common + [
         BuiltinParameter("fraction", .number, default: .float(0.01)),
         BuiltinParameter("repeats", .int, default: .int(1)),
-      ] + finetuneParameters + [seed, run],
+      ] + finetuneParameters + [seed, run, resume],
       doc: "Fine-tuning on a seeded class-balanced fraction of the training split (1% or 10%), "
         + "one subset per repeat; accuracy is the mean, std over repeats."
     ) { args, context in
@@ -196,7 +199,7 @@ enum EvaluationBuiltins {
         BuiltinParameter("spatial", .list, default: .list([.int(1), .int(2)])),
         BuiltinParameter(
           "temporal", .list, default: .list([.float(0.3), .float(0.5), .float(0.7)])),
-      ] + probeParameters + [seed, run],
+      ] + probeParameters + [seed, run, resume],
       doc: "Occluded recognition: a linear probe trained on clean data, tested with `spatial` "
         + "random body parts hidden and with a hidden temporal block of each `temporal` ratio "
         + "(the same masks for every model given a seed); accuracy is the mean over conditions."
@@ -226,7 +229,7 @@ enum EvaluationBuiltins {
         BuiltinParameter("source", .optional(.object("Dataset")), default: .nil),
         BuiltinParameter("target", .object("Dataset")),
         BuiltinParameter("mode", .string, default: .string("linear")),
-      ] + probeParameters + [seed, run],
+      ] + probeParameters + [seed, run, resume],
       doc: "Transfer: features learned on `source` (the encoder's pretraining data; recorded) "
         + "evaluated on the split `target` by a linear probe or fine-tuning (mode); the target's "
         + "joints are mapped to the encoder's layout when they differ (MSR 20 → Kinect v2 25)."
@@ -242,6 +245,7 @@ enum EvaluationBuiltins {
       var tune = Protocols.FinetuneOptions()
       tune.epochs = args.int("epochs")
       tune.seed = UInt64(max(args.int("seed"), 0))
+      (tune.run, tune.resume) = (args.isNil("run") ? nil : args.string("run"), args.bool("resume"))
       var result = try Protocols.transfer(
         encoder, train: train, test: test, finetuning: args.string("mode") == "finetune",
         probe: probeOptions(args), finetune: tune, context: evaluationContext(context))
@@ -260,7 +264,7 @@ enum EvaluationBuiltins {
         BuiltinParameter("test_labels", .optional(.string), default: .nil),
         BuiltinParameter("train_sequences", .int, default: .int(20)),
         BuiltinParameter("test_sequences", .int, default: .int(10)),
-        BuiltinParameter("epochs", .int, default: .int(60)), seed, run,
+        BuiltinParameter("epochs", .int, default: .int(60)), seed, run, resume,
       ],
       doc: "Action detection (methods.md §8.4): a frozen encoder, a linear classifier of each "
         + "frame's 16-step window, mean-filtered probabilities, segments, and VOC mAP at tIoU "
@@ -294,6 +298,9 @@ enum EvaluationBuiltins {
       var options = Detection.Options()
       options.epochs = args.int("epochs")
       options.seed = seed
+      (options.run, options.resume) = (
+        args.isNil("run") ? nil : args.string("run"), args.bool("resume")
+      )
       let result = try Detection.run(
         encoder, train: train, test: test, classes: classes, options: options,
         context: evaluationContext(context))
@@ -355,6 +362,7 @@ enum EvaluationBuiltins {
     o.learningRate = args.number("lr")
     o.augment = args.bool("augment")
     o.seed = UInt64(max(args.int("seed"), 0))
+    (o.run, o.resume) = (args.isNil("run") ? nil : args.string("run"), args.bool("resume"))
     guard o.epochs > 0, o.batch > 1 else {
       throw args.error("epochs", "epochs must be positive and batch above 1")
     }
@@ -372,6 +380,7 @@ enum EvaluationBuiltins {
     o.smoothing = Float(args.number("smoothing"))
     o.hidden = args.int("hidden")
     o.seed = UInt64(max(args.int("seed"), 0))
+    (o.run, o.resume) = (args.isNil("run") ? nil : args.string("run"), args.bool("resume"))
     guard o.epochs > 0, o.batch > 1, o.hidden > 0 else {
       throw args.error("epochs", "epochs and hidden must be positive and batch above 1")
     }

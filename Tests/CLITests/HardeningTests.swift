@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 import TestSupport
 import Testing
 
@@ -182,5 +183,54 @@ struct HardeningTests {
     #expect(resumed.stdout.contains("steps \(steps.count) at \(steps.count)"), "\(resumed.stdout)")
     let left = try FileManager.default.contentsOfDirectory(atPath: root + "/run")
     #expect(!left.contains { $0.contains(".tmp-") }, "\(left)")
+  }
+
+  /// SIGTERM during a batch evaluation (a linear probe with run=): the epoch and batch reached
+  /// are saved, the exit status is 143, and the same script resumes and finishes.
+  @Test func aSignalDuringAnEvaluationSavesIt() throws {
+    let root = try folder("signal-probe")
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let script = root + "/probe.skl"
+    try """
+    seed(1)
+    enc = encoder(dim=8, depth=1, heads=2, frames=8)
+    ds = split(dataset("synthetic", subjects=2, frames=16), "xsub")
+    r = linear_probe(enc, ds, epochs=param("epochs", 100000), batch=16, run="\(root)/probe")
+    print("epochs {len(r.epochs)}")
+    """.write(toFile: script, atomically: true, encoding: .utf8)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: skellabBinary)
+    process.arguments = ["run", script]
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = Pipe()
+    try process.run()
+    // The first epoch's checkpoint shows that training runs.
+    let deadline = Date().addingTimeInterval(120)
+    while !FileManager.default.fileExists(atPath: root + "/probe/checkpoint.safetensors"),
+      Date() < deadline
+    {
+      Thread.sleep(forTimeInterval: 0.1)
+    }
+    Thread.sleep(forTimeInterval: 0.5)
+    kill(process.processIdentifier, SIGTERM)
+    process.waitUntilExit()
+    let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(process.terminationStatus == 143, "\(stderr.suffix(400))")
+    #expect(
+      stderr.contains("linear probe stopped at epoch")
+        && stderr.contains("saved \(root)/probe/checkpoint.safetensors"), "\(stderr.suffix(400))")
+    let saved = try SafeTensors.read(path: root + "/probe/checkpoint.safetensors").metadata
+    let reached = Int(saved["epoch"] ?? "") ?? 0
+    #expect(reached >= 1)
+    // Resumed with a schedule just past the epoch reached: it continues, and finishes.
+    let resumed = try runSkellab(["run", script, "--set", "epochs=\(reached + 2)"])
+    #expect(resumed.status == 0, "\(resumed.stderr.suffix(400))")
+    #expect(resumed.stderr.contains("resumed linear probe"), "\(resumed.stderr.suffix(400))")
+    #expect(resumed.stdout.contains("epochs \(reached + 2)"), "\(resumed.stdout)")
+    let lines = try String(contentsOfFile: root + "/probe/epochs.jsonl", encoding: .utf8)
+    #expect(lines.split(separator: "\n").count == reached + 2)
+    let left = try FileManager.default.contentsOfDirectory(atPath: root + "/probe")
+    #expect(!left.contains { AtomicFile.isTemporary($0) }, "\(left)")
   }
 }

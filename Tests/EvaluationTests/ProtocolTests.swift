@@ -169,8 +169,8 @@ struct LoopTests {
       _, _ in 0.1
     }
     let error = #expect(throws: TensorError.self) {
-      _ = try loop.run(batchesPerEpoch: 1) { epoch, step in
-        try step(epoch == 0 ? (w.value * w.value).sum() : (w.value * Float.nan).sum())
+      _ = try loop.run(batchesPerEpoch: 1) { epoch, _, step in
+        try step { epoch == 0 ? try (w.value * w.value).sum() : try (w.value * Float.nan).sum() }
       } evaluate: { _ in
         nil
       }
@@ -262,5 +262,129 @@ struct DetectionDataTests {
     #expect(s.frameLabels[9] == 0 && s.frameLabels[10] == 3 && s.frameLabels[39] == 3)
     #expect(s.frameLabels[40] == 0 && s.frameLabels[45] == 12 && s.frameLabels[79] == 12)
     #expect(s.segments.map(\.label) == [2, 11])
+  }
+}
+
+/// A stop that fires at the `after`-th check (Ctrl-C, SIGTERM or SIGHUP as a protocol sees it).
+final class StopAfter: @unchecked Sendable {
+  // Sendable by use: the protocols call checkStop on the thread that runs them.
+  var remaining: Int
+  init(_ after: Int) { remaining = after }
+  var context: EvaluationContext {
+    EvaluationContext(checkStop: { [self] in
+      remaining -= 1
+      if remaining == 0 { throw TensorError("test", "stopped") }
+    })
+  }
+}
+
+@Suite("Resumable evaluation")
+struct ResumableEvaluationTests {
+  let train: SkeletonDataset
+  let test: SkeletonDataset
+  let encoder: Encoder
+
+  init() throws {
+    let ds = SkeletonDataset.synthetic(
+      try SyntheticSkeletons(seed: 8, subjects: 4, views: 2, repetitions: 1, frames: 16))
+    (train, test) = try ds.standardSplit("xsub")
+    encoder = try Random.withSeed(3) {
+      try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 25)
+    }
+  }
+
+  func rows(_ result: EvaluationResult) -> [[String]] {
+    result.epochs.map { $0.map { "\($0.name)=\($0.value)" } }
+  }
+
+  /// A probe stopped mid-epoch (and one stopped in the features of a later epoch) resumes from
+  /// its folder and ends bit-identical to one that never stopped; the folder holds no
+  /// temporaries and its epochs.jsonl has every epoch once.
+  @Test(arguments: [7, 17])
+  func aStoppedProbeResumesExactly(stopAt: Int) throws {
+    var options = Protocols.ProbeOptions()
+    options.epochs = 4
+    options.batch = 16
+    let reference = try Protocols.linearProbe(encoder, train: train, test: test, options: options)
+    let folder = try temporaryFolder("probe-resume-\(stopAt)")
+    options.run = folder
+    #expect(throws: TensorError.self) {
+      _ = try Protocols.linearProbe(
+        encoder, train: train, test: test, options: options, context: StopAfter(stopAt).context)
+    }
+    // Where it stopped: mid-epoch after two batches, or in a later epoch's features.
+    let saved = try SafeTensors.read(path: folder + "/checkpoint.safetensors").metadata
+    #expect([saved["epoch"], saved["batch"]] == (stopAt == 7 ? ["0", "2"] : ["2", "0"]))
+    let resumed = try Protocols.linearProbe(encoder, train: train, test: test, options: options)
+    #expect(rows(resumed.result) == rows(reference.result))
+    #expect(resumed.result.metrics.map(\.value) == reference.result.metrics.map(\.value))
+    #expect(resumed.head.stateDict().map(\.tensor.scalars) == reference.head.stateDict().map(\.tensor.scalars))
+    let lines = try String(contentsOfFile: folder + "/epochs.jsonl", encoding: .utf8)
+      .split(separator: "\n")
+    #expect(lines.count == options.epochs)
+    let left = try FileManager.default.contentsOfDirectory(atPath: folder)
+    #expect(!left.contains { AtomicFile.isTemporary($0) }, "\(left)")
+  }
+
+  /// Fine-tuning with drop path (the random stream matters) stopped mid-epoch resumes exactly.
+  @Test func aStoppedFinetuneResumesExactly() throws {
+    var options = Protocols.FinetuneOptions()
+    options.epochs = 2
+    options.batch = 8
+    options.hidden = 16
+    options.dropPath = 0.2
+    let reference = try Protocols.finetune(encoder, train: train, test: test, options: options)
+    let folder = try temporaryFolder("finetune-resume")
+    options.run = folder
+    #expect(throws: TensorError.self) {
+      _ = try Protocols.finetune(
+        encoder, train: train, test: test, options: options, context: StopAfter(4).context)
+    }
+    let resumed = try Protocols.finetune(encoder, train: train, test: test, options: options)
+    #expect(rows(resumed) == rows(reference))
+    // A finished run called again returns its result without training.
+    let again = try Protocols.finetune(
+      encoder, train: train, test: test, options: options, context: StopAfter(1).context)
+    #expect(rows(again) == rows(reference))
+  }
+
+  /// Another encoder (same shapes, other weights) does not resume the folder's run.
+  @Test func anotherEncoderDoesNotResume() throws {
+    var options = Protocols.ProbeOptions()
+    options.epochs = 2
+    options.batch = 16
+    options.run = try temporaryFolder("probe-other")
+    _ = try Protocols.linearProbe(encoder, train: train, test: test, options: options)
+    let other = try Random.withSeed(4) {
+      try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 25)
+    }
+    let error = #expect(throws: TensorError.self) {
+      _ = try Protocols.linearProbe(other, train: train, test: test, options: options)
+    }
+    #expect(error?.message.contains("encoder_weights") == true)
+    options.resume = false
+    _ = try Protocols.linearProbe(other, train: train, test: test, options: options)
+  }
+
+  /// A checkpoint whose fields are not an evaluation's is refused, naming the file and field.
+  @Test func aMalformedCheckpointIsAClearError() throws {
+    var options = Protocols.ProbeOptions()
+    options.epochs = 2
+    options.batch = 16
+    let folder = try temporaryFolder("probe-malformed")
+    options.run = folder
+    _ = try Protocols.linearProbe(encoder, train: train, test: test, options: options)
+    let path = folder + "/checkpoint.safetensors"
+    let file = try SafeTensors.read(path: path)
+    var values: [String: SafeTensors.Value] = [:]
+    for name in file.names { values[name] = .float32(try file.tensor(name)) }
+    var metadata = file.metadata
+    metadata["rows"] = "epoch=1,loss=x"
+    try SafeTensors.write(values, to: path, metadata: metadata)
+    let error = #expect(throws: TensorError.self) {
+      _ = try Protocols.linearProbe(encoder, train: train, test: test, options: options)
+    }
+    #expect(error?.message.contains("'rows'") == true)
+    #expect(error?.message.contains(path) == true)
   }
 }

@@ -240,3 +240,12 @@ public func tensorErrorMessage(
   Issue.record("no error", sourceLocation: sourceLocation)
   return ""
 }
+
+/// A new empty folder under the temporary directory, unique to this process and `name` (an
+/// old one of the same name is removed first).
+public func temporaryFolder(_ name: String) throws -> String {
+  let path = NSTemporaryDirectory() + "skellab-\(name)-\(getpid())"
+  try? FileManager.default.removeItem(atPath: path)
+  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  return path
+}

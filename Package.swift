@@ -105,7 +105,8 @@ let package = Package(
     .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorCore", "TestSupport"]),
     .testTarget(
       name: "GoldenTests", dependencies: ["ScriptCore", "ScriptLibrary", "TestSupport", "skellab"]),
-    .testTarget(name: "CLITests", dependencies: ["skellab", "CSystem", "TensorCore", "TestSupport"]),
+    .testTarget(
+      name: "CLITests", dependencies: ["skellab", "CSystem", "TensorCore", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -318,7 +318,9 @@ struct ResumableEvaluationTests {
     let resumed = try Protocols.linearProbe(encoder, train: train, test: test, options: options)
     #expect(rows(resumed.result) == rows(reference.result))
     #expect(resumed.result.metrics.map(\.value) == reference.result.metrics.map(\.value))
-    #expect(resumed.head.stateDict().map(\.tensor.scalars) == reference.head.stateDict().map(\.tensor.scalars))
+    #expect(
+      resumed.head.stateDict().map(\.tensor.scalars)
+        == reference.head.stateDict().map(\.tensor.scalars))
     let lines = try String(contentsOfFile: folder + "/epochs.jsonl", encoding: .utf8)
       .split(separator: "\n")
     #expect(lines.count == options.epochs)

@@ -287,8 +287,19 @@ public final class Registry {
 
   public init() {}
 
+  /// The family the next registrations belong to (`help()` and the builtin reference group
+  /// builtins by it), and each builtin's family, in the order families were opened.
+  public var family = "language" {
+    didSet { if !familyOrder.contains(family) { familyOrder.append(family) } }
+  }
+  public private(set) var familyOrder: [String] = ["language"]
+  public private(set) var families: [String: String] = [:]
+
   /// Registers a builtin; a second registration of a name replaces the first.
-  public func register(_ builtin: Builtin) { builtins[builtin.name] = builtin }
+  public func register(_ builtin: Builtin) {
+    builtins[builtin.name] = builtin
+    families[builtin.name] = family
+  }
 
   /// Registers a builtin from its parts.
   public func register(

@@ -6,12 +6,18 @@ import ScriptCore
 public enum Library {
   public static func registry() -> Registry {
     let registry = Registry()
+    registry.family = "language"
     CoreBuiltins.register(in: registry)
+    registry.family = "tensors"
     TensorBuiltins.register(in: registry)
-    ModelBuiltins.register(in: registry)
+    registry.family = "data"
     DataBuiltins.register(in: registry)
-    EvaluationBuiltins.register(in: registry)
+    registry.family = "models"
+    ModelBuiltins.register(in: registry)
+    registry.family = "pretraining"
     SSLBuiltins.register(in: registry)
+    registry.family = "evaluation"
+    EvaluationBuiltins.register(in: registry)
     return registry
   }
 }

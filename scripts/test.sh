@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
 # Sets up, checks formatting, builds with warnings as errors, and runs every test.
-# Exits non-zero on any failure. The tests read ../shared (fixtures and data) beside the repo.
+# Exits non-zero on any failure. Everything the tests read is in the repository (Tests/Fixtures,
+# Tests/Data, Tests/Golden, tutorials/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-
-if [ ! -d ../shared/fixtures ] && [ -z "${SKELLAB_SHARED:-}" ]; then
-  echo "test: ../shared/fixtures is missing; the numeric tests need it (or set SKELLAB_SHARED)." >&2
-  exit 1
-fi
 
 echo "== swift format lint" >&2
 swift format lint --strict --recursive Package.swift Sources Tests

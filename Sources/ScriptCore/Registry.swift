@@ -294,6 +294,10 @@ public final class Registry {
   }
   public private(set) var familyOrder: [String] = ["language"]
   public private(set) var families: [String: String] = [:]
+  /// An example per builtin (statements that run after `examplePrelude`), for help and the
+  /// builtin reference.
+  public var examples: [String: String] = [:]
+  public var examplePrelude = ""
 
   /// Registers a builtin; a second registration of a name replaces the first.
   public func register(_ builtin: Builtin) {

@@ -18,6 +18,8 @@ public enum Library {
     SSLBuiltins.register(in: registry)
     registry.family = "evaluation"
     EvaluationBuiltins.register(in: registry)
+    registry.examples = Examples.byName
+    registry.examplePrelude = Examples.prelude
     return registry
   }
 }

@@ -1,8 +1,8 @@
 // skellab-bench data: sequences per second of the data path.
 //
-//   skellab-bench data [--shared ../shared] [--threads 2]
+//   skellab-bench data [--data Tests/Data] [--threads 2]
 //
-// Parsing raw NTU .skeleton files (the shared samples, read repeatedly), loading a MAMP-layout
+// Parsing raw NTU .skeleton files (the samples of Tests/Data, read repeatedly), loading a MAMP-layout
 // .npz (written once to a temporary folder), generating synthetic sequences, and producing
 // augmented batches of the `small` config (batch 32, crop-resize to 64 frames + rotation,
 // through the prefetching loader). The loader must outrun training: compare its sequences/s
@@ -18,11 +18,11 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 }
 
 func runDataBench(_ arguments: [String]) -> Int32 {
-  var shared = "../shared"
+  var data = "Tests/Data"
   var rest = arguments[...]
   while let flag = rest.popFirst() {
     switch flag {
-    case "--shared": shared = rest.popFirst() ?? shared
+    case "--data": data = rest.popFirst() ?? data
     case "--threads": try? Threading.setThreadCount(rest.popFirst().flatMap(Int.init) ?? 2)
     default:
       FileHandle.standardError.write(Data("skellab-bench data: unknown flag \(flag)\n".utf8))
@@ -30,7 +30,7 @@ func runDataBench(_ arguments: [String]) -> Int32 {
     }
   }
   do {
-    let folder = shared + "/data/ntu-rgbd-samples/nturgb+d_skeletons"
+    let folder = data + "/ntu-rgbd-samples/nturgb+d_skeletons"
     let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter {
       $0.hasSuffix(".skeleton")
     }

@@ -12,6 +12,7 @@ let usage = """
          skellab -e 'statements'                  one-off
          skellab check FILE.skl                   parse and resolve names, run nothing
          skellab help [topic]                     the same docs as :help
+         skellab help --markdown                  the builtin reference (docs/builtins.md)
          skellab --version
   """
 
@@ -159,6 +160,10 @@ func main(_ arguments: [String]) -> Status {
     return .success
   case "help", "--help", "-h":
     let registry = Library.registry()
+    if arguments.count > 1, arguments[1] == "--markdown" {
+      writeOut(Help.markdown(registry: registry))
+      return .success
+    }
     let text =
       arguments.count > 1
       ? Help.text(named: arguments[1], registry: registry)

@@ -115,7 +115,7 @@ struct ProtocolTests {
   }
 
   @Test func everyProtocolRunsOnMSRAction3DWithARandomEncoder() throws {
-    let folder = SharedFolder.path + "/data/msr-action3d/real_world_coordinates"
+    let folder = TestData.msr
     let msr = try DatasetReaders.msr(folder: folder)
     let (train, test) = try msr.standardSplit("xsub")
     let encoder = try Random.withSeed(5) {
@@ -213,7 +213,7 @@ struct LoopTests {
 
   @Test func semiSupervisedAndTransferRun() throws {
     let msr = try DatasetReaders.msr(
-      folder: SharedFolder.path + "/data/msr-action3d/real_world_coordinates")
+      folder: TestData.msr)
     let (train, test) = try msr.standardSplit("xsub")
     // A 25-joint encoder evaluated on MSR's 20 joints: the layout is converted.
     let encoder = try Random.withSeed(8) {

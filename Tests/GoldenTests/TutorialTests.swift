@@ -151,9 +151,9 @@ struct TutorialTests {
       .appendingPathComponent("skellab-tutorial-\(getpid())-\(file)").path
     try? FileManager.default.removeItem(atPath: folder)
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    // The tutorials read the real data as data/ (../shared/data beside the package).
+    // The tutorials read the real data as data/ (Tests/Data of the repository).
     try FileManager.default.createSymbolicLink(
-      atPath: folder + "/data", withDestinationPath: SharedFolder.path + "/data")
+      atPath: folder + "/data", withDestinationPath: TestData.path(""))
     let previous = FileManager.default.currentDirectoryPath
     _ = FileManager.default.changeCurrentDirectoryPath(folder)
     defer {

@@ -10,7 +10,7 @@ import Testing
 struct LayerFixtureTests {
   /// Parameter names of a fixture (role `param` in its sidecar).
   func parameterNames(_ name: String) throws -> [String] {
-    let url = URL(fileURLWithPath: SharedFolder.path + "/fixtures/\(name).json")
+    let url = URL(fileURLWithPath: TestData.fixtures + "/\(name).json")
     let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any]
     let tensors = json?["tensors"] as? [String: [String: Any]] ?? [:]
     return tensors.filter { ($0.value["role"] as? String) == "param" }.map(\.key).sorted()

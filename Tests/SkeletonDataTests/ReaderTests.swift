@@ -4,11 +4,11 @@ import TensorCore
 import TestSupport
 import Testing
 
-/// The readers on every real file of `../shared/data`.
+/// The readers on every real file of `Tests/Data`.
 @Suite("Readers")
 struct ReaderTests {
-  static let ntuFolder = SharedFolder.path + "/data/ntu-rgbd-samples"
-  static let msrFolder = SharedFolder.path + "/data/msr-action3d/real_world_coordinates"
+  static let ntuFolder = TestData.ntu
+  static let msrFolder = TestData.msr
 
   /// samples.csv rows: file, setup, camera, performer, replication, action, frames, bodies.
   func ntuRows() throws -> [[String]] {

@@ -2,18 +2,22 @@ import Foundation
 import TensorCore
 import Testing
 
-/// Where the shared reference material lives: `$SKELLAB_SHARED`, else `../shared` beside the
-/// package root. Tests fail (not skip) when it is missing.
-public enum SharedFolder {
-  public static var path: String {
-    if let override = ProcessInfo.processInfo.environment["SKELLAB_SHARED"], !override.isEmpty {
-      return override
-    }
-    // This file is <root>/Tests/TestSupport/TestSupport.swift.
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .deletingLastPathComponent().deletingLastPathComponent()
-    return root.deletingLastPathComponent().appendingPathComponent("shared").path
-  }
+/// Where the tests' data lives, inside the repository: `Tests/Fixtures` (the PyTorch reference
+/// cases) and `Tests/Data` (real-data samples and small files). A test whose file is missing
+/// fails; it never skips.
+public enum TestData {
+  /// The package's `Tests` folder (this file is `<root>/Tests/TestSupport/TestSupport.swift`).
+  public static let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().path
+  /// The package root.
+  public static var root: String { (tests as NSString).deletingLastPathComponent }
+  public static var fixtures: String { tests + "/Fixtures" }
+  /// `Tests/Data/<relative>`.
+  public static func path(_ relative: String) -> String { tests + "/Data/" + relative }
+  /// MSR Action3D's 567 sequences, as published.
+  public static var msr: String { path("msr-action3d/real_world_coordinates") }
+  /// The 15 raw NTU RGB+D samples.
+  public static var ntu: String { path("ntu-rgbd-samples") }
 }
 
 /// One PyTorch reference case of `shared/fixtures`: its tensors and its sidecar scalars.
@@ -25,13 +29,10 @@ public struct Fixture {
   /// Loads `NAME.safetensors` and `NAME.json`; throws with the path when either is missing.
   public init(_ name: String) throws {
     self.name = name
-    let folder = SharedFolder.path + "/fixtures"
+    let folder = TestData.fixtures
     let tensorsPath = "\(folder)/\(name).safetensors"
     guard FileManager.default.fileExists(atPath: tensorsPath) else {
-      throw TensorError(
-        "fixture",
-        "missing \(tensorsPath): the tests need ../shared beside the package "
-          + "(or SKELLAB_SHARED)")
+      throw TensorError("fixture", "missing \(tensorsPath): the fixture is part of the repository")
     }
     file = try SafeTensors.read(path: tensorsPath)
     let sidecar = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(name).json"))

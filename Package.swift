@@ -93,7 +93,7 @@ let package = Package(
     // Shared test helpers: fixture reader, finite-difference gradient check, comparisons.
     .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
     .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
-    .testTarget(name: "ScriptCoreTests", dependencies: ["ScriptCore"]),
+    .testTarget(name: "ScriptCoreTests", dependencies: ["ScriptCore", "TestSupport"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"]),
     .testTarget(
       name: "SkeletonDataTests", dependencies: ["SkeletonData", "TensorCore", "TestSupport"]),

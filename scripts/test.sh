@@ -14,11 +14,23 @@ swift format lint --strict --recursive Package.swift Sources Tests
 # same bits for any thread count; SKELLAB_THREADS fixes both.
 export OPENBLAS_NUM_THREADS=1 SKELLAB_THREADS=1
 
-# Debug first (runtime checks on), then release: the optimised, vectorised kernels users run.
+# Each test's wall time goes to a file; the ten slowest are printed at the end.
+times=$(mktemp)
+export SKELLAB_TEST_TIMES="$times"
+slowest() {
+  echo "== the ten slowest tests (seconds, pass)" >&2
+  sort -rn "$times" | head -10 >&2
+  rm -f "$times"
+}
+trap slowest EXIT
+
+# Debug first: the unit, fixture and golden tests with bounds checks on the same kernels. Then
+# release: everything, including the heavy suites (tutorial replays, fuzzing, end-to-end
+# protocol, fit and command-line runs), on the optimised kernels users run.
 echo "== swift build (debug)" >&2
 swift build --build-tests -Xswiftc -warnings-as-errors
 echo "== swift test (debug)" >&2
-swift test --skip-build --disable-xctest
+SKELLAB_TEST_PASS=debug swift test --skip-build --disable-xctest
 
 echo "== swift build (release)" >&2
 swift build -c release --build-tests -Xswiftc -warnings-as-errors

@@ -240,7 +240,9 @@ public enum Help {
 
       """
     let groups = grouped(registry)
-    text += "\n" + groups.map { "- [\($0.family)](#\($0.family)) (\($0.builtins.count))" }
+    text +=
+      "\n"
+      + groups.map { "- [\($0.family)](#\($0.family)) (\($0.builtins.count))" }
       .joined(separator: "\n") + "\n"
     for (family, builtins) in groups {
       text += "\n## \(family)\n"

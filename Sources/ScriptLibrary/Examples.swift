@@ -121,9 +121,11 @@ enum Examples {
     "mamp": "mamp(enc, mask=mask(\"motion\", temperature=0.8))",
     "mask": "mask(\"tube\", ratio=0.9, length=5, motion=0.1)",
     "plot": "plot(h, \"loss.svg\")",
-    "skeleton2vec": "skeleton2vec(encoder(dim=8, depth=2, heads=2, frames=30, flavor=\"skeleton2vec\"))",
+    "skeleton2vec":
+      "skeleton2vec(encoder(dim=8, depth=2, heads=2, frames=30, flavor=\"skeleton2vec\"))",
     // evaluation
-    "benchmark": "big = split(dataset(\"synthetic\", subjects=4, repetitions=3, frames=16), \"xsub\")\nbenchmark(enc, big, probe_epochs=1, finetune_epochs=1, episodes=5, detection_epochs=1, run=\"bench\")",
+    "benchmark":
+      "big = split(dataset(\"synthetic\", subjects=4, repetitions=3, frames=16), \"xsub\")\nbenchmark(enc, big, probe_epochs=1, finetune_epochs=1, episodes=5, detection_epochs=1, run=\"bench\")",
     "detection": "detection(enc, train_sequences=4, test_sequences=2, epochs=1)",
     "few_shot": "few_shot(enc, ds, ways=3, shots=[1], queries=1, episodes=5)",
     "finetune": "finetune(enc, ds, epochs=1, batch=8, hidden=16)",

@@ -4,7 +4,7 @@ import Testing
 
 /// The builtin reference in docs/ is what the registry generates, every builtin has an
 /// example, and the examples run.
-@Suite("Builtin reference")
+@Suite("Builtin reference", .timed, .heavy)
 struct BuiltinReferenceTests {
   static let committed = TestData.root + "/docs/builtins.md"
 

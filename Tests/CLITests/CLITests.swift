@@ -17,7 +17,7 @@ struct CLI {
   }
 }
 
-@Suite("Command line")
+@Suite("Command line", .timed, .heavy)
 struct CLITests {
   @Test func versionAndHelp() throws {
     let version = try runSkellab(["--version"])

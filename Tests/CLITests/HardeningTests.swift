@@ -5,7 +5,7 @@ import Testing
 
 /// Scripts crafted to crash the interpreter, and signals during a batch `fit`: each ends with a
 /// clear error or a saved checkpoint and the documented exit status, never a trap.
-@Suite("Hardening")
+@Suite("Hardening", .timed, .heavy)
 struct HardeningTests {
   func folder(_ name: String) throws -> String {
     let path = FileManager.default.temporaryDirectory.path + "/skellab-hard-\(name)-\(getpid())"

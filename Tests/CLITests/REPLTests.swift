@@ -75,7 +75,7 @@ final class Terminal {
   }
 }
 
-@Suite("REPL")
+@Suite("REPL", .timed, .heavy)
 struct REPLTests {
   @Test func sessionThroughATerminal() throws {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -152,7 +152,7 @@ struct REPLTests {
   }
 }
 
-@Suite("REPL hardening")
+@Suite("REPL hardening", .timed, .heavy)
 struct REPLHardeningTests {
   /// Tab inside a string after a one-letter fragment with no `/` crashed the REPL (in
   /// Foundation's path splitting); each statement reaches the history file as it runs, so a

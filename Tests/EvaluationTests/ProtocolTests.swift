@@ -8,7 +8,7 @@ import TestSupport
 import Testing
 
 /// The protocols on tiny data with known answers, and an end-to-end run on MSR Action3D.
-@Suite("Evaluation protocols")
+@Suite("Evaluation protocols", .timed)
 struct ProtocolTests {
   @Test func knnWithTheQueriesInTheGalleryIsPerfect() throws {
     let features = try sampleTensor([12, 6], seed: 1)
@@ -114,7 +114,7 @@ struct ProtocolTests {
         == b.batch(epoch: 0, index: 1, order: Array(0..<ds.count)).x.scalars)
   }
 
-  @Test func everyProtocolRunsOnMSRAction3DWithARandomEncoder() throws {
+  @Test(.heavy) func everyProtocolRunsOnMSRAction3DWithARandomEncoder() throws {
     let folder = TestData.msr
     let msr = try DatasetReaders.msr(folder: folder)
     let (train, test) = try msr.standardSplit("xsub")
@@ -151,7 +151,7 @@ struct ProtocolTests {
   }
 }
 
-@Suite("Evaluation loop and tables")
+@Suite("Evaluation loop and tables", .timed)
 struct LoopTests {
   @Test func fewShotWithIdenticalSupportAndQueryIsPerfect() throws {
     let support = try Loss.normalized(sampleTensor([10, 8], seed: 3))
@@ -178,7 +178,7 @@ struct LoopTests {
     #expect(error?.message.hasPrefix("the loss became nan at epoch 2, batch 1") == true)
   }
 
-  @Test func benchmarkRunsEveryTaskAndWritesItsTables() throws {
+  @Test(.heavy) func benchmarkRunsEveryTaskAndWritesItsTables() throws {
     let ds = SkeletonDataset.synthetic(
       try SyntheticSkeletons(seed: 6, subjects: 4, views: 2, repetitions: 1, frames: 32))
     let (train, test) = try ds.standardSplit("xsub")
@@ -211,7 +211,7 @@ struct LoopTests {
     #expect(csv.split(separator: "\n").count == rows.count + 1)
   }
 
-  @Test func semiSupervisedAndTransferRun() throws {
+  @Test(.heavy) func semiSupervisedAndTransferRun() throws {
     let msr = try DatasetReaders.msr(
       folder: TestData.msr)
     let (train, test) = try msr.standardSplit("xsub")
@@ -237,7 +237,7 @@ struct LoopTests {
   }
 }
 
-@Suite("Detection data")
+@Suite("Detection data", .timed)
 struct DetectionDataTests {
   @Test func pkummdSequencesLabelTheirInstanceFrames() throws {
     let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -278,7 +278,7 @@ final class StopAfter: @unchecked Sendable {
   }
 }
 
-@Suite("Resumable evaluation")
+@Suite("Resumable evaluation", .timed, .heavy)
 struct ResumableEvaluationTests {
   let train: SkeletonDataset
   let test: SkeletonDataset

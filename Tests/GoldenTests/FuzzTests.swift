@@ -2,11 +2,12 @@ import Foundation
 import ScriptCore
 import ScriptLibrary
 import TensorCore
+import TestSupport
 import Testing
 
 /// Thousands of random and mutated programs: each must end (normally or with a ScriptError)
 /// within its time limit; a crash would take the test process down, a hang would stop it.
-@Suite("Fuzz")
+@Suite("Fuzz", .timed, .heavy)
 struct FuzzTests {
   static let vocabulary = [
     "def", "end", "if", "elif", "else", "for", "in", "while", "return", "break", "continue",

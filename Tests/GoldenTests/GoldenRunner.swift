@@ -2,6 +2,7 @@ import Foundation
 import ScriptCore
 import ScriptLibrary
 import TensorCore
+import TestSupport
 import Testing
 
 /// A golden `.skl` file: statements, each group followed by the output it must print
@@ -127,7 +128,7 @@ let goldenFiles: [String] =
   ((try? FileManager.default.contentsOfDirectory(atPath: goldenFolder)) ?? [])
   .filter { $0.hasSuffix(".skl") && !$0.hasPrefix("_") }.sorted()
 
-@Suite("Golden scripts")
+@Suite("Golden scripts", .timed)
 struct GoldenTests {
   @Test func goldenFilesExist() {
     #expect(goldenFiles.count >= 6, "expected the golden .skl files in \(goldenFolder)")

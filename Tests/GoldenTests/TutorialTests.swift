@@ -129,7 +129,7 @@ let tutorialFiles: [String] =
 
 /// Replays every tutorial in a fresh folder (the working directory while it runs, so the
 /// suite is serialised) and checks every printed value.
-@Suite("Tutorials", .serialized)
+@Suite("Tutorials", .serialized, .timed, .heavy)
 struct TutorialTests {
   @Test func theSixTutorialsExist() {
     #expect(tutorialFiles.count >= 6, "expected numbered tutorials in \(tutorialFolder)")

@@ -24,7 +24,7 @@ final class Student: Module {
   }
 }
 
-@Suite("Decoder")
+@Suite("Decoder", .timed)
 struct DecoderTests {
   @Test func skeleton2vecStudentReproducesThePyTorchPredictionLossAndGradients() throws {
     let fixture = try Fixture("s2v_step_tiny")

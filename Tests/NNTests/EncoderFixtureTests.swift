@@ -3,7 +3,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Encoder fixtures")
+@Suite("Encoder fixtures", .timed)
 struct EncoderFixtureTests {
   @Test func jointEmbeddingMatchesTheConv2d() throws {
     let fixture = try Fixture("joint_embed")
@@ -56,7 +56,7 @@ struct EncoderFixtureTests {
   }
 }
 
-@Suite("Skeleton2vec names")
+@Suite("Skeleton2vec names", .timed)
 struct Skeleton2vecNamesTests {
   @Test func tinySkeleton2vecEncoderLoadsByNameAndMatches() throws {
     let fixture = try Fixture("encoder_tiny_s2v")

@@ -5,7 +5,7 @@ import Testing
 
 /// The fused, blocked attention kernel against the composed ops it replaces, for shapes that
 /// cross the 64-row query blocks, and against finite differences.
-@Suite("Fused attention")
+@Suite("Fused attention", .timed)
 struct FusedAttentionTests {
   @Test(arguments: [(1, 1, 4, 1), (2, 5, 8, 2), (3, 130, 16, 4), (1, 64, 12, 3)])
   func fusedEqualsComposed(shape: (Int, Int, Int, Int)) throws {

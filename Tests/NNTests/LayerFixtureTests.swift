@@ -6,7 +6,7 @@ import Testing
 
 /// Attention and transformer blocks against the PyTorch fixtures: outputs and the gradients
 /// of the input and of every parameter, loaded by their state-dict names.
-@Suite("Layer fixtures")
+@Suite("Layer fixtures", .timed)
 struct LayerFixtureTests {
   /// Parameter names of a fixture (role `param` in its sidecar).
   func parameterNames(_ name: String) throws -> [String] {

@@ -5,7 +5,7 @@ import Testing
 
 /// Every layer's gradients for its input and each parameter against finite differences, and
 /// the train/eval behaviour of the stochastic and batch-statistics layers.
-@Suite("Layer gradients and modes")
+@Suite("Layer gradients and modes", .timed)
 struct LayerGradientTests {
   @Test func linearLayerNormAttentionAndMLP() throws {
     let linear = Linear(5, 3)
@@ -162,7 +162,7 @@ struct LayerGradientTests {
   }
 }
 
-@Suite("Model gradients")
+@Suite("Model gradients", .timed)
 struct ModelGradientTests {
   @Test func decoderGradientsForVisibleTokensAndEveryParameter() throws {
     let decoder = try Decoder(

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 
 /// The losses against the PyTorch fixtures (value and gradient) and finite differences.
-@Suite("Losses")
+@Suite("Losses", .timed)
 struct LossTests {
   /// Checks a loss fixture with `pred`/`target`: the loss and d loss / d pred.
   func checkRegression(_ name: String, _ loss: (Tensor, Tensor) throws -> Tensor) throws {

@@ -1,11 +1,12 @@
 import NN
 import TensorCore
+import TestSupport
 import Testing
 
 /// Every sub-module a model holds is registered in its tree, so that `setTraining`, the state
 /// dict and the optimiser reach it (an unregistered Dropout stayed in training mode during
 /// evaluation).
-@Suite("Module tree")
+@Suite("Module tree", .timed)
 struct ModuleTreeTests {
   /// The modules a module's stored properties hold (directly, optional, or in an array).
   static func heldModules(_ module: Module) -> [Module] {

@@ -6,7 +6,7 @@ import Testing
 
 /// PyTorch checkpoints written by `Tests/Data/torch/make_torch_files.py` (README there), read
 /// with no Python; and our own safetensors round trips.
-@Suite("Weight files")
+@Suite("Weight files", .timed)
 struct WeightFileTests {
   static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Data/torch").path

@@ -5,7 +5,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Training checkpoints")
+@Suite("Training checkpoints", .timed)
 struct CheckpointTests {
   /// Two AdamW steps on a tiny encoder with a fixed batch.
   func train(_ encoder: Encoder, _ optimizer: Optimizer, steps: Int) throws {

@@ -12,7 +12,7 @@ final class Holder: Module {
   }
 }
 
-@Suite("Optimisers and schedules")
+@Suite("Optimisers and schedules", .timed)
 struct OptimizerFixtureTests {
   @Test func adamWTakesPyTorchsTwoStepsExactly() throws {
     let fixture = try Fixture("adamw")

@@ -7,7 +7,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("fit")
+@Suite("fit", .timed, .heavy)
 struct FitTests {
   struct Stop: Error {}
 

@@ -7,7 +7,7 @@ import Testing
 
 /// Masking, targets and the Skeleton2vec loss against the PyTorch fixtures, and the §10
 /// invariants of the maskings.
-@Suite("SSL fixtures and invariants")
+@Suite("SSL fixtures and invariants", .timed)
 struct SSLFixtureTests {
   func rows(_ t: Tensor) -> [[Double]] {
     let (b, l) = (t.shape[0], t.shape[1])

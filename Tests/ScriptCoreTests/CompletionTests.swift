@@ -1,8 +1,9 @@
 import Foundation
 import ScriptCore
+import TestSupport
 import Testing
 
-@Suite("Completion")
+@Suite("Completion", .timed)
 struct CompletionTests {
   func interpreter() throws -> Interpreter {
     let registry = Registry()

@@ -1,7 +1,8 @@
 import ScriptCore
+import TestSupport
 import Testing
 
-@Suite("Diagnostics")
+@Suite("Diagnostics", .timed)
 struct DiagnosticsTests {
   @Test func rendersTheFormatOfSection4() throws {
     let source = Source(name: "pretrain.skl", text: "x = 1\nlogits = feats @ w\n")

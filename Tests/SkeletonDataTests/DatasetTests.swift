@@ -6,7 +6,7 @@ import Testing
 
 /// Datasets from the preprocessed layouts (files written by Tests/Data/skeleton/
 /// make_skeleton_files.py), the synthetic set, splits, subsets, the cache and the loader.
-@Suite("Datasets")
+@Suite("Datasets", .timed)
 struct DatasetTests {
   static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Data/skeleton").path

@@ -8,7 +8,7 @@ import Testing
 /// negative or huge, negative frame counts, NaN coordinates, NTU files of fewer than 25
 /// joints and file names that give no class. Each is a clear error naming the file, or the
 /// sample is skipped and listed in `skipped`.
-@Suite("Hostile datasets")
+@Suite("Hostile datasets", .timed, .heavy)
 struct HostileDatasetTests {
   static let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Data/skeleton").path

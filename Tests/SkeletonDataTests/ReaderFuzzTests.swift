@@ -1,6 +1,7 @@
 import Foundation
 import SkeletonData
 import TensorCore
+import TestSupport
 import Testing
 
 /// Seeded mutation fuzzers, one per reader: valid seed files with bytes flipped, length and
@@ -9,7 +10,7 @@ import Testing
 /// huge values. Every case must end with a result or a `TensorError`: a trap ends the test
 /// process, a hang stops the suite. The case count per reader is `SKELLAB_FUZZ_CASES` (200
 /// when unset; soak runs set thousands).
-@Suite("Reader fuzzing")
+@Suite("Reader fuzzing", .timed, .heavy)
 struct ReaderFuzzTests {
   static let cases = Int(ProcessInfo.processInfo.environment["SKELLAB_FUZZ_CASES"] ?? "") ?? 200
   static let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 
 /// The readers on every real file of `Tests/Data`.
-@Suite("Readers")
+@Suite("Readers", .timed)
 struct ReaderTests {
   static let ntuFolder = TestData.ntu
   static let msrFolder = TestData.msr

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 
 /// The golden values of methods.md §1 and §10 and the transforms' invariants.
-@Suite("Transforms")
+@Suite("Transforms", .timed)
 struct TransformTests {
   /// A [1, T, 1, 1] sequence holding `values` over time.
   func series(_ values: [Float]) throws -> Tensor {
@@ -145,7 +145,7 @@ struct TransformTests {
   }
 }
 
-@Suite("Mixing")
+@Suite("Mixing", .timed)
 struct MixingTests {
   @Test func everyCaseMixesWithThePartnerAndReportsLam() throws {
     // Sample i is filled with the value i + 1, so each output value names its source.
@@ -180,7 +180,7 @@ struct MixingTests {
   }
 }
 
-@Suite("Centring step")
+@Suite("Centring step", .timed)
 struct CentringStepTests {
   @Test func centreAugmentationMovesTheFirstSpineMidToTheOrigin() throws {
     let ds = SkeletonDataset.synthetic(

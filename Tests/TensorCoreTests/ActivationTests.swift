@@ -2,7 +2,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Softmax, layer norm, dropout")
+@Suite("Softmax, layer norm, dropout", .timed)
 struct ActivationTests {
   @Test(arguments: [-1, 0, 1])
   func softmaxMatchesComposedOracle(axis: Int) throws {

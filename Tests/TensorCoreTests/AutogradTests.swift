@@ -3,7 +3,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Autograd")
+@Suite("Autograd", .timed)
 struct AutogradTests {
   @Test func gradientsAccumulateAcrossBackwardCalls() throws {
     let w = try Tensor(shape: [2], scalars: [1, 2]).requiringGrad()

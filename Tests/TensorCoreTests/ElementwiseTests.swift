@@ -3,7 +3,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Element-wise ops")
+@Suite("Element-wise ops", .timed)
 struct ElementwiseTests {
   /// Shape pairs that broadcast: equal, row vector, column vector, scalar, leading axes.
   static let broadcastPairs: [([Int], [Int])] = [

@@ -4,7 +4,7 @@ import Testing
 
 /// The op-level PyTorch fixtures of shared/fixtures whose ops live in TensorCore. Tolerance
 /// from the fixtures README: `abs(a - e) <= 1e-5 · max|e| + 1e-6`.
-@Suite("PyTorch fixtures")
+@Suite("PyTorch fixtures", .timed)
 struct FixtureTests {
   /// Runs `forward` on the fixture's inputs (as leaves), back-propagates `grad_out`, and
   /// compares `out` and every `grad.<name>`.

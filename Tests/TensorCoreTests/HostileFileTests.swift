@@ -6,7 +6,7 @@ import Testing
 /// Hand-made hostile files, one per crash class the hardening issue found: each must give a
 /// clear `TensorError` (or a correct result), never a trap, an allocation of gigabytes or a
 /// read outside the file.
-@Suite("Hostile files")
+@Suite("Hostile files", .timed)
 struct HostileFileTests {
   // MARK: Zip containers
 

@@ -2,7 +2,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Indexing, gather and scatter")
+@Suite("Indexing, gather and scatter", .timed)
 struct IndexingTests {
   let x: Tensor
 

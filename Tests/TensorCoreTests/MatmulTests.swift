@@ -2,7 +2,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Matrix products")
+@Suite("Matrix products", .timed)
 struct MatmulTests {
   /// The oracle: a triple loop in double precision over broadcast batches.
   func naive(_ a: Tensor, _ b: Tensor) throws -> Tensor {
@@ -103,7 +103,7 @@ struct MatmulTests {
   }
 }
 
-@Suite("Fused linear")
+@Suite("Fused linear", .timed)
 struct LinearOpTests {
   @Test func linearEqualsMatmulPlusBiasWithGradients() throws {
     let x = try sampleTensor([2, 3, 5], seed: 1)

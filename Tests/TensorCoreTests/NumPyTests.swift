@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// Reads files NumPy wrote (Tests/Data/numpy, README there) and round-trips our own.
-@Suite("NumPy files")
+@Suite("NumPy files", .timed)
 struct NumPyTests {
   static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Data/numpy").path

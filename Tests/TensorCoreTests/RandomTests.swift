@@ -3,7 +3,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Random numbers")
+@Suite("Random numbers", .timed)
 struct RandomTests {
   @Test func sameSeedGivesBitIdenticalTensors() throws {
     var g1 = RandomGenerator(seed: 1234)

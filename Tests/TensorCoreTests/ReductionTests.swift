@@ -2,7 +2,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Reductions")
+@Suite("Reductions", .timed)
 struct ReductionTests {
   static let axisCases: [([Int]?, Bool)] = [
     (nil, false), ([0], false), ([1], true), ([-1], false), ([0, 2], true), ([1, 2], false),

@@ -3,7 +3,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("safetensors")
+@Suite("safetensors", .timed)
 struct SafeTensorsTests {
   func temporaryPath(_ name: String) -> String {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent(

@@ -2,7 +2,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Shapes and views")
+@Suite("Shapes and views", .timed)
 struct ShapeTests {
   let x: Tensor
 

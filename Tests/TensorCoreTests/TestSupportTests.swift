@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// The helpers must fail when they should, or every numeric test could pass vacuously.
-@Suite("Test helpers")
+@Suite("Test helpers", .timed)
 struct TestSupportTests {
   @Test func expectCloseReportsDifferences() throws {
     withKnownIssue {

@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// Changes the process-wide thread count, so it runs alone.
-@Suite("Threads", .serialized)
+@Suite("Threads", .serialized, .timed)
 struct ThreadingTests {
   @Test func ownKernelsGiveTheSameBitsForAnyThreadCount() throws {
     let x = try sampleTensor([512, 256], seed: 80, scale: 2)

@@ -3,7 +3,7 @@ import TensorCore
 import TestSupport
 import Testing
 
-@Suite("Vectorised maths")
+@Suite("Vectorised maths", .timed)
 struct VectorMathTests {
   /// Inputs across the whole float range that matters, including the tails.
   func grid(_ low: Float, _ high: Float, count: Int) -> Tensor {

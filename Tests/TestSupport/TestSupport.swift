@@ -250,3 +250,49 @@ public func temporaryFolder(_ name: String) throws -> String {
   try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
   return path
 }
+
+/// Records each test's wall time (from when its body starts, not when it was queued) as a line
+/// `seconds<TAB>name` appended to `$SKELLAB_TEST_TIMES`; `scripts/test.sh` prints the slowest.
+/// Without the variable it does nothing.
+public struct Timed: TestTrait, SuiteTrait, TestScoping {
+  public var isRecursive: Bool { true }
+
+  public func provideScope(
+    for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+  ) async throws {
+    guard testCase != nil, let path = ProcessInfo.processInfo.environment["SKELLAB_TEST_TIMES"]
+    else {
+      try await function()
+      return
+    }
+    let start = DispatchTime.now().uptimeNanoseconds
+    defer {
+      let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      let pass = ProcessInfo.processInfo.environment["SKELLAB_TEST_PASS"] ?? "release"
+      let line = String(format: "%.2f\t%@\t%@\n", seconds, pass, test.id.description)
+      if let handle = FileHandle(forWritingAtPath: path) {
+        handle.seekToEndOfFile()
+        handle.write(Data(line.utf8))
+        try? handle.close()
+      }
+    }
+    try await function()
+  }
+}
+
+extension Trait where Self == Timed {
+  /// Times every test of a suite (see `Timed`).
+  public static var timed: Timed { Timed() }
+}
+
+/// Whether the heavy suites run: end-to-end training, tutorial replays, fuzzing and CLI runs
+/// run once, in the release pass of `scripts/test.sh` (which sets `SKELLAB_TEST_PASS=debug`
+/// for the debug pass, where the unit, fixture and golden tests run with bounds checks).
+public let heavyTestsRun = ProcessInfo.processInfo.environment["SKELLAB_TEST_PASS"] != "debug"
+
+extension Trait where Self == ConditionTrait {
+  /// Runs in the release pass only (see `heavyTestsRun`).
+  public static var heavy: ConditionTrait {
+    .enabled(if: heavyTestsRun, "a heavy suite: runs in the release pass")
+  }
+}

@@ -134,7 +134,9 @@ enum DataBuiltins {
         + "repetitions, frames; needs no files), \"ntu\" (a folder of raw .skeleton files; bodies "
         + "\"denoised\"|\"energy\", normalize \"mamp\"|\"agcn\"|\"none\"), \"npz\" (MAMP's "
         + "x_train/y_train/x_test/y_test file: .train and .test), \"agcn\" (path = *_data_joint.npy, "
-        + "labels = *_label.pkl or .npy, frames_file = *_num_frame.npy), \"pyskl\" (path = "
+        + "labels = *_label.pkl or .npy, frames_file = *_num_frame.npy; or path = the folder "
+        + "CTR-GCN-style preprocessing writes, with train_data_joint.npy, train_label.pkl, "
+        + "train_num_frame.npy and val_* (or test_*) beside them: .train and .test), \"pyskl\" (path = "
         + "*_3danno.pkl; split \"xsub\" gives xsub_train/xsub_val), \"pkummd\" (path = skeleton "
         + "folder, labels = label folder), \"msr\" (MSR Action3D folder). split \"xsub\", "
         + "\"xsub120\", \"xview\" or \"xset\" adds .train and .test. cache = an .npz path: "
@@ -154,6 +156,13 @@ enum DataBuiltins {
         return p
       }
       let splitName = args.isNil("split") ? nil : args.string("split")
+      var isFolder: ObjCBool = false
+      if kind == "agcn", !args.isNil("cache"), case .string(let p) = args["path"],
+        FileManager.default.fileExists(atPath: p, isDirectory: &isFolder), isFolder.boolValue
+      {
+        throw args.error(
+          "cache", "the AGCN folder form reads its .npy files directly; cache= is for one file")
+      }
       if let cache = args.isNil("cache") ? nil : args.string("cache"),
         FileManager.default.fileExists(atPath: cache)
       {
@@ -199,6 +208,15 @@ enum DataBuiltins {
         let test = DatasetObject(try DatasetReaders.npz(path: p, split: "test"))
         return .object(DatasetObject(train.dataset, split: "file", train: train, test: test))
       case "agcn":
+        if FileManager.default.fileExists(atPath: try path(), isDirectory: &isFolder),
+          isFolder.boolValue
+        {
+          // CTR-GCN-style preprocessing: train_* and val_* (or test_*) files side by side.
+          let (train, test) = try DatasetReaders.agcnFolder(try path())
+          return .object(
+            DatasetObject(
+              train, split: "file", train: DatasetObject(train), test: DatasetObject(test)))
+        }
         object = DatasetObject(
           try DatasetReaders.agcn(
             data: try path(), labels: try labels(),
@@ -230,15 +248,45 @@ enum DataBuiltins {
     r.register(
       "split",
       [
-        BuiltinParameter("ds", .object("Dataset")),
-        BuiltinParameter("by", .oneOf([.string, .callable])),
+        BuiltinParameter("ds", .optional(.object("Dataset")), default: .nil),
+        BuiltinParameter("by", .optional(.oneOf([.string, .callable])), default: .nil),
+        BuiltinParameter("train", .optional(.object("Dataset")), default: .nil),
+        BuiltinParameter("test", .optional(.object("Dataset")), default: .nil),
       ],
       doc: "The dataset with .train and .test: a standard split — \"xsub\" (NTU-60's training "
         + "performers; odd subjects for MSR and the synthetic set), \"xsub120\", \"xview\" "
         + "(camera or view 1 is the test set), \"xset\" (even setups train) — or a function of "
         + "a sample's metadata Record {label, subject, view, setup, replication, source} that is "
-        + "true for training samples."
+        + "true for training samples. split(train=a, test=b) pairs two datasets that come as "
+        + "separate files (they must share a joint layout)."
     ) { args, context in
+      if !args.isNil("train") || !args.isNil("test") {
+        guard args.isNil("ds"), args.isNil("by") else {
+          throw args.error("train", "give either ds and by, or train= and test=, not both")
+        }
+        guard let train = args.object("train", as: DatasetObject.self),
+          let test = args.object("test", as: DatasetObject.self)
+        else {
+          throw args.error(args.isNil("train") ? "train" : "test", "give both train= and test=")
+        }
+        guard train.dataset.layout.name == test.dataset.layout.name else {
+          throw args.error(
+            "test",
+            "the test set's joints (\(test.dataset.layout.name), \(test.dataset.layout.count)) "
+              + "are not the training set's (\(train.dataset.layout.name), "
+              + "\(train.dataset.layout.count))")
+        }
+        return .object(
+          DatasetObject(
+            train.dataset, augmentations: train.augmentations, split: "given", train: train,
+            test: test))
+      }
+      guard !args.isNil("ds") else {
+        throw args.error("ds", "split needs a dataset and how to split it, or train= and test=")
+      }
+      guard !args.isNil("by") else {
+        throw args.error("by", "split(ds, by) needs by: \"xsub\", \"xview\", ... or a function")
+      }
       let object = try dataset(args, "ds")
       if case .string(let name) = args["by"] { return .object(try split(object, name)) }
       var failure: Error?

@@ -191,6 +191,34 @@ public enum DatasetReaders {
 
   /// The AGCN layout (§1.2 item 2): `data` `(n, 3, T, V, M)` `.npy`, labels as the
   /// `(names, labels)` pickle or a plain `.npy`, and optionally `num_frame` `.npy` (clipped to T).
+  /// The folder CTR-GCN-style preprocessing writes: `train_data_joint.npy`, `train_label.pkl`
+  /// (or `.npy`), `train_num_frame.npy` (optional), and the same with `val_` (or `test_`) for
+  /// the test split. Throws naming the folder and the files it looked for.
+  public static func agcnFolder(_ folder: String) throws -> (
+    train: SkeletonDataset, test: SkeletonDataset
+  ) {
+    let files = FileManager.default
+    func first(_ names: [String]) -> String? {
+      names.map { folder + "/" + $0 }.first { files.fileExists(atPath: $0) }
+    }
+    func split(_ prefixes: [String]) throws -> SkeletonDataset {
+      guard let data = first(prefixes.map { $0 + "_data_joint.npy" }) else {
+        throw TensorError(
+          "dataset",
+          "\(folder): no \(prefixes.map { $0 + "_data_joint.npy" }.joined(separator: " or ")) "
+            + "(the AGCN folder layout: train_data_joint.npy, train_label.pkl, "
+            + "train_num_frame.npy and val_* beside them)")
+      }
+      let prefix = (data as NSString).lastPathComponent.replacingOccurrences(
+        of: "_data_joint.npy", with: "")
+      guard let labels = first([prefix + "_label.pkl", prefix + "_label.npy"]) else {
+        throw TensorError("dataset", "\(folder): \(prefix)_label.pkl (or .npy) is missing")
+      }
+      return try agcn(data: data, labels: labels, frames: first([prefix + "_num_frame.npy"]))
+    }
+    return (try split(["train"]), try split(["val", "test"]))
+  }
+
   public static func agcn(
     data dataPath: String, labels labelPath: String, frames framesPath: String? = nil
   )

@@ -50,6 +50,29 @@ struct DatasetTests {
     #expect(try plain.labels == [0, 9, 57] && plain.sample(2).length == 7)
   }
 
+  /// The folder CTR-GCN-style preprocessing writes (train_* beside val_* or test_*) reads as
+  /// a train/test pair; a folder without labels is an error naming the file.
+  @Test func agcnFolderLayoutGivesTrainAndTest() throws {
+    let root = try temporaryFolder("agcn-folder")
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let files = FileManager.default
+    for (split, labels) in [("train", "pkl"), ("test", "npy")] {
+      try files.copyItem(
+        atPath: Self.folder + "/agcn_train_data_joint.npy",
+        toPath: root + "/\(split)_data_joint.npy")
+      try files.copyItem(
+        atPath: Self.folder + "/agcn_train_label.\(labels)", toPath: root + "/\(split)_label.\(labels)")
+    }
+    try files.copyItem(
+      atPath: Self.folder + "/agcn_train_num_frame.npy", toPath: root + "/train_num_frame.npy")
+    let (train, test) = try DatasetReaders.agcnFolder(root)
+    #expect(train.labels == [0, 9, 57] && test.labels == [0, 9, 57])
+    #expect(try train.sample(2).length == 7 && test.sample(1).length == 300)
+    try files.removeItem(atPath: root + "/test_label.npy")
+    let error = #expect(throws: TensorError.self) { try DatasetReaders.agcnFolder(root) }
+    #expect(error?.message.contains("test_label.pkl (or .npy) is missing") == true, "\(error!)")
+  }
+
   @Test func pysklAnnotationsBySplit() throws {
     let path = Self.folder + "/pyskl_tiny_3danno.pkl"
     let train = try DatasetReaders.pyskl(path: path, split: "xsub_train")

@@ -151,18 +151,10 @@ public enum Checker {
         if case .name(let name, _) = callee, !globals.contains(name),
           !scopes.contains(where: { $0.contains(name) }), let builtin = registry.builtins[name]
         {
-          for argument in arguments {
-            guard let key = argument.name else { continue }
-            if !builtin.parameters.contains(where: { $0.name == key && !$0.variadic }) {
-              var notes: [String] = []
-              if let guess = closestName(key, among: builtin.parameters.map(\.name)) {
-                notes.append("did you mean '\(guess)'?")
-              }
-              errors.append(
-                ScriptError(
-                  .argument, "\(name) has no parameter '\(key)'", at: argument.range, notes: notes))
-            }
-          }
+          errors += builtin.arityErrors(
+            positional: arguments.filter { $0.name == nil }.map { $0.value.range },
+            keywords: arguments.compactMap { a in a.name.map { ($0, a.range) } },
+            call: expr.range)
         }
         arguments.forEach { expression($0.value) }
       case .index(let object, let entries, _):

@@ -38,19 +38,30 @@ public enum Completion {
       return (0, Session.metaCommands.filter { $0.hasPrefix(text) })
     }
     let registry = interpreter.registry
-    // After a dot: attributes of the value named before it, then functions (uniform calls).
+    // After a dot: the attributes of the value before it (a name or a chain `a.b.c` of
+    // attributes), then the builtins that take that value first (uniform calls).
     if start > 0, scalars[start - 1] == "." {
-      var nameStart = start - 1
-      while nameStart > 0, isWordCharacter(scalars[nameStart - 1]) { nameStart -= 1 }
-      var owner = ""
-      owner.unicodeScalars.append(contentsOf: scalars[nameStart..<(start - 1)])
+      var chainStart = start - 1
+      while chainStart > 0,
+        isWordCharacter(scalars[chainStart - 1]) || scalars[chainStart - 1] == "."
+      {
+        chainStart -= 1
+      }
+      var chain = ""
+      chain.unicodeScalars.append(contentsOf: scalars[chainStart..<(start - 1)])
+      let parts = chain.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+      var owner = parts.first.flatMap { interpreter.global($0) }
+      for part in parts.dropFirst() {
+        owner = owner.flatMap { registry.attributeValue($0, part) }
+      }
+      guard let owner else { return (start, []) }
       var names: [String] = []
-      switch interpreter.global(owner) {
-      case .record(let box)?: names = box.keys
-      case .object(let o)?: names = registry.attributeNames(of: o.typeName)
+      switch owner {
+      case .record(let box): names = box.keys
+      case .object(let o): names = registry.attributeNames(of: o.typeName)
       default: break
       }
-      names += registry.builtins.keys.sorted()
+      names += registry.methods(for: owner)
       return (start, unique(names.filter { $0.hasPrefix(word) }))
     }
     var names: [String] = []

@@ -129,12 +129,29 @@ public enum CoreBuiltins {
       "param", [BuiltinParameter("name", .string), BuiltinParameter("default")],
       doc: "The value given on the command line with `--set name=value`, else `default`. A "
         + "value that reads as a SkelLab literal (3, 0.5, true, [1, 2]) becomes that value; "
-        + "anything else is a String. This is how a saved script is parametrised."
+        + "anything else is a String; it must have the default's type (an Int may stand for a "
+        + "Float; a nil default takes anything). This is how a saved script is parametrised."
     ) { args, context in
-      guard let text = context.commandLineParameter(args.string("name")) else {
+      let name = args.string("name")
+      guard let text = context.commandLineParameter(name) else {
         return args["default"]
       }
-      return Interpreter.literal(text) ?? .string(text)
+      let value = Interpreter.literal(text) ?? .string(text)
+      // The value must be what the default is (an Int where a Float is expected is fine;
+      // a nil default takes anything): the error names --set, not the line that uses it.
+      let fallback = args["default"]
+      switch (fallback, value) {
+      case (.nil, _), (.float, .int): return value
+      case (.float, _), (.int, _), (.bool, _), (.string, _), (.list, _), (.record, _):
+        guard fallback.typeName == value.typeName else {
+          throw args.error(
+            "default",
+            "--set \(name)=\(text) gives \(article(value.typeName)), but the script's default "
+              + "\(fallback.repr) is \(article(fallback.typeName))")
+        }
+        return value
+      default: return value
+      }
     }
     registry.register(
       "time", [BuiltinParameter("function", .callable)],
@@ -150,12 +167,18 @@ public enum CoreBuiltins {
     registry.register(
       "help", [BuiltinParameter("name", .optional(.any), default: .nil)],
       doc: "Shows the signature and documentation of a builtin, a library type or a function; "
-        + "with no argument, lists every builtin."
+        + "with no argument, lists every builtin by family with its first sentence."
     ) { args, context in
-      context.write(Help.text(for: args["name"], registry: context.registry) + "\n")
+      let text = Help.text(for: args["name"], registry: context.registry)
+      context.write(Help.wrap(text, width: context.registry.helpWidth) + "\n")
       return .nil
     }
   }
+}
+
+/// "an Int", "a String".
+func article(_ noun: String) -> String {
+  ("AEIOU".contains(noun.first ?? "x") ? "an " : "a ") + noun
 }
 
 /// Help text generated from the registry.
@@ -197,6 +220,62 @@ public enum Help {
     }
     return "\(f.name)(\(parameters.joined(separator: ", ")))  (defined at \(source.name):\(line))"
       + (doc.isEmpty ? "" : "\n\n" + doc.joined(separator: "\n"))
+  }
+
+  /// What a variable holds (`?name`): its type and value (the first lines of its display),
+  /// then the type's documentation with its attributes and the builtins that take it first
+  /// (`name.f(...)`); a function's signature and doc; a builtin's help.
+  public static func describe(_ name: String, _ value: Value, registry: Registry) -> String {
+    switch value {
+    case .function, .builtin: return text(for: value, registry: registry)
+    default: break
+    }
+    let lines = value.repr.split(separator: "\n", omittingEmptySubsequences: false)
+    var text =
+      "\(name): \(value.typeName)\n"
+      + indent(
+        lines.prefix(12).joined(separator: "\n") + (lines.count > 12 ? "\n…" : ""))
+    if case .object(let o) = value, let doc = registry.typeDocs[o.typeName] {
+      text += "\n\n\(doc)"
+    }
+    if case .object(let o) = value {
+      let attributes = (registry.attributes[o.typeName] ?? [:]).values.sorted { $0.name < $1.name }
+      if !attributes.isEmpty {
+        text +=
+          "\n\nattributes:\n"
+          + attributes.map { "  .\($0.name)\($0.set == nil ? "" : " (settable)"): \($0.doc)" }
+          .joined(separator: "\n")
+      }
+    }
+    let methods = registry.methods(for: value)
+    if !methods.isEmpty {
+      text +=
+        "\n\nmethods (\(name).f(...) is f(\(name), ...)):\n  "
+        + methods.joined(separator: ", ")
+    }
+    return text
+  }
+
+  /// Wraps lines longer than `width` at spaces, continuing each with the line's own
+  /// indentation; nil leaves the text as it is (output that is not a terminal).
+  public static func wrap(_ text: String, width: Int?) -> String {
+    guard let width, width >= 40 else { return text }
+    return text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+      guard line.count > width else { return String(line) }
+      let indent = String(line.prefix { $0 == " " })
+      var lines: [String] = []
+      var current = ""
+      for word in line.dropFirst(indent.count).split(separator: " ") {
+        if !current.isEmpty, indent.count + current.count + 1 + word.count > width {
+          lines.append(indent + current)
+          current = String(word)
+        } else {
+          current += (current.isEmpty ? "" : " ") + word
+        }
+      }
+      lines.append(indent + current)
+      return lines.joined(separator: "\n")
+    }.joined(separator: "\n")
   }
 
   /// The builtins by family, in the order the families were registered, each sorted by name.

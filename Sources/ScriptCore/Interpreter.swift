@@ -58,10 +58,12 @@ public final class Interpreter: CallContext {
     for statement in statements {
       try checkInterrupt()
       if case .expression(let expr, let shouldEcho) = statement {
+        justShown = nil
         let value = try evaluate(expr, globals)
-        if shouldEcho, let echo {
+        if shouldEcho, let echo, !wasJustShown(value) {
           if case .nil = value {} else { echo(value) }
         }
+        justShown = nil
         continue
       }
       switch try execute(statement, globals) {
@@ -75,6 +77,18 @@ public final class Interpreter: CallContext {
   }
 
   // MARK: CallContext
+
+  /// The record a builtin printed in full during the current expression statement.
+  private var justShown: ObjectIdentifier?
+
+  public func shown(_ value: Value) {
+    if case .record(let box) = value { justShown = ObjectIdentifier(box) }
+  }
+
+  private func wasJustShown(_ value: Value) -> Bool {
+    if case .record(let box) = value, let justShown { return ObjectIdentifier(box) == justShown }
+    return false
+  }
 
   public func write(_ text: String) { output(text) }
 

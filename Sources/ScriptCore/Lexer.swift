@@ -8,6 +8,12 @@ public struct Lexer {
   private var s: [Unicode.Scalar] { source.scalars }
   private var i = 0
   private var depth = 0
+  /// Set for a second pass over a source that left a bracket open: a line indented no deeper
+  /// than the line that opened the outermost bracket starts a new statement, so that one
+  /// unclosed `(` does not swallow the rest of the file (`check` reports what follows).
+  private var recovering = false
+  /// The indentation of the line where the outermost open bracket was opened.
+  private var openIndent = 0
   public private(set) var tokens: [Token] = []
   public private(set) var errors: [ScriptError] = []
 
@@ -25,6 +31,12 @@ public struct Lexer {
   public static func tokenize(_ source: Source) -> (tokens: [Token], errors: [ScriptError]) {
     var lexer = Lexer(source)
     lexer.run()
+    if lexer.depth > 0 {
+      var second = Lexer(source)
+      second.recovering = true
+      second.run()
+      return (second.tokens, second.errors)
+    }
     return (lexer.tokens, lexer.errors)
   }
 
@@ -73,7 +85,8 @@ public struct Lexer {
         while i < stop, s[i] != "\n" { i += 1 }
       case "\n":
         i += 1
-        if depth > 0 && !nested && nextLineStartsStatement() {
+        if depth > 0 && !nested && (nextLineStartsStatement() || recovering && nextLineIsOutside())
+        {
           // A bracket left open: a statement keyword cannot stand inside brackets, so the
           // broken statement ends here and the next lines are checked on their own.
           depth = 0
@@ -108,6 +121,24 @@ public struct Lexer {
   }
 
   /// Whether the next line begins with a keyword that only starts a statement.
+  /// Whether the next line is indented no deeper than the line of the outermost open bracket
+  /// and does not begin with a closing bracket (then it is not a continuation).
+  private func nextLineIsOutside() -> Bool {
+    var j = i
+    while j < s.count, s[j] == " " || s[j] == "\t" { j += 1 }
+    guard j < s.count, !["\n", "#", ")", "]", "}"].contains(s[j]) else { return false }
+    return j - i <= openIndent
+  }
+
+  /// The indentation of the line holding position `k`.
+  private func indentation(at k: Int) -> Int {
+    var lineStart = k
+    while lineStart > 0, s[lineStart - 1] != "\n" { lineStart -= 1 }
+    var j = lineStart
+    while j < s.count, s[j] == " " || s[j] == "\t" { j += 1 }
+    return j - lineStart
+  }
+
   private func nextLineStartsStatement() -> Bool {
     var j = i
     while j < s.count, s[j] == " " || s[j] == "\t" { j += 1 }
@@ -255,6 +286,7 @@ public struct Lexer {
     i += 1
     switch c {
     case "(", "[", "{":
+      if depth == 0 { openIndent = indentation(at: start) }
       depth += 1
       add(.symbol(String(c)), start)
     case ")", "]", "}":

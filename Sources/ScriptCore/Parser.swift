@@ -417,7 +417,7 @@ public struct Parser {
     while true {
       if isSymbol("(") || isSymbol("[") || isSymbol(".") { try link() }
       if isSymbol("(") {
-        _ = advance()
+        let open = advance()
         var arguments: [Argument] = []
         var sawKeyword = false
         while !isSymbol(")") {
@@ -443,6 +443,10 @@ public struct Parser {
                 at: Token(kind: .end, start: start, end: value.range.end))
             }
             arguments.append(Argument(name: nil, value: value, range: value.range))
+          }
+          if current.kind == .newline || current.kind == .end {
+            throw fail(
+              "'(' is not closed: expected ',' or ')' before \(describe(current))", at: open)
           }
           if !isSymbol(")") { try expectSymbol(",", "between arguments") }
         }

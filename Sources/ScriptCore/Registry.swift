@@ -152,6 +152,9 @@ public protocol CallContext: AnyObject {
   var registry: Registry { get }
   /// A `--set` value of the command line, as given.
   func commandLineParameter(_ name: String) -> String?
+  /// Marks a value the builtin has just printed in full (an evaluation's table): when the
+  /// statement's value is that one, the REPL does not echo it a second time.
+  func shown(_ value: Value)
 }
 
 /// A builtin function: registered once, and everything else (binding, errors, help,
@@ -183,11 +186,57 @@ public final class Builtin {
     return "\(name)(\(list.joined(separator: ", ")))"
   }
 
+  /// The errors of a call's shape — too many positional arguments, an unknown keyword, a
+  /// parameter given twice, a missing one — from the arguments' places alone: `run` throws the
+  /// first, `check` reports them all before anything runs.
+  public func arityErrors(
+    positional: [SourceRange?], keywords: [(name: String, range: SourceRange)], call: SourceRange?
+  ) -> [ScriptError] {
+    var errors: [ScriptError] = []
+    let slots = parameters.prefix { !$0.variadic }
+    let variadic = slots.count < parameters.count
+    if !variadic, positional.count > slots.count {
+      errors.append(
+        ScriptError(
+          .argument,
+          "\(name) takes at most \(parameters.count) positional argument(s), got \(positional.count)",
+          at: positional[slots.count], notes: ["usage: \(signature)"]))
+    }
+    var given = Set(slots.prefix(positional.count).map(\.name))
+    for (key, range) in keywords {
+      guard parameters.contains(where: { $0.name == key && !$0.variadic }) else {
+        var notes = ["usage: \(signature)"]
+        if let guess = closestName(key, among: parameters.map(\.name)) {
+          notes.insert("did you mean '\(guess)'?", at: 0)
+        }
+        errors.append(
+          ScriptError(.argument, "\(name) has no parameter '\(key)'", at: range, notes: notes))
+        continue
+      }
+      if !given.insert(key).inserted {
+        errors.append(ScriptError(.argument, "\(name) got '\(key)' twice", at: range))
+      }
+    }
+    for parameter in parameters
+    where !parameter.variadic && parameter.defaultValue == nil && !given.contains(parameter.name) {
+      errors.append(
+        ScriptError(
+          .argument, "\(name) is missing argument '\(parameter.name)'", at: call,
+          notes: ["usage: \(signature)"]))
+    }
+    return errors
+  }
+
   /// Binds positional and keyword arguments to parameters, checking names, counts and types.
   func bind(
     positional: [(Value, SourceRange?)], keywords: [(String, Value, SourceRange)],
     call: SourceRange?
   ) throws -> Arguments {
+    if let first = arityErrors(
+      positional: positional.map(\.1), keywords: keywords.map { ($0.0, $0.2) }, call: call
+    ).first {
+      throw first
+    }
     var values: [String: Value] = [:]
     var ranges: [String: SourceRange] = [:]
     var index = 0
@@ -205,33 +254,12 @@ public final class Builtin {
         index += 1
       }
     }
-    if index < positional.count {
-      throw ScriptError(
-        .argument,
-        "\(name) takes at most \(parameters.count) positional argument(s), got \(positional.count)",
-        at: positional[index].1, notes: ["usage: \(signature)"])
-    }
     for (key, value, range) in keywords {
-      guard let parameter = parameters.first(where: { $0.name == key && !$0.variadic }) else {
-        var notes = ["usage: \(signature)"]
-        if let guess = closestName(key, among: parameters.map(\.name)) {
-          notes.insert("did you mean '\(guess)'?", at: 0)
-        }
-        throw ScriptError(.argument, "\(name) has no parameter '\(key)'", at: range, notes: notes)
-      }
-      if values[parameter.name] != nil {
-        throw ScriptError(.argument, "\(name) got '\(key)' twice", at: range)
-      }
       values[key] = value
       ranges[key] = range
     }
     for parameter in parameters where values[parameter.name] == nil {
-      guard let defaultValue = parameter.defaultValue else {
-        throw ScriptError(
-          .argument, "\(name) is missing argument '\(parameter.name)'", at: call,
-          notes: ["usage: \(signature)"])
-      }
-      values[parameter.name] = defaultValue
+      values[parameter.name] = parameter.defaultValue ?? .nil
     }
     for parameter in parameters where !parameter.variadic {
       let value = values[parameter.name] ?? .nil
@@ -298,6 +326,9 @@ public final class Registry {
   /// builtin reference.
   public var examples: [String: String] = [:]
   public var examplePrelude = ""
+  /// The terminal's width when help goes to a terminal (the REPL sets it before each
+  /// statement); nil: no wrapping.
+  public var helpWidth: Int?
 
   /// Registers a builtin; a second registration of a name replaces the first.
   public func register(_ builtin: Builtin) {
@@ -371,6 +402,30 @@ public final class Registry {
   /// Every name completion may offer for `x.` on a value of this type.
   public func attributeNames(of typeName: String) -> [String] {
     (attributes[typeName] ?? [:]).keys.sorted()
+  }
+
+  /// The builtins `value.f(...)` can call: those whose first parameter takes this value by its
+  /// type (not merely as Any), sorted.
+  public func methods(for value: Value) -> [String] {
+    builtins.values.filter { b in
+      guard let first = b.parameters.first, !first.variadic else { return false }
+      switch first.type {
+      case .any, .optional(.any): return false
+      default:
+        if case .nil = value { return false }
+        return first.type.accepts(value)
+      }
+    }.map(\.name).sorted()
+  }
+
+  /// The value of an attribute for completion and description, without side effects beyond
+  /// the attribute's getter; nil when there is none.
+  public func attributeValue(_ value: Value, _ name: String) -> Value? {
+    switch value {
+    case .record(let box): return box[name]
+    case .object(let o): return try? attributes[o.typeName]?[name]?.get(o)
+    default: return nil
+    }
   }
 }
 

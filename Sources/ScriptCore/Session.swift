@@ -78,12 +78,11 @@ public final class Session {
       out(
         (argument.isEmpty
           ? Session.metaHelp
-          : interpreter.global(argument).flatMap { value in
-            if case .function = value {
-              return Help.text(for: value, registry: interpreter.registry)
-            }
-            return nil
-          } ?? Help.text(named: argument, registry: interpreter.registry)) + "\n")
+          : Help.wrap(
+            interpreter.global(argument).map { value in
+              Help.describe(argument, value, registry: interpreter.registry)
+            } ?? Help.text(named: argument, registry: interpreter.registry),
+            width: interpreter.registry.helpWidth)) + "\n")
     case ":vars":
       for name in interpreter.globalNames {
         guard let value = interpreter.global(name) else { continue }

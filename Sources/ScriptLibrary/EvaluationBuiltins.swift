@@ -108,7 +108,7 @@ enum EvaluationBuiltins {
       "finetune", common + finetuneParameters + [seed, run, resume],
       doc: "Fine-tuning (methods.md §8.2, §9.1) of a copy of the encoder (yours is unchanged) with "
         + "the fc1 → BatchNorm → ReLU → fc2 head: AdamW, layer-wise lr decay, drop path, label "
-        + "smoothing, warm-up + cosine. Returns {accuracy, top5, best_accuracy, …}."
+        + "smoothing, warm-up (warmup, in epochs) + cosine. Returns {accuracy, top5, best_accuracy, …}."
     ) { args, context in
       let (encoder, train, test) = try inputs(args)
       let result = try Protocols.finetune(
@@ -338,6 +338,7 @@ enum EvaluationBuiltins {
           record[row.task] = .record(RecordBox([(row.metric, .float(row.value))]))
         }
       }
+      context.shown(.record(record))  // the Markdown table above is its display
       return .record(record)
     }
   }
@@ -412,6 +413,8 @@ enum EvaluationBuiltins {
           )
         ))
     }
-    return .record(RecordBox(entries))
+    let value = Value.record(RecordBox(entries))
+    context.shown(value)  // the table above is its display
+    return value
   }
 }

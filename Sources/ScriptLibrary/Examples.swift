@@ -58,6 +58,8 @@ enum Examples {
     "ones": "ones([2, 3])",
     "permute": "permute(randn([2, 3, 4]), [2, 0, 1]).shape",
     "pow": "pow(x, 2).sum()",
+    "print_options": "print_options(precision=2); print(x); print_options(reset=true)",
+    "tolist": "arange(4).reshape([2, 2]).tolist()",
     "rand": "rand([2, 2])",
     "randn": "randn([2, 3])",
     "relu": "relu(x)",

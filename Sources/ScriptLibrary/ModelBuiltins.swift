@@ -505,7 +505,8 @@ enum ModelBuiltins {
         BuiltinParameter("warmup", .number, default: .float(0)),
         BuiltinParameter("min", .number, default: .float(0)),
       ],
-      doc: "Sets the learning rate for fractional epoch `epoch` by linear warm-up then cosine "
+      doc: "Sets the learning rate for fractional epoch `epoch` by linear warm-up (warmup, in "
+        + "epochs) then cosine "
         + "decay to `min` (methods.md §9.1) and returns it."
     ) { args, _ in
       let schedule = CosineSchedule(

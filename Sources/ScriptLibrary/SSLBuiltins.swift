@@ -235,7 +235,8 @@ enum SSLBuiltins {
         BuiltinParameter("checkpoint_every", .int, default: .int(100)),
       ],
       doc:
-        "Pretrains: AdamW (0.9, 0.95) with warm-up + cosine per iteration (methods.md §9) on the "
+        "Pretrains: AdamW (0.9, 0.95) with warm-up + cosine per iteration (methods.md §9; epochs, "
+        + "warmup in epochs, may be fractional; lr per step; batch in sequences) on the "
         + "dataset's training half when split, with its augmentations (a random crop to the "
         + "encoder's frames is added when there is no temporal one). run= keeps config.json, "
         + "metrics.jsonl and checkpoint.safetensors (every checkpoint_every steps and at the end); "

@@ -290,6 +290,52 @@ extension TensorBuiltins {
       default: return .nil
       }
     }
+    r.register(
+      "tolist", [BuiltinParameter("x", .object("Tensor"))],
+      doc: "A tensor as nested Lists of Float, as PyTorch's t.tolist() (the same as list(t))."
+    ) { args, _ in
+      guard case .object(let o as TensorObject) = args["x"] else { return .nil }
+      return nested(o.tensor)
+    }
+    r.register(
+      "print_options",
+      [
+        BuiltinParameter("threshold", .optional(.int), default: .nil),
+        BuiltinParameter("edge", .optional(.int), default: .nil),
+        BuiltinParameter("precision", .optional(.int), default: .nil),
+        BuiltinParameter("reset", .bool, default: .bool(false)),
+      ],
+      doc: "How tensors print, as torch.set_printoptions: above `threshold` elements only the "
+        + "shape and statistics (default 1000); `edge` items at each end of a long axis (3); "
+        + "`precision` digits after the point (default: the shortest form that reads back). "
+        + "reset=true restores the defaults. Returns the options as a Record."
+    ) { args, _ in
+      var options = args.bool("reset") ? TensorDisplay.Options() : TensorDisplay.options
+      if !args.isNil("threshold") {
+        guard args.int("threshold") >= 0 else {
+          throw args.error("threshold", "must be 0 or more")
+        }
+        options.threshold = args.int("threshold")
+      }
+      if !args.isNil("edge") {
+        guard (1...1000).contains(args.int("edge")) else {
+          throw args.error("edge", "must be in 1...1000")
+        }
+        options.edge = args.int("edge")
+      }
+      if !args.isNil("precision") {
+        guard (0...12).contains(args.int("precision")) else {
+          throw args.error("precision", "must be in 0...12")
+        }
+        options.precision = args.int("precision")
+      }
+      TensorDisplay.options = options
+      return .record(
+        RecordBox([
+          ("threshold", .int(options.threshold)), ("edge", .int(options.edge)),
+          ("precision", options.precision.map(Value.int) ?? .nil),
+        ]))
+    }
   }
 
   // MARK: Shapes

@@ -19,17 +19,35 @@ extension Value {
   static func tensor(_ t: Tensor) -> Value { .object(TensorObject(t)) }
 }
 
-/// NumPy-style printing: a `Tensor[2, 3] f32` header, then nested rows with long axes elided
-/// (`…`); above 1000 elements only the shape and summary statistics.
+/// NumPy-style printing: a `Tensor[2, 3] f32` header (with `requires_grad` when set), then
+/// nested rows with long axes elided (`…`); above `threshold` elements only the shape and
+/// summary statistics. Integer-valued tensors (labels, counts) print without `.0`.
 enum TensorDisplay {
-  static let summaryThreshold = 1000
-  static let edgeItems = 3
+  /// What `print_options` sets.
+  struct Options: Sendable, Equatable {
+    var threshold = 1000
+    var edge = 3
+    /// Digits after the point; nil prints each value in the shortest form that reads back.
+    var precision: Int?
+  }
+
+  /// Set by `print_options`, read when a tensor is shown; the lock makes the pair safe to
+  /// touch from any thread.
+  static var options: Options {
+    get { lock.withLock { current } }
+    set { lock.withLock { current = newValue } }
+  }
+  private static let lock = NSLock()
+  nonisolated(unsafe) private static var current = Options()
 
   static func format(_ t: Tensor) -> String {
-    let header = "Tensor[" + t.shape.map(String.init).joined(separator: ", ") + "] f32"
+    let options = self.options
+    let header =
+      "Tensor[" + t.shape.map(String.init).joined(separator: ", ") + "] f32"
+      + (t.requiresGrad ? " requires_grad" : "")
     let values = t.scalars
     if t.count == 0 { return header + "\n[]" }
-    if t.count > summaryThreshold {
+    if t.count > options.threshold {
       let n = Double(values.count)
       let mean = values.reduce(0.0) { $0 + Double($1) } / n
       let variance = values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / n
@@ -38,10 +56,16 @@ enum TensorDisplay {
       return header
         + "  mean \(number(mean))  std \(number(variance.squareRoot()))  min \(element(low))  max \(element(high))"
     }
-    let texts = values.map(element)
+    let integral = values.allSatisfy { $0.isFinite && $0 == $0.rounded() && abs($0) < 16_777_216 }
+    let texts = values.map { x -> String in
+      if integral { return String(Int(x)) }
+      if let digits = options.precision, x.isFinite { return String(format: "%.\(digits)f", x) }
+      return element(x)
+    }
     let width = texts.map(\.count).max() ?? 1
     if t.rank == 0 { return header + "\n" + texts[0] }
     let strides = stridesOf(t.shape)
+    let edgeItems = options.edge
     func render(_ axis: Int, _ offset: Int, _ indent: Int) -> String {
       let n = t.shape[axis]
       let shown: [Int?] =

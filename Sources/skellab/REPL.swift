@@ -82,6 +82,9 @@ final class REPL {
         add_history(chunk)
         _ = append_history(1, historyPath)
       }
+      var size = winsize()
+      session.interpreter.registry.helpWidth =
+        ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) - 1 : nil
       let outcome = session.submit(chunk)
       if outcome == .quit { break }
       if outcome == .interrupted, terminationRequested { return .ofInterruption }

@@ -61,7 +61,8 @@ struct DatasetTests {
         atPath: Self.folder + "/agcn_train_data_joint.npy",
         toPath: root + "/\(split)_data_joint.npy")
       try files.copyItem(
-        atPath: Self.folder + "/agcn_train_label.\(labels)", toPath: root + "/\(split)_label.\(labels)")
+        atPath: Self.folder + "/agcn_train_label.\(labels)",
+        toPath: root + "/\(split)_label.\(labels)")
     }
     try files.copyItem(
       atPath: Self.folder + "/agcn_train_num_frame.npy", toPath: root + "/train_num_frame.npy")

@@ -19,6 +19,7 @@ static inline void skellab_rl_configure(rl_completion_func_t *complete) {
 static inline void skellab_rl_completion_flags(void) {
   rl_attempted_completion_over = 1;
   rl_completion_append_character = '\0';
+  rl_sort_completion_matches = 0;  /* ours come in order: a call's keyword arguments first */
 }
 
 static inline const char *skellab_rl_line_buffer(void) { return rl_line_buffer; }

@@ -25,6 +25,59 @@ public struct History: Sendable {
     }.joined()
   }
 
+  /// The per-step loss as a braille chart for the terminal, `width` × `height` characters,
+  /// with the loss range on the left axis and the step range below.
+  public func chart(width: Int = 60, height: Int = 12) -> String {
+    let losses = steps.map(\.loss).filter(\.isFinite)
+    guard let low = losses.min(), let high = losses.max(), width > 0, height > 0 else {
+      return "(no steps)"
+    }
+    let (dotsX, dotsY) = (width * 2, height * 4)
+    var dots = [[Bool]](repeating: [Bool](repeating: false, count: dotsX), count: dotsY)
+    let span = high > low ? high - low : 1
+    var previous: (Int, Int)?
+    for (i, loss) in losses.enumerated() {
+      let x = losses.count == 1 ? 0 : i * (dotsX - 1) / (losses.count - 1)
+      let y = Int(((high - loss) / span * Double(dotsY - 1)).rounded())
+      // Join to the previous point so that a steep drop stays a line.
+      let (x0, y0) = previous ?? (x, y)
+      let n = max(abs(x - x0), abs(y - y0), 1)
+      for k in 0...n {
+        let (px, py) = (x0 + (x - x0) * k / n, y0 + (y - y0) * k / n)
+        dots[min(max(py, 0), dotsY - 1)][min(max(px, 0), dotsX - 1)] = true
+      }
+      previous = (x, y)
+    }
+    let bits = [[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]]
+    let labels = (0..<height).map { row -> String in
+      row == 0 ? String(format: "%.4g", high) : row == height - 1 ? String(format: "%.4g", low) : ""
+    }
+    let margin = labels.map(\.count).max() ?? 0
+    var lines: [String] = []
+    for row in 0..<height {
+      var text = String(repeating: " ", count: margin - labels[row].count) + labels[row] + " ┤"
+      for column in 0..<width {
+        var code = 0
+        for dy in 0..<4 {
+          for dx in 0..<2 where dots[row * 4 + dy][column * 2 + dx] { code |= bits[dy][dx] }
+        }
+        text.unicodeScalars.append(Unicode.Scalar(0x2800 + code) ?? " ")
+      }
+      lines.append(text)
+    }
+    let first = steps.first?.step ?? 0
+    let last = steps.last?.step ?? 0
+    let axis =
+      String(repeating: " ", count: margin + 1) + "└" + String(repeating: "─", count: width)
+    let left = "step \(first)"
+    let right = "\(last)"
+    let gap = max(1, width + 2 - left.count - right.count)
+    lines.append(axis)
+    lines.append(
+      String(repeating: " ", count: margin + 1) + left + String(repeating: " ", count: gap) + right)
+    return "loss\n" + lines.joined(separator: "\n")
+  }
+
   /// Loss (left axis, blue) and learning rate (right axis, orange) against steps as an SVG
   /// document with labelled ticks on both axes.
   public func svg(title: String = "") -> String {

@@ -65,13 +65,22 @@ public enum Completion {
       return (start, unique(names.filter { $0.hasPrefix(word) }))
     }
     var names: [String] = []
-    // Inside a call: that callee's keyword arguments first.
-    if let callee = enclosingCallee(scalars[..<start]) {
+    // Inside a call: that callee's keyword arguments not given yet, first; with nothing typed
+    // yet, only them.
+    if let (callee, open) = enclosingCall(scalars[..<start]) {
+      var typed = ""
+      typed.unicodeScalars.append(contentsOf: scalars[(open + 1)..<start])
+      let given = Set(keywordNames(in: typed))
+      var keywords: [String] = []
       switch interpreter.global(callee) ?? registry.builtins[callee].map(Value.builtin) {
-      case .builtin(let b)?: names += b.parameters.filter { !$0.variadic }.map { $0.name + "=" }
-      case .function(let f)?: names += f.parameters.map { $0.name + "=" }
+      case .builtin(let b)?: keywords = b.parameters.filter { !$0.variadic }.map(\.name)
+      case .function(let f)?: keywords = f.parameters.map(\.name)
       default: break
       }
+      // Parameters filled by the complete positional arguments before the cursor.
+      let positional = completeArguments(typed).filter { keywordNames(in: $0).isEmpty }.count
+      names += keywords.dropFirst(positional).filter { !given.contains($0) }.map { $0 + "=" }
+      if word.isEmpty, !names.isEmpty { return (start, names) }
     }
     names += interpreter.globalNames + registry.builtins.keys.sorted() + keywords.sorted()
     return (start, unique(names.filter { $0.hasPrefix(word) }))
@@ -81,8 +90,8 @@ public enum Completion {
     c == "_" || c.properties.isAlphabetic || ("0"..."9").contains(c)
   }
 
-  /// The name before the innermost open `(` before the cursor, if any.
-  private static func enclosingCallee(_ scalars: ArraySlice<Unicode.Scalar>) -> String? {
+  /// The name before the innermost open `(` before the cursor, and that bracket's position.
+  private static func enclosingCall(_ scalars: ArraySlice<Unicode.Scalar>) -> (String, Int)? {
     var depth = 0
     var i = scalars.endIndex - 1
     while i >= scalars.startIndex {
@@ -98,13 +107,63 @@ public enum Completion {
           guard begin < end else { return nil }
           var name = ""
           name.unicodeScalars.append(contentsOf: scalars[begin..<end])
-          return name
+          return (name, i)
         }
         depth -= 1
       }
       i -= 1
     }
     return nil
+  }
+
+  /// The arguments typed so far that a comma has closed (split at commas outside brackets
+  /// and strings).
+  private static func completeArguments(_ text: String) -> [String] {
+    var parts: [String] = []
+    var current = ""
+    var depth = 0
+    var inString = false
+    for c in text {
+      if inString {
+        if c == "\"" { inString = false }
+      } else if c == "\"" {
+        inString = true
+      } else if "([{".contains(c) {
+        depth += 1
+      } else if ")]}".contains(c) {
+        depth -= 1
+      } else if c == ",", depth == 0 {
+        parts.append(current)
+        current = ""
+        continue
+      }
+      current.append(c)
+    }
+    return parts
+  }
+
+  /// The names given as `name=` (not `==`) in the arguments typed so far.
+  private static func keywordNames(in text: String) -> [String] {
+    let scalars = Array(text.unicodeScalars)
+    var names: [String] = []
+    var i = 0
+    while i < scalars.count {
+      if isWordCharacter(scalars[i]), i == 0 || !isWordCharacter(scalars[i - 1]) {
+        var j = i
+        while j < scalars.count, isWordCharacter(scalars[j]) { j += 1 }
+        var k = j
+        while k < scalars.count, scalars[k] == " " { k += 1 }
+        if k < scalars.count, scalars[k] == "=", k + 1 >= scalars.count || scalars[k + 1] != "=" {
+          var name = ""
+          name.unicodeScalars.append(contentsOf: scalars[i..<j])
+          names.append(name)
+        }
+        i = j
+      } else {
+        i += 1
+      }
+    }
+    return names
   }
 
   /// Files and folders that complete `partial`, a path typed inside a string. The path is

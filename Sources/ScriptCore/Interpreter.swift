@@ -8,6 +8,10 @@ import Foundation
 public final class Interpreter: CallContext {
   public let registry: Registry
   public private(set) var globals = Environment(parent: nil)
+  /// The folder relative paths of files (builtins' path parameters, `import`, `:save`) are
+  /// resolved against; nil: the process's current directory. Two sessions in one process
+  /// can each have their own (the tests run tutorials side by side this way).
+  public var workingDirectory: String?
   /// Where `print` and echoed values go.
   public var output: (String) -> Void = { print($0, terminator: "") }
   /// `--set name=value` pairs of the command line.
@@ -230,7 +234,8 @@ public final class Interpreter: CallContext {
   private func importFile(_ name: String, _ range: SourceRange) throws {
     let file = name.hasSuffix(".skl") ? name : name + ".skl"
     var folders: [String] = []
-    folders.append(range.source.directory ?? FileManager.default.currentDirectoryPath)
+    folders.append(
+      range.source.directory ?? workingDirectory ?? FileManager.default.currentDirectoryPath)
     if let path = ProcessInfo.processInfo.environment["SKELLAB_PATH"] {
       folders += path.split(separator: ":").map(String.init)
     }
@@ -393,8 +398,11 @@ public final class Interpreter: CallContext {
     try checkInterrupt()
     switch callee {
     case .builtin(let builtin):
-      let arguments = try builtin.bind(
+      var arguments = try builtin.bind(
         positional: positional.map { ($0.0, $0.1 ?? range) }, keywords: keywords, call: range)
+      if let workingDirectory {
+        arguments.resolvePaths(builtin.parameters, against: workingDirectory)
+      }
       do {
         return try builtin.body(arguments, self)
       } catch {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The type a builtin parameter accepts; argument checking and `help` read it.
 public indirect enum ParameterType: Sendable, CustomStringConvertible {
   case any
@@ -52,15 +54,29 @@ public struct BuiltinParameter {
   public let type: ParameterType
   public let defaultValue: Value?
   public let variadic: Bool
+  /// A file or folder: a relative path is resolved against the interpreter's working
+  /// directory when it has one (see `Interpreter.workingDirectory`).
+  public let isPath: Bool
 
   public init(
     _ name: String, _ type: ParameterType = .any, default defaultValue: Value? = nil,
-    variadic: Bool = false
+    variadic: Bool = false, isPath: Bool = false
   ) {
     self.name = name
     self.type = type
     self.defaultValue = defaultValue
     self.variadic = variadic
+    self.isPath = isPath
+  }
+
+  /// A path parameter (a String, or nil when `optional`).
+  public static func path(_ name: String, optional: Bool = false, default value: String? = nil)
+    -> BuiltinParameter
+  {
+    if optional {
+      return BuiltinParameter(name, .optional(.string), default: .nil, isPath: true)
+    }
+    return BuiltinParameter(name, .string, default: value.map(Value.string), isPath: true)
   }
 }
 
@@ -72,6 +88,17 @@ public struct Arguments {
   public let ranges: [String: SourceRange]
 
   public subscript(name: String) -> Value { values[name] ?? .nil }
+
+  /// Resolves the relative paths of path parameters against `directory`.
+  mutating func resolvePaths(_ parameters: [BuiltinParameter], against directory: String) {
+    for parameter in parameters where parameter.isPath {
+      if case .string(let path) = values[parameter.name], !path.isEmpty, !path.hasPrefix("/"),
+        !path.hasPrefix("~")
+      {
+        values[parameter.name] = .string((directory as NSString).appendingPathComponent(path))
+      }
+    }
+  }
 
   public func isNil(_ name: String) -> Bool {
     if case .nil = self[name] { return true }

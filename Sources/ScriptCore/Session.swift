@@ -108,7 +108,7 @@ public final class Session {
       }
       do {
         let text = log.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined()
-        try Session.writeAtomically(text, to: argument)
+        try Session.writeAtomically(text, to: resolved(argument))
         let statements = log.filter { !$0.hasPrefix("# interrupted") }.count
         out("saved \(statements) statement(s) to \(argument)\n")
       } catch {
@@ -120,12 +120,13 @@ public final class Session {
         err("error: :load needs a file name\n")
         return .failed
       }
-      guard let text = try? String(contentsOfFile: argument, encoding: .utf8) else {
+      guard let text = try? String(contentsOfFile: resolved(argument), encoding: .utf8) else {
         err("error: cannot read '\(argument)'\n")
         return .failed
       }
       return execute(
-        text, name: argument, directory: (argument as NSString).deletingLastPathComponent)
+        text, name: argument,
+        directory: (resolved(argument) as NSString).deletingLastPathComponent)
     case ":history":
       for (i, chunk) in entered.dropLast().enumerated() { out("\(i + 1)  \(chunk)\n") }
     case ":reset":
@@ -162,6 +163,13 @@ public final class Session {
     """
 
   /// Writes text through a temporary file and a rename.
+  /// A relative path against the interpreter's working directory, when it has one.
+  func resolved(_ path: String) -> String {
+    guard let directory = interpreter.workingDirectory, !path.hasPrefix("/"), !path.hasPrefix("~")
+    else { return path }
+    return (directory as NSString).appendingPathComponent(path)
+  }
+
   static func writeAtomically(_ text: String, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     let temporary = url.deletingLastPathComponent().appendingPathComponent(

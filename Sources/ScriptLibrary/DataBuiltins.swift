@@ -92,12 +92,15 @@ enum DataBuiltins {
     try args.required(name, as: DatasetObject.self, "a Dataset")
   }
 
-  static func record(_ s: SkeletonSample) -> Value {
+  /// A sample as the language holds it; `class` is the label's name in `names` ("" when the
+  /// label has none).
+  static func record(_ s: SkeletonSample, names: [String]) -> Value {
     .record(
       RecordBox([
-        ("x", .tensor(s.data)), ("label", .int(s.label)), ("length", .int(s.length)),
-        ("subject", .int(s.subject)), ("view", .int(s.view)), ("setup", .int(s.setup)),
-        ("source", .string(s.source)),
+        ("x", .tensor(s.data)), ("label", .int(s.label)),
+        ("class", .string(names.indices.contains(s.label) ? names[s.label] : "")),
+        ("length", .int(s.length)), ("subject", .int(s.subject)), ("view", .int(s.view)),
+        ("setup", .int(s.setup)), ("source", .string(s.source)),
       ]))
   }
 
@@ -117,10 +120,10 @@ enum DataBuiltins {
       "dataset",
       [
         BuiltinParameter("kind", .string, default: .string("synthetic")),
-        BuiltinParameter("path", .optional(.string), default: .nil),
+        .path("path", optional: true),
         BuiltinParameter("split", .optional(.string), default: .nil),
-        BuiltinParameter("labels", .optional(.string), default: .nil),
-        BuiltinParameter("frames_file", .optional(.string), default: .nil),
+        .path("labels", optional: true),
+        .path("frames_file", optional: true),
         BuiltinParameter("seed", .int, default: .int(0)),
         BuiltinParameter("subjects", .int, default: .int(10)),
         BuiltinParameter("views", .int, default: .int(3)),
@@ -128,7 +131,7 @@ enum DataBuiltins {
         BuiltinParameter("frames", .int, default: .int(64)),
         BuiltinParameter("bodies", .string, default: .string("denoised")),
         BuiltinParameter("normalize", .string, default: .string("mamp")),
-        BuiltinParameter("cache", .optional(.string), default: .nil),
+        .path("cache", optional: true),
       ],
       doc: "A skeleton dataset. kind \"synthetic\" (the built-in generator: seed, subjects, views, "
         + "repetitions, frames; needs no files), \"ntu\" (a folder of raw .skeleton files; bodies "
@@ -419,7 +422,7 @@ enum DataBuiltins {
           throw ScriptError(.type, "a Dataset takes one Int index")
         }
         let n = object.dataset.count
-        return record(try object.sample(i < 0 ? i + n : i))
+        return record(try object.sample(i < 0 ? i + n : i), names: object.dataset.classNames)
       })
     r.registerStream("Dataset") { o in
       guard let object = o as? DatasetObject else { return { nil } }
@@ -427,7 +430,7 @@ enum DataBuiltins {
       return {
         guard i < object.dataset.count else { return nil }
         defer { i += 1 }
-        return record(try object.sample(i))
+        return record(try object.sample(i), names: object.dataset.classNames)
       }
     }
     r.registerAttribute(
@@ -776,15 +779,17 @@ enum DataBuiltins {
       "show",
       [
         BuiltinParameter("sample"),
-        BuiltinParameter("path", .optional(.string), default: .nil),
+        .path("path", optional: true),
         BuiltinParameter("frames", .int, default: .int(8)),
         BuiltinParameter("mask", .optional(.object("Tensor")), default: .nil),
       ],
       doc: "Draws a sample (a Record from ds[i], or a [C, T, V, M] tensor) as a strip of stick "
         + "figures: to an SVG file when path is given (two bodies in two colours, a [T, V] mask "
-        + "drawn in red), else as braille characters in the terminal."
+        + "drawn in red; it prints where it wrote), else as braille characters in the terminal (a mask's "
+        + "hidden joints ringed)."
     ) { args, context in
       var sample: SkeletonSample
+      var className: String?
       switch args["sample"] {
       case .record(let box):
         guard case .object(let o as TensorObject)? = box["x"] else {
@@ -796,6 +801,7 @@ enum DataBuiltins {
         if case .int(let l)? = box["label"] { label = l }
         var source = ""
         if case .string(let s)? = box["source"] { source = s }
+        if case .string(let name)? = box["class"], !name.isEmpty { className = name }
         sample = SkeletonSample(data: o.tensor, length: length, label: label, source: source)
       case .object(let o as TensorObject):
         sample = SkeletonSample(
@@ -813,11 +819,14 @@ enum DataBuiltins {
       let mask = args.object("mask", as: TensorObject.self)?.tensor
       if case .string(let path) = args["path"] {
         try SkeletonDrawing.writeSVG(
-          sample, layout: layout, to: path, count: args.int("frames"), mask: mask)
+          sample, layout: layout, to: path, count: args.int("frames"), mask: mask,
+          className: className)
+        context.write("wrote \(path)\n")
         return .nil
       }
       context.write(
-        try SkeletonDrawing.terminal(sample, layout: layout, count: min(args.int("frames"), 6))
+        try SkeletonDrawing.terminal(
+          sample, layout: layout, count: min(args.int("frames"), 6), mask: mask)
           + "\n")
       return .nil
     }

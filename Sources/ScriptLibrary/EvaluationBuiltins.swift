@@ -67,7 +67,7 @@ enum EvaluationBuiltins {
     let common = [
       BuiltinParameter("enc", .object("Model")), BuiltinParameter("data", .object("Dataset")),
     ]
-    let run = BuiltinParameter("run", .optional(.string), default: .nil)
+    let run = BuiltinParameter.path("run", optional: true)
     let resume = BuiltinParameter("resume", .bool, default: .bool(true))
     let seed = BuiltinParameter("seed", .int, default: .int(0))
     let probeParameters = [
@@ -258,10 +258,10 @@ enum EvaluationBuiltins {
       "detection",
       [
         BuiltinParameter("enc", .object("Model")),
-        BuiltinParameter("train_path", .optional(.string), default: .nil),
-        BuiltinParameter("train_labels", .optional(.string), default: .nil),
-        BuiltinParameter("test_path", .optional(.string), default: .nil),
-        BuiltinParameter("test_labels", .optional(.string), default: .nil),
+        .path("train_path", optional: true),
+        .path("train_labels", optional: true),
+        .path("test_path", optional: true),
+        .path("test_labels", optional: true),
         BuiltinParameter("train_sequences", .int, default: .int(20)),
         BuiltinParameter("test_sequences", .int, default: .int(10)),
         BuiltinParameter("epochs", .int, default: .int(60)), seed, run, resume,
@@ -313,7 +313,7 @@ enum EvaluationBuiltins {
         BuiltinParameter("finetune_epochs", .int, default: .int(100)),
         BuiltinParameter("episodes", .int, default: .int(100)),
         BuiltinParameter("detection_epochs", .int, default: .int(60)),
-        BuiltinParameter("run", .string, default: .string("runs/benchmark")),
+        .path("run", default: "runs/benchmark"),
       ],
       doc: "The survey's multi-task table in one call — recognition (linear, fine-tune), "
         + "retrieval (KNN k = 1, 5), occluded (spatial, temporal), few-shot (5-way 1- and 5-shot) "

@@ -370,7 +370,7 @@ enum ModelBuiltins {
     r.register(
       "load_weights",
       [
-        BuiltinParameter("m", .object("Model")), BuiltinParameter("path", .string),
+        BuiltinParameter("m", .object("Model")), .path("path"),
         BuiltinParameter("strict", .bool, default: .bool(true)),
         BuiltinParameter("prefix", .optional(.string), default: .nil),
       ],

@@ -230,7 +230,7 @@ enum SSLBuiltins {
         BuiltinParameter("min_lr", .number, default: .float(1e-5)),
         BuiltinParameter("weight_decay", .number, default: .float(0.05)),
         BuiltinParameter("seed", .int, default: .int(0)),
-        BuiltinParameter("run", .optional(.string), default: .nil),
+        .path("run", optional: true),
         BuiltinParameter("resume", .bool, default: .bool(true)),
         BuiltinParameter("checkpoint_every", .int, default: .int(100)),
       ],
@@ -283,11 +283,20 @@ enum SSLBuiltins {
     }
     r.register(
       "plot",
-      [BuiltinParameter("history", .object("History")), BuiltinParameter("path", .string)],
-      doc: "Draws a History's loss and learning rate against steps as an SVG file."
-    ) { args, _ in
+      [
+        BuiltinParameter("history", .object("History")),
+        .path("path", optional: true),
+      ],
+      doc: "Draws a History's loss and learning rate against steps as an SVG file at path (and "
+        + "prints where), or with no path its loss as a chart in the terminal."
+    ) { args, context in
       let history = try args.required("history", as: HistoryObject.self, "a History").history
-      try AtomicFile.write(Data(history.svg().utf8), to: args.string("path"), op: "plot")
+      guard case .string(let path) = args["path"] else {
+        context.write(history.chart() + "\n")
+        return .nil
+      }
+      try AtomicFile.write(Data(history.svg().utf8), to: path, op: "plot")
+      context.write("wrote \(path)\n")
       return .nil
     }
     r.registerAttribute(

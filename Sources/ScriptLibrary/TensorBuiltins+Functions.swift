@@ -444,7 +444,7 @@ extension TensorBuiltins {
         ]))
     }
     r.register(
-      "load", [BuiltinParameter("path", .string)],
+      "load", [.path("path")],
       doc: "Reads a file by its extension: .safetensors and .npz give a Record of tensors (in "
         + "file order), .npy gives a tensor."
     ) { args, _ in
@@ -463,7 +463,7 @@ extension TensorBuiltins {
     r.register(
       "save",
       [
-        BuiltinParameter("path", .string),
+        .path("path"),
         BuiltinParameter("value", .oneOf([.object("Tensor"), .record, .object("Model")])),
       ],
       doc: "Writes by the extension: a tensor to .npy, a Record of tensors to .npz or "

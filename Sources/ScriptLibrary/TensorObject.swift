@@ -31,14 +31,14 @@ enum TensorDisplay {
     var precision: Int?
   }
 
-  /// Set by `print_options`, read when a tensor is shown; the lock makes the pair safe to
-  /// touch from any thread.
+  /// Set by `print_options`, read when a tensor is shown. They belong to the thread that runs
+  /// the interpreter (a session runs its statements on one thread), so two sessions in one
+  /// process — tests side by side — do not see each other's options.
   static var options: Options {
-    get { lock.withLock { current } }
-    set { lock.withLock { current = newValue } }
+    get { Thread.current.threadDictionary[key] as? Options ?? Options() }
+    set { Thread.current.threadDictionary[key] = newValue }
   }
-  private static let lock = NSLock()
-  nonisolated(unsafe) private static var current = Options()
+  private static let key = "skellab.print_options"
 
   static func format(_ t: Tensor) -> String {
     let options = self.options

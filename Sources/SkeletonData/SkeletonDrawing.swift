@@ -45,7 +45,7 @@ public enum SkeletonDrawing {
   /// and is drawn below as a joint × time grid.
   public static func svg(
     _ sample: SkeletonSample, layout: JointLayout, count: Int = 8, mask: Tensor? = nil,
-    title: String? = nil
+    title: String? = nil, className: String? = nil
   ) throws -> String {
     try requireFinite(sample)
     let x = try Frames(sample.data)
@@ -68,7 +68,7 @@ public enum SkeletonDrawing {
       <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height + gridHeight + 24))" \
       font-family="sans-serif" font-size="11">
       <rect width="100%" height="100%" fill="white"/>
-      <text x="6" y="16">\(escape(title ?? sample.source)) — label \(sample.label), \(sample.length) frames</text>
+      <text x="6" y="16">\(escape(title ?? sample.source)) — \(escape(className.map { "\($0) (label \(sample.label))" } ?? "label \(sample.label)")), \(sample.length) frames</text>
 
       """
     func f(_ v: Double) -> String { String(format: "%.1f", v) }
@@ -123,21 +123,32 @@ public enum SkeletonDrawing {
   /// Writes the SVG strip atomically.
   public static func writeSVG(
     _ sample: SkeletonSample, layout: JointLayout, to path: String, count: Int = 8,
-    mask: Tensor? = nil
+    mask: Tensor? = nil, className: String? = nil
   ) throws {
-    let text = try svg(sample, layout: layout, count: count, mask: mask)
+    let text = try svg(sample, layout: layout, count: count, mask: mask, className: className)
     try AtomicFile.write(Data(text.utf8), to: path, op: "show")
   }
 
-  /// A braille rendering of `count` frames side by side, each `width` × `height` characters.
+  /// A braille rendering of `count` frames side by side, each `width` × `height` characters;
+  /// with `mask` `[T, V]` (1 = hidden), the bones of hidden joints of the first body are left
+  /// out and each hidden joint is marked by a small ring, with a line counting them.
   public static func terminal(
-    _ sample: SkeletonSample, layout: JointLayout, count: Int = 4, width: Int = 16, height: Int = 10
+    _ sample: SkeletonSample, layout: JointLayout, count: Int = 4, width: Int = 16,
+    height: Int = 10,
+    mask: Tensor? = nil
   ) throws -> String {
     try requireFinite(sample)
     let x = try Frames(sample.data)
     guard x.c >= 2, x.v == layout.count else {
       throw TensorError(
         "show", "expects [C ≥ 2, T, \(layout.count), M], got \(shapeString(sample.data.shape))")
+    }
+    if let mask, mask.shape != [x.t, x.v] {
+      throw TensorError("show", "mask \(shapeString(mask.shape)) does not fit [\(x.t), \(x.v)]")
+    }
+    let hidden = mask?.scalars
+    func isHidden(_ frame: Int, _ joint: Int, _ body: Int) -> Bool {
+      body == 0 && (hidden?[frame * x.v + joint] ?? 0) != 0
     }
     let frames = shownFrames(length: sample.length, count: count)
     let (dotsX, dotsY) = (width * 2, height * 4)
@@ -151,7 +162,16 @@ public enum SkeletonDrawing {
         if i >= 0, i < dotsX, j >= 0, j < dotsY { dots[j][i] = true }
       }
       for b in 0..<x.m {
-        for (p, q) in layout.bones where !x.isZero(frame, p, b) && !x.isZero(frame, q, b) {
+        for j in 0..<x.v where isHidden(frame, j, b) && !x.isZero(frame, j, b) {
+          let (px, py) = projection.point(Double(x[0, frame, j, b]), Double(x[1, frame, j, b]))
+          for (ox, oy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+            plot(px + Double(ox), py + Double(oy))
+          }
+        }
+        for (p, q) in layout.bones
+        where !x.isZero(frame, p, b) && !x.isZero(frame, q, b) && !isHidden(frame, p, b)
+          && !isHidden(frame, q, b)
+        {
           let a = projection.point(Double(x[0, frame, p, b]), Double(x[1, frame, p, b]))
           let z = projection.point(Double(x[0, frame, q, b]), Double(x[1, frame, q, b]))
           // At most the strip's size: the projection keeps points in it.
@@ -176,6 +196,12 @@ public enum SkeletonDrawing {
         }
         lines[row] += text + " "
       }
+    }
+    if let hidden {
+      let shown = frames.map { f in (0..<x.v).filter { hidden[f * x.v + $0] != 0 }.count }
+      lines.append(
+        "hidden joints (rings) per shown frame: "
+          + shown.map(String.init).joined(separator: ", ") + " of \(x.v)")
     }
     return lines.joined(separator: "\n")
   }

@@ -188,4 +188,44 @@ struct REPLHardeningTests {
     #expect(terminal.waitForExit(seconds: 60), "SIGTERM did not end the REPL")
     #expect(terminal.process.terminationStatus == 143)
   }
+
+  /// Completion knows what a name holds: `enc.` offers the Model's attributes and the
+  /// builtins that take a Model (not every builtin), chains of attributes complete, a call's
+  /// keyword arguments come first, and `?enc` describes the value.
+  @Test func completionKnowsTheTypes() throws {
+    let terminal = try Terminal(environment: ["SKELLAB_HISTORY": "/dev/null"])
+    #expect(terminal.waitFor("skl> "), "no prompt: \(terminal.transcript)")
+    var mark = terminal.end
+    terminal.type("enc = encoder(dim=8, depth=1, heads=2, frames=16)\n")
+    #expect(terminal.waitFor("skl> ", after: mark))
+    mark = terminal.end
+    terminal.type("enc.\t\t")
+    #expect(terminal.waitFor("parameter_count", after: mark), "\(terminal.transcript[mark...])")
+    #expect(terminal.waitFor("linear_probe", after: mark))
+    let listing = terminal.transcript[mark...]
+    #expect(!listing.contains("zeros") && !listing.contains("randn"), "\(listing)")
+    terminal.type("\u{15}")  // Ctrl-U
+    mark = terminal.end
+    terminal.type("ds = split(dataset(\"synthetic\", subjects=1, frames=16), \"xsub\")\n")
+    #expect(terminal.waitFor("skl> ", after: mark))
+    mark = terminal.end
+    terminal.type("len(ds.tra\t)\n")
+    #expect(terminal.waitFor("len(ds.train)", after: mark), "\(terminal.transcript[mark...])")
+    mark = terminal.end
+    terminal.type("knn(enc, ds, \t\t")
+    #expect(terminal.waitFor("k=", after: mark), "\(terminal.transcript[mark...])")
+    // Only what is left to give: enc and data are given, so not offered; nothing else either.
+    #expect(terminal.waitFor("run=", after: mark))
+    #expect(!terminal.transcript[mark...].contains("data="), "\(terminal.transcript[mark...])")
+    terminal.type("\u{15}")
+    mark = terminal.end
+    terminal.type("print_options(prec\t3)\n")
+    #expect(terminal.waitFor("precision: 3", after: mark), "\(terminal.transcript[mark...])")
+    mark = terminal.end
+    terminal.type("?enc\n")
+    #expect(terminal.waitFor("enc: Model", after: mark), "\(terminal.transcript[mark...])")
+    #expect(terminal.waitFor("methods (enc.f(...) is f(enc, ...))", after: mark))
+    kill(terminal.process.processIdentifier, SIGTERM)
+    #expect(terminal.waitForExit(seconds: 60))
+  }
 }

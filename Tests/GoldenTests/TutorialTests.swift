@@ -127,9 +127,9 @@ let tutorialFiles: [String] =
   ((try? FileManager.default.contentsOfDirectory(atPath: tutorialFolder)) ?? [])
   .filter { $0.hasSuffix(".md") && $0.first?.isNumber == true }.sorted()
 
-/// Replays every tutorial in a fresh folder (the working directory while it runs, so the
-/// suite is serialised) and checks every printed value.
-@Suite("Tutorials", .serialized, .timed, .heavy)
+/// Replays every tutorial in a fresh folder (the session's working directory: the tutorials
+/// run side by side) and checks every printed value.
+@Suite("Tutorials", .timed, .heavy)
 struct TutorialTests {
   @Test func theSixTutorialsExist() {
     #expect(tutorialFiles.count >= 6, "expected numbered tutorials in \(tutorialFolder)")
@@ -154,16 +154,12 @@ struct TutorialTests {
     // The tutorials read the real data as data/ (Tests/Data of the repository).
     try FileManager.default.createSymbolicLink(
       atPath: folder + "/data", withDestinationPath: TestData.path(""))
-    let previous = FileManager.default.currentDirectoryPath
-    _ = FileManager.default.changeCurrentDirectoryPath(folder)
-    defer {
-      _ = FileManager.default.changeCurrentDirectoryPath(previous)
-      try? FileManager.default.removeItem(atPath: folder)
-    }
+    defer { try? FileManager.default.removeItem(atPath: folder) }
     var printed = ""
-    let session = Session(
-      interpreter: Interpreter(registry: Library.registry()), out: { printed += $0 },
-      err: { printed += $0 })
+    // The session works in its own folder (no chdir): the tutorials run side by side.
+    let interpreter = Interpreter(registry: Library.registry())
+    interpreter.workingDirectory = folder
+    let session = Session(interpreter: interpreter, out: { printed += $0 }, err: { printed += $0 })
     var recorded: [[String]] = []
     // A random stream of its own: suites running in parallel draw from the global one.
     try Random.withSeed(0) {
@@ -182,7 +178,9 @@ struct TutorialTests {
             environment: ["SKELLAB_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"], directory: folder
           ).stdout
         }
-        var actual = printed.components(separatedBy: "\n")
+        // Paths resolved against the session's folder read as the user typed them.
+        var actual = printed.replacingOccurrences(of: folder + "/", with: "")
+          .components(separatedBy: "\n")
         if actual.last == "" { actual.removeLast() }
         recorded.append(actual)
         var wanted = expected

@@ -203,5 +203,31 @@ struct DatasetTests {
     let text = try SkeletonDrawing.terminal(sample, layout: .kinectV2, count: 2)
     #expect(text.split(separator: "\n").count == 10)
     #expect(text.unicodeScalars.contains { $0.value > 0x2800 && $0.value <= 0x28FF })
+    // A mask rings the hidden joints in the terminal and counts them.
+    let masked = try SkeletonDrawing.terminal(sample, layout: .kinectV2, count: 2, mask: mask)
+    #expect(masked.hasSuffix("of 25") && masked.contains("hidden joints"))
+    let titled = try SkeletonDrawing.svg(sample, layout: .kinectV2, className: "clap")
+    #expect(titled.contains("clap (label \(sample.label))"))
+  }
+
+  /// A two-person sample (NTU A058, handshaking): every point of each frame's figure stays
+  /// inside that frame's panel, so neighbouring figures never overlap.
+  @Test func twoBodyStripsStayInTheirPanels() throws {
+    let ntu = try DatasetReaders.ntu(folder: TestData.ntu + "/nturgb+d_skeletons")
+    let index = try (0..<ntu.count).first { i in
+      try ntu.sample(i).source.hasSuffix("A058.skeleton")
+    }
+    let sample = try ntu.sample(try #require(index))
+    let svg = try SkeletonDrawing.svg(sample, layout: .kinectV2, count: 8)
+    let panels = svg.components(separatedBy: "<g transform=").dropFirst()
+    #expect(panels.count == 8)
+    for panel in panels {
+      let xs = panel.components(separatedBy: " cx=\"").dropFirst().compactMap {
+        Double($0.prefix { $0 != "\"" })
+      }
+      #expect(
+        !xs.isEmpty && xs.allSatisfy { (0...150).contains($0) }, "\(xs.min()!)...\(xs.max()!)")
+    }
+    #expect(svg.contains("#ff7f0e"))  // the second body is drawn, in its own colour
   }
 }

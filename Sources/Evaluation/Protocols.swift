@@ -410,7 +410,8 @@ public enum Protocols {
     var (source, target) = (train, test)
     if train.layout.count != encoder.joints {
       guard let layout = JointLayout.forJointCount(encoder.joints) else {
-        throw TensorError("transfer", "no joint layout has the encoder's \(encoder.joints) joints")
+        throw TensorError(
+          "transfer", "the encoder's " + JointLayout.describeMessage(encoder.joints))
       }
       source = try train.converted(to: layout, bodies: 2)
       target = try test.converted(to: layout, bodies: 2)

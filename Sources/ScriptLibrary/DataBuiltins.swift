@@ -249,6 +249,64 @@ enum DataBuiltins {
       return .object(try splitName.map { try split(object, $0) } ?? object)
     }
     r.register(
+      "joint_layout",
+      [
+        BuiltinParameter("name", .string), BuiltinParameter("joints", .list),
+        BuiltinParameter("bones", .list, default: .list([])),
+        BuiltinParameter("parts", .list, default: .list([])),
+        BuiltinParameter("centre", .int, default: .int(0)),
+        BuiltinParameter("spine", .optional(.list), default: .nil),
+        BuiltinParameter("shoulders", .optional(.list), default: .nil),
+        BuiltinParameter("mirrored", .list, default: .list([])),
+      ],
+      doc: "Describes a skeleton SkelLab does not know (an 18-joint OpenPose export, say), for "
+        + "every dataset of that many joints read after it: joint names, bones [[parent, "
+        + "child], ...] for drawing, parts [[\"left arm\", [joints]], ...] for body-part masks "
+        + "and occlusion, the centre joint, the spine [from, to] and shoulders [left, right] "
+        + "that normalisation aligns, mirrored [[left, right], ...] pairs. Indices are 0-based. "
+        + "Returns a Record of it."
+    ) { args, _ in
+      func index(_ value: Value, _ what: String) throws -> Int {
+        guard case .int(let i) = value else { throw args.error(what, "joint indices are Ints") }
+        return i
+      }
+      func pair(_ value: Value, _ what: String) throws -> (Int, Int) {
+        guard case .list(let box) = value, box.items.count == 2 else {
+          throw args.error(what, "expects pairs [a, b] of joint indices")
+        }
+        return (try index(box.items[0], what), try index(box.items[1], what))
+      }
+      let names = try args.list("joints").map { value -> String in
+        guard case .string(let name) = value else {
+          throw args.error("joints", "names are Strings")
+        }
+        return name
+      }
+      let parts = try args.list("parts").map { value -> (name: String, joints: [Int]) in
+        guard case .list(let box) = value, box.items.count == 2,
+          case .string(let name) = box.items[0], case .list(let joints) = box.items[1]
+        else { throw args.error("parts", "expects [[\"name\", [joints]], ...]") }
+        return (name, try joints.items.map { try index($0, "parts") })
+      }
+      let layout = JointLayout(
+        name: args.string("name"), joints: names,
+        bones: try args.list("bones").map { try pair($0, "bones") }, parts: parts,
+        mirrored: try args.list("mirrored").map { try pair($0, "mirrored") },
+        centre: args.int("centre"),
+        spine: try args.isNil("spine") ? (0, args.int("centre")) : pair(args["spine"], "spine"),
+        shoulders: try args.isNil("shoulders") ? (0, 0) : pair(args["shoulders"], "shoulders"))
+      do {
+        try JointLayout.register(layout)
+      } catch let error as TensorError {
+        throw args.error("joints", error.message)
+      }
+      return .record(
+        RecordBox([
+          ("name", .string(layout.name)), ("joints", .int(layout.count)),
+          ("bones", .int(layout.bones.count)), ("parts", .list(parts.map { .string($0.name) })),
+        ]))
+    }
+    r.register(
       "split",
       [
         BuiltinParameter("ds", .optional(.object("Dataset")), default: .nil),
@@ -487,10 +545,10 @@ enum DataBuiltins {
 
   static func layout(_ x: Tensor, _ args: Arguments) throws -> JointLayout {
     let joints = x.rank >= 4 ? x.shape[x.rank - 2] : 0
-    guard let layout = JointLayout.forJointCount(joints) else {
-      throw args.error("x", "no joint layout has \(joints) joints (25 Kinect v2, 20 MSR)")
+    guard x.rank >= 4 else {
+      throw args.error("x", "expects a sample [C, T, V, M] or a batch, got \(shapeString(x.shape))")
     }
-    return layout
+    return JointLayout.forData(joints)
   }
 
   static func registerSampleFunctions(_ r: Registry) {
@@ -809,12 +867,11 @@ enum DataBuiltins {
       default:
         throw args.error("sample", "expected a sample Record or a [C, T, V, M] tensor")
       }
-      guard sample.data.rank == 4, let layout = JointLayout.forJointCount(sample.data.shape[2])
-      else {
+      guard sample.data.rank == 4 else {
         throw args.error(
-          "sample",
-          "cannot draw shape \(shapeString(sample.data.shape)) (needs [C, T, 25 or 20, M])")
+          "sample", "cannot draw shape \(shapeString(sample.data.shape)) (needs [C, T, V, M])")
       }
+      let layout = JointLayout.forData(sample.data.shape[2])
       sample.length = min(max(sample.length, 1), sample.data.shape[1])
       let mask = args.object("mask", as: TensorObject.self)?.tensor
       if case .string(let path) = args["path"] {

@@ -84,6 +84,8 @@ enum Examples {
     "augment": "augment(ds.train, crop=16, rotate=0.3)",
     "corrupt": "corrupt(s[\"x\"], seed=1).shape",
     "crop_resize": "crop_resize(s[\"x\"], 16, ratio=[0.5, 1.0], minimum=8, seed=3).shape",
+    "joint_layout":
+      "joint_layout(name=\"stick-4\", joints=[\"hip\", \"neck\", \"left hand\", \"right hand\"], bones=[[0, 1], [1, 2], [1, 3]], parts=[[\"arms\", [2, 3]]], centre=0, spine=[0, 1], shoulders=[2, 3])",
     "dataset": "dataset(\"synthetic\", subjects=2, frames=16, split=\"xview\")",
     "loader": "for b in loader(ds.train, batch=8, seed=1)\n  print(b[\"x\"].shape)\n  break\nend",
     "mix": "mix(stack([ds.train[0][\"x\"], ds.train[1][\"x\"], ds.train[2][\"x\"]]), seed=2).kind",

@@ -122,10 +122,10 @@ enum SSLBuiltins {
         x = o.tensor
       default: x = try TensorBuiltins.tensor(args["sample"], args, "sample")
       }
-      guard x.rank == 4, let layout = JointLayout.forJointCount(x.shape[2]) else {
-        throw args.error(
-          "sample", "expects [C, T, V, M] with 25 or 20 joints, got \(shapeString(x.shape))")
+      guard x.rank == 4 else {
+        throw args.error("sample", "expects [C, T, V, M], got \(shapeString(x.shape))")
       }
+      let layout = JointLayout.forData(x.shape[2])
       let (t, v) = (x.shape[1], x.shape[2])
       return .tensor(
         try DataBuiltins.randomly(args) { g -> Tensor in

@@ -71,8 +71,8 @@ public enum DatasetReaders {
       guard let sampleLayout = JointLayout.forJointCount(sample.joints) else {
         throw TensorError(
           "dataset",
-          "\(path): bodies of \(sample.joints) joints; SkelLab knows layouts of "
-            + "\(JointLayout.known.map { "\($0.count) (\($0.name))" }.joined(separator: ", "))")
+          "\(path): bodies of \(sample.joints) joints: "
+            + JointLayout.describeMessage(sample.joints))
       }
       if let first = layout, first != sampleLayout {
         throw TensorError(
@@ -160,7 +160,7 @@ public enum DatasetReaders {
     let (kept, keptMetadata, skipped) = try keepValid(data, metadata, measureLength: true)
     return try SkeletonDataset(
       array: kept, metadata: keptMetadata, kind: "npz",
-      layout: JointLayout.forJointCount(v) ?? .kinectV2,
+      layout: JointLayout.forData(v),
       classNames: (0..<y.shape[1]).map { "class \($0)" }, skipped: skipped)
   }
 
@@ -277,7 +277,7 @@ public enum DatasetReaders {
     let (kept, keptMetadata, skipped) = try keepValid(data, metadata, measureLength: false)
     return try SkeletonDataset(
       array: kept, metadata: keptMetadata, kind: "agcn",
-      layout: JointLayout.forJointCount(data.shape[3]) ?? .kinectV2,
+      layout: JointLayout.forData(data.shape[3]),
       classNames: Labels.names(for: labels), skipped: skipped)
   }
 
@@ -351,7 +351,7 @@ public enum DatasetReaders {
     }
     return try SkeletonDataset(
       samples: samples, kind: "pyskl",
-      layout: JointLayout.forJointCount(samples.first?.joints ?? 25) ?? .kinectV2,
+      layout: JointLayout.forData(samples.first?.joints ?? 25),
       skipped: skipped)
   }
 

@@ -1,3 +1,6 @@
+import Foundation
+import TensorCore
+
 /// A skeleton's joints as data: names, bones, body parts, left/right pairs and the reference
 /// joints that preprocessing uses. Indices are 0-based.
 public struct JointLayout: Sendable, Equatable {
@@ -17,6 +20,15 @@ public struct JointLayout: Sendable, Equatable {
   public let shoulders: (Int, Int)
 
   public var count: Int { joints.count }
+
+  public init(
+    name: String, joints: [String], bones: [(Int, Int)],
+    parts: [(name: String, joints: [Int])], mirrored: [(Int, Int)], centre: Int,
+    spine: (Int, Int), shoulders: (Int, Int)
+  ) {
+    (self.name, self.joints, self.bones, self.parts) = (name, joints, bones, parts)
+    (self.mirrored, self.centre, self.spine, self.shoulders) = (mirrored, centre, spine, shoulders)
+  }
 
   public static func == (a: JointLayout, b: JointLayout) -> Bool { a.name == b.name }
 
@@ -69,9 +81,100 @@ public struct JointLayout: Sendable, Equatable {
   /// The layouts SkelLab knows.
   public static let known = [kinectV2, msrAction3D]
 
-  /// The layout with `count` joints among the known ones, or nil.
+  /// The layout with `count` joints: one described with `register` (`joint_layout` in a
+  /// script), else a known one, else nil.
   public static func forJointCount(_ count: Int) -> JointLayout? {
-    known.first { $0.count == count }
+    Registered.shared.layouts.last { $0.count == count } ?? known.first { $0.count == count }
+  }
+
+  /// A layout the readers give data of `count` joints when no layout has that many: joints by
+  /// number, no bones, parts or reference joints. Models, masks by token and the protocols
+  /// work on it; what needs the skeleton's structure (drawing, body parts, normalisation,
+  /// conversion) says how to describe it (`requireStructure`).
+  public static func generic(_ count: Int) -> JointLayout {
+    JointLayout(
+      name: "undescribed-\(count)", joints: (0..<count).map { "joint \($0 + 1)" }, bones: [],
+      parts: [], mirrored: [], centre: 0, spine: (0, 0), shoulders: (0, 0))
+  }
+
+  /// The layout for `count` joints, or the generic one.
+  public static func forData(_ count: Int) -> JointLayout {
+    forJointCount(count) ?? generic(count)
+  }
+
+  /// Whether this is a generic layout (no structure).
+  public var isGeneric: Bool { name.hasPrefix("undescribed-") }
+
+  /// Throws, saying how to describe the layout, when `op` needs a structure this one lacks.
+  public func requireStructure(_ op: String) throws {
+    guard isGeneric else { return }
+    throw TensorError(op, JointLayout.describeMessage(count))
+  }
+
+  /// What to say about data of `count` joints that no layout describes.
+  public static func describeMessage(_ count: Int) -> String {
+    let names = (Registered.shared.layouts + known).map { "\($0.count) (\($0.name))" }
+    return "\(count) joints match no layout SkelLab knows (\(names.joined(separator: ", "))); "
+      + "describe yours once with joint_layout(name=\"...\", joints=[names], "
+      + "bones=[[parent, child], ...], parts=[[\"left arm\", [joints]], ...], centre=, "
+      + "spine=[from, to], shoulders=[left, right]) (0-based joint indices)"
+  }
+
+  /// Adds a described layout; throws when it clashes with a known one or is inconsistent.
+  public static func register(_ layout: JointLayout) throws {
+    try layout.validate()
+    if let clash = known.first(where: { $0.count == layout.count || $0.name == layout.name }) {
+      throw TensorError(
+        "joint_layout",
+        "\(clash.name) already describes \(clash.count) joints; a new layout needs another "
+          + "joint count and name")
+    }
+    Registered.shared.add(layout)
+  }
+
+  /// Every index inside the joints, names unique and non-empty.
+  public func validate() throws {
+    func check(_ j: Int, _ what: String) throws {
+      guard (0..<count).contains(j) else {
+        throw TensorError("joint_layout", "\(what): joint \(j) is not in 0..<\(count)")
+      }
+    }
+    guard count >= 2, count <= 1000, !name.isEmpty, !name.hasPrefix("undescribed-") else {
+      throw TensorError("joint_layout", "a layout has a name and 2...1000 joints, got \(count)")
+    }
+    guard Set(joints).count == count else {
+      throw TensorError("joint_layout", "joint names must be unique")
+    }
+    for (a, b) in bones {
+      try check(a, "bone")
+      try check(b, "bone")
+    }
+    for part in parts { for j in part.joints { try check(j, "part '\(part.name)'") } }
+    for (a, b) in mirrored {
+      try check(a, "mirrored pair")
+      try check(b, "mirrored pair")
+    }
+    try check(centre, "centre")
+    try check(spine.0, "spine")
+    try check(spine.1, "spine")
+    try check(shoulders.0, "shoulders")
+    try check(shoulders.1, "shoulders")
+  }
+
+  /// The layouts described in this process (a lock guards the list: readers may run on a
+  /// loader's thread).
+  final class Registered: @unchecked Sendable {
+    // Sendable: `list` is read and written under `lock` only.
+    static let shared = Registered()
+    private let lock = NSLock()
+    private var list: [JointLayout] = []
+    var layouts: [JointLayout] { lock.withLock { list } }
+    func add(_ layout: JointLayout) {
+      lock.withLock {
+        list.removeAll { $0.name == layout.name || $0.count == layout.count }
+        list.append(layout)
+      }
+    }
   }
 }
 

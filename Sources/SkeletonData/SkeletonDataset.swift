@@ -326,7 +326,7 @@ public struct SkeletonDataset: Sendable {
       m.source = "\(path)#\(i)"
       return m
     }
-    let layout = JointLayout.forJointCount(x.shape[3]) ?? .kinectV2
+    let layout = JointLayout.forData(x.shape[3])
     for (i, label) in labels.enumerated() { _ = try Labels.label(label, "\(path)#\(i)") }
     return try SkeletonDataset(
       array: x, metadata: metadata, kind: kind, layout: layout,
@@ -338,6 +338,8 @@ extension SkeletonDataset {
   /// The same sequences in another joint layout with `bodies` bodies (missing bodies zero), for
   /// transfer between datasets (MSR Action3D's 20 joints to the 25 of Kinect v2).
   public func converted(to target: JointLayout, bodies: Int) throws -> SkeletonDataset {
+    try layout.requireStructure("transfer")
+    try target.requireStructure("transfer")
     guard let map = layout.mapping(to: target) else {
       throw TensorError("dataset", "no joint mapping from \(layout.name) to \(target.name)")
     }

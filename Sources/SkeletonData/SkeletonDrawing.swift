@@ -47,6 +47,7 @@ public enum SkeletonDrawing {
     _ sample: SkeletonSample, layout: JointLayout, count: Int = 8, mask: Tensor? = nil,
     title: String? = nil, className: String? = nil
   ) throws -> String {
+    try layout.requireStructure("show")
     try requireFinite(sample)
     let x = try Frames(sample.data)
     guard x.c >= 2, x.v == layout.count else {
@@ -137,6 +138,7 @@ public enum SkeletonDrawing {
     height: Int = 10,
     mask: Tensor? = nil
   ) throws -> String {
+    try layout.requireStructure("show")
     try requireFinite(sample)
     let x = try Frames(sample.data)
     guard x.c >= 2, x.v == layout.count else {

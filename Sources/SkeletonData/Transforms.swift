@@ -262,6 +262,7 @@ public enum Transforms {
   /// MAMP's NTU centring: the centre joint of body 1 in its first non-empty frame is the
   /// origin for every joint of every body and frame; frames where a body is absent stay zero.
   public static func centreOnFirstFrame(_ data: Tensor, layout: JointLayout) throws -> Tensor {
+    try layout.requireStructure("normalize")
     var x = try Frames(data)
     try x.check(layout, op: "centreOnFirstFrame")
     guard let first = (0..<x.t).first(where: { !x.frameIsEmpty($0, body: 0) }) else { return data }
@@ -279,6 +280,7 @@ public enum Transforms {
   /// each body's frames; per-frame centring on body 1's centre joint (zero joints stay zero);
   /// then the two alignment rotations from frame 0.
   public static func agcnNormalize(_ data: Tensor, layout: JointLayout) throws -> Tensor {
+    try layout.requireStructure("normalize")
     var x = try Frames(data)
     try x.check(layout, op: "agcnNormalize")
     for b in 0..<x.m {
@@ -305,6 +307,7 @@ public enum Transforms {
   /// The alignment rotations of §1.3 (3) and (4): body 1's spine vector in `frame` to +z, then
   /// its shoulder vector to +x; zero joints stay zero.
   public static func align(_ data: Tensor, frame: Int, layout: JointLayout) throws -> Tensor {
+    try layout.requireStructure("normalize")
     var x = try Frames(data)
     try x.check(layout, op: "align")
     func vector(_ pair: (Int, Int)) -> [Double] {
@@ -347,6 +350,7 @@ public enum Transforms {
   )
     throws -> (data: Tensor, length: Int)
   {
+    try layout.requireStructure("normalize")
     var x = try Frames(data)
     let valid = (0..<x.m).map { b in (0..<x.t).filter { !x.frameIsEmpty($0, body: b) } }
     var main = 0
@@ -388,6 +392,7 @@ public enum Transforms {
     frames t: Int, layout: JointLayout, chunk: Int = 8, ratio: Double = 0.6,
     generator: inout RandomGenerator
   ) throws -> Tensor {
+    try layout.requireStructure("mask")
     let parts = layout.parts.count
     let hidden = Int((Double(parts) * ratio).rounded(.down))
     var mask = [Float](repeating: 0, count: t * layout.count)
@@ -425,6 +430,7 @@ public enum Transforms {
   public static func occludeParts(
     _ data: Tensor, layout: JointLayout, count: Int, generator: inout RandomGenerator
   ) throws -> Tensor {
+    try layout.requireStructure("occlude")
     var x = try Frames(data)
     for p in try generator.sample(Swift.min(count, layout.parts.count), from: layout.parts.count) {
       for f in 0..<x.t {
@@ -472,6 +478,7 @@ extension Transforms {
   public static func mix(_ batch: Tensor, layout: JointLayout, generator g: inout RandomGenerator)
     throws -> Mix
   {
+    try layout.requireStructure("mix")
     guard batch.rank == 5, batch.shape[0] >= 3, batch.shape[3] == layout.count else {
       throw TensorError(
         "mix", "expects a batch [N ≥ 3, C, T, \(layout.count), M], got \(shapeString(batch.shape))")

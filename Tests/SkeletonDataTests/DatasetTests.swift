@@ -74,6 +74,30 @@ struct DatasetTests {
     #expect(error?.message.contains("test_label.pkl (or .npy) is missing") == true, "\(error!)")
   }
 
+  /// Data of a joint count no layout describes reads with a generic layout (models and token
+  /// masks need none); what needs the skeleton's structure says how to describe it.
+  @Test func undescribedJointCountsReadAndSayHowToDescribeThem() throws {
+    let root = try temporaryFolder("joints-18")
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    try NumPy.writeArray(
+      try Tensor(
+        shape: [2, 3, 8, 18, 1], scalars: (0..<(2 * 3 * 8 * 18)).map { Float($0 % 11) + 1 }),
+      to: root + "/data.npy")
+    try NumPy.writeArray(Tensor([0, 1]), to: root + "/labels.npy")
+    let ds = try DatasetReaders.agcn(data: root + "/data.npy", labels: root + "/labels.npy")
+    #expect(ds.layout.count == 18 && ds.layout.isGeneric)
+    var g = RandomGenerator(seed: 1)
+    let error = #expect(throws: TensorError.self) {
+      _ = try Transforms.occludeParts(
+        ds.sample(0).data, layout: ds.layout, count: 1, generator: &g)
+    }
+    #expect(error?.message.contains("18 joints match no layout") == true)
+    #expect(error?.message.contains("joint_layout(") == true)
+    #expect(throws: TensorError.self) {
+      _ = try SkeletonDrawing.svg(ds.sample(0), layout: ds.layout)
+    }
+  }
+
   @Test func pysklAnnotationsBySplit() throws {
     let path = Self.folder + "/pyskl_tiny_3danno.pkl"
     let train = try DatasetReaders.pyskl(path: path, split: "xsub_train")

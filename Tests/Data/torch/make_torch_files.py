@@ -1,7 +1,7 @@
 """Writes the PyTorch checkpoint test files of SkelLab's checkpoint loader.
 
-Run from this folder with the PyTorch reference of ../shared/bench installed:
-    /tmp/torchref/bin/python make_torch_files.py ../../../../shared/bench
+Run from this folder with the PyTorch reference of scripts/pytorch-bench installed:
+    /tmp/torchref/bin/python make_torch_files.py ../../../scripts/pytorch-bench
 The outputs are committed; tests never call Python.
 """
 import argparse

@@ -153,13 +153,7 @@ struct CLITests {
   @Test func interruptedRunExitsWith130() throws {
     let script = try CLI.temporaryFile(
       "forever.skl", "print(\"started\")\nwhile true\n  x = 1\nend\n")
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: skellabBinary)
-    process.arguments = ["run", script]
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = Pipe()
-    try process.run()
+    let (process, out, _) = try startSkellab(["run", script])
     // Wait until the loop runs, then send Ctrl-C's signal.
     let handle = out.fileHandleForReading
     var seen = Data()

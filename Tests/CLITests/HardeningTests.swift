@@ -147,13 +147,7 @@ struct HardeningTests {
     h = fit(t, ds, epochs=param("epochs", 100000), batch=4, run="\(root)/run", checkpoint_every=1000000)
     print("steps {len(h.loss)} at {t.step}")
     """.write(toFile: script, atomically: true, encoding: .utf8)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: skellabBinary)
-    process.arguments = ["run", script]
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = Pipe()
-    try process.run()
+    let (process, _, errors) = try startSkellab(["run", script])
     // Wait for the first steps (the run folder's config appears before the first step).
     let deadline = Date().addingTimeInterval(60)
     while !FileManager.default.fileExists(atPath: root + "/run/config.json"), Date() < deadline {
@@ -198,13 +192,7 @@ struct HardeningTests {
     r = linear_probe(enc, ds, epochs=param("epochs", 100000), batch=16, run="\(root)/probe")
     print("epochs {len(r.epochs)}")
     """.write(toFile: script, atomically: true, encoding: .utf8)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: skellabBinary)
-    process.arguments = ["run", script]
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = Pipe()
-    try process.run()
+    let (process, _, errors) = try startSkellab(["run", script])
     // The first epoch's checkpoint shows that training runs.
     let deadline = Date().addingTimeInterval(120)
     while !FileManager.default.fileExists(atPath: root + "/probe/checkpoint.safetensors"),

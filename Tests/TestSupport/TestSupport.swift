@@ -296,3 +296,18 @@ extension Trait where Self == ConditionTrait {
     .enabled(if: heavyTestsRun, "a heavy suite: runs in the release pass")
   }
 }
+
+/// A skellab process started in the background (for tests that signal it while it runs), its
+/// standard output and error as pipes.
+public func startSkellab(_ arguments: [String]) throws -> (
+  process: Process, output: Pipe, errors: Pipe
+) {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: skellabBinary)
+  process.arguments = arguments
+  let (output, errors) = (Pipe(), Pipe())
+  process.standardOutput = output
+  process.standardError = errors
+  try process.run()
+  return (process, output, errors)
+}

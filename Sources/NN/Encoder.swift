@@ -152,9 +152,13 @@ public final class Encoder: Module {
     guard x.rank == 4, x.shape[1] == frames, x.shape[2] == joints,
       x.shape[3] == embedding.channels
     else {
+      let hint =
+        x.rank == 4 && x.shape[2] != joints
+        ? " (the data has \(x.shape[2]) joints: build the encoder with joints=\(x.shape[2]))" : ""
       throw TensorError(
         "encoder",
-        "expects [B, \(frames), \(joints), \(embedding.channels)], got \(shapeString(x.shape))")
+        "expects [B, \(frames), \(joints), \(embedding.channels)], got \(shapeString(x.shape))"
+          + hint)
     }
     let embedded = try embedding(x) + posEmbed.value + tempEmbed.value  // [B, TP, J, D]
     return try embedded.reshaped([x.shape[0], tokenCount, dimension])

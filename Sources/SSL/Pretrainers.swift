@@ -62,10 +62,15 @@ extension Pretrainer {
   /// `[N, C, T, V, M]` -> `[N·M, T, V, C]` (bodies folded into the batch).
   func sequences(_ batch: Tensor) throws -> Tensor {
     guard batch.rank == 5, batch.shape[2] == encoder.frames, batch.shape[3] == encoder.joints else {
+      let hint =
+        batch.rank == 5 && batch.shape[3] != encoder.joints
+        ? "the data has \(batch.shape[3]) joints and the encoder \(encoder.joints): build it with "
+          + "encoder(joints=\(batch.shape[3]))"
+        : "crop or sample the data to \(encoder.frames) frames"
       throw TensorError(
         name,
-        "expects batches [N, C, \(encoder.frames), \(encoder.joints), M], got \(shapeString(batch.shape)) "
-          + "(crop or sample the data to \(encoder.frames) frames)")
+        "expects batches [N, C, \(encoder.frames), \(encoder.joints), M], got "
+          + "\(shapeString(batch.shape)) (\(hint))")
     }
     let (n, c, t, v, m) = (
       batch.shape[0], batch.shape[1], batch.shape[2], batch.shape[3], batch.shape[4]

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -36,14 +37,18 @@ int skellab_current_cpu(void) {
 #endif
 }
 
-static volatile sig_atomic_t interrupt_flag = 0;
-static volatile sig_atomic_t interrupt_signal = 0;
+// Atomics, not just sig_atomic_t: the kernel may run the handler on any thread (an OpenBLAS
+// worker, say) while the interpreter's thread reads the flag. Lock-free atomics are
+// async-signal-safe.
+static atomic_int interrupt_flag = 0;
+static atomic_int interrupt_signal = 0;
 static int interrupt_pipe[2] = {-1, -1};
 
 static void on_interrupt(int signal_number) {
-  interrupt_flag = 1;
+  atomic_store(&interrupt_flag, 1);
   // A termination request outranks Ctrl-C: once SIGTERM or SIGHUP came, it stays the cause.
-  if (interrupt_signal != SIGTERM && interrupt_signal != SIGHUP) interrupt_signal = signal_number;
+  int previous = atomic_load(&interrupt_signal);
+  if (previous != SIGTERM && previous != SIGHUP) atomic_store(&interrupt_signal, signal_number);
   if (interrupt_pipe[1] >= 0) {
     int saved = errno;
     ssize_t written = write(interrupt_pipe[1], "!", 1);  // async-signal-safe
@@ -72,13 +77,13 @@ int skellab_install_interrupt_handler(void) {
   return status;
 }
 
-int skellab_interrupt_signal(void) { return interrupt_signal; }
+int skellab_interrupt_signal(void) { return atomic_load(&interrupt_signal); }
 
-int skellab_interrupt_pending(void) { return interrupt_flag != 0; }
+int skellab_interrupt_pending(void) { return atomic_load(&interrupt_flag) != 0; }
 
-void skellab_clear_interrupt(void) { interrupt_flag = 0; }
+void skellab_clear_interrupt(void) { atomic_store(&interrupt_flag, 0); }
 
-void skellab_raise_interrupt(void) { interrupt_flag = 1; }
+void skellab_raise_interrupt(void) { atomic_store(&interrupt_flag, 1); }
 
 int skellab_interrupt_fd(void) { return interrupt_pipe[0]; }
 

@@ -232,11 +232,7 @@ public enum Protocols {
         folder: try RunFolder(path, op: "finetune"), model: model,
         identity: [
           ("protocol", "finetune"),
-          (
-            "encoder",
-            "\(encoder.flavor.rawValue) dim \(encoder.dimension) depth \(encoder.blocks.count) "
-              + "heads \(encoder.heads) frames \(encoder.frames) joints \(encoder.joints)"
-          ),
+          ("encoder", encoder.runIdentity),
           ("classes", "\(classes)"), ("samples", "\(train.count)"), ("batch", "\(options.batch)"),
           ("lr", "\(options.learningRate)"), ("min_lr", "\(options.minimumLearningRate)"),
           ("warmup", "\(options.warmupEpochs)"), ("weight_decay", "\(options.weightDecay)"),

@@ -9,7 +9,7 @@ import TensorCore
 /// evaluates (top-1, top-5), keeps the last and best, and logs the epoch (about ten lines
 /// for a long run).
 ///
-/// With a run folder (`keep`), the loop is resumable like `fit`: after every epoch, and when
+/// With a run folder (`checkpoint`), the loop is resumable like `fit`: after every epoch, and when
 /// anything stops it (Ctrl-C, SIGTERM, SIGHUP, an error), it writes a checkpoint of the batch
 /// reached — the model, the optimiser, the epoch rows, the running loss and the random state —
 /// and a later call with the same configuration continues from it, ending bit-identical to a
@@ -207,7 +207,7 @@ public struct SupervisedLoop {
         .joined(separator: ";"),
     ]
     if let random = at.random {
-      metadata["loop_random"] = random.map { String($0, radix: 16) }.joined(separator: ",")
+      metadata["loop_random"] = TrainingCheckpoint.randomText(random)
     }
     try TrainingCheckpoint.save(
       path: checkpoint.folder.checkpointPath, model: checkpoint.model, optimizer: optimizer,
@@ -247,10 +247,7 @@ public struct SupervisedLoop {
       return rows.count == at.epoch ? rows : nil
     }
     if metadata["loop_random"] != nil {
-      at.random = try field("loop_random") { text -> [UInt64]? in
-        let words = text.split(separator: ",").compactMap { UInt64($0, radix: 16) }
-        return words.count == 4 ? words : nil
-      }
+      at.random = try field("loop_random", TrainingCheckpoint.randomState)
     }
     return at
   }

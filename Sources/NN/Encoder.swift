@@ -224,6 +224,13 @@ public enum Tokens {
 extension Encoder {
   /// A copy with the same weights and its own drop-path rate (fine-tuning must not change the
   /// caller's encoder).
+  /// What a run folder records of the encoder it trains (`fit`, fine-tuning): a resume must
+  /// find the same. The format is stored in config.json files; keep it stable.
+  public var runIdentity: String {
+    "\(flavor.rawValue) dim \(dimension) depth \(blocks.count) heads \(heads) frames \(frames) "
+      + "joints \(joints)"
+  }
+
   public func copy(dropPath: Float = 0) throws -> Encoder {
     let ratio = blocks.first.map { $0.mlp.fc1.weight.value.shape[0] / dimension } ?? 4
     let encoder = try Encoder(

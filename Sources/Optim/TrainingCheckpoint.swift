@@ -15,7 +15,7 @@ public enum TrainingCheckpoint {
     for (name, tensor) in model.stateDict() { values[name] = .float32(tensor) }
     var meta = metadata
     meta["format"] = "skellab-checkpoint-1"
-    meta["rng_state"] = Random.state.map { String($0, radix: 16) }.joined(separator: ",")
+    meta["rng_state"] = randomText(Random.state)
     if let optimizer {
       for (name, tensor) in optimizer.stateTensors() {
         values[WeightFile.optimizerPrefix + name] = .float32(tensor)
@@ -56,13 +56,20 @@ public enum TrainingCheckpoint {
     } else {
       try model.load(weights)
     }
-    if let words = file.metadata["rng_state"]?.split(separator: ",").compactMap({
-      UInt64($0, radix: 16)
-    }),
-      words.count == 4
-    {
+    if let words = file.metadata["rng_state"].flatMap(randomState) {
       Random.state = words
     }
     return file.metadata
+  }
+
+  /// A random generator's state as checkpoint metadata: four words in hex, comma-separated.
+  public static func randomText(_ words: [UInt64]) -> String {
+    words.map { String($0, radix: 16) }.joined(separator: ",")
+  }
+
+  /// The state `randomText` wrote, or nil when the text does not hold four words.
+  public static func randomState(_ text: String) -> [UInt64]? {
+    let words = text.split(separator: ",").compactMap { UInt64($0, radix: 16) }
+    return words.count == 4 ? words : nil
   }
 }

@@ -260,15 +260,7 @@ public enum Fit {
     }
     if let folder {
       // What the checkpoint belongs to (the encoder and the method); the schedule follows it.
-      let encoder = trainer.encoder
-      let identity =
-        [
-          (
-            "encoder",
-            "\(encoder.flavor.rawValue) dim \(encoder.dimension) depth \(encoder.blocks.count) "
-              + "heads \(encoder.heads) frames \(encoder.frames) joints \(encoder.joints)"
-          )
-        ] + trainer.configuration
+      let identity = [("encoder", trainer.encoder.runIdentity)] + trainer.configuration
       if continuing == nil {
         if options.resume, folder.hasCheckpoint {
           try folder.checkIdentity(identity)

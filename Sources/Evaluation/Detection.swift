@@ -128,7 +128,7 @@ public enum Detection {
 
   /// Window features `[W, D]` of the given centres.
   static func windowFeatures(
-    _ encoder: Encoder, _ sequence: UntrimmedSequence, centres: [Int], strides: [Int],
+    _ encoder: any SequenceEncoder, _ sequence: UntrimmedSequence, centres: [Int], strides: [Int],
     context: EvaluationContext
   ) throws -> Tensor {
     let t = sequence.data.shape[1]
@@ -143,8 +143,12 @@ public enum Detection {
     for (centre, s) in zip(centres, strides) {
       let frames = try sequence.data.indexSelect(
         axis: 1, indices: window(centre: centre, stride: s, frames: t))
+      // A recurrent encoder reads the 16-frame window as it is (the PCM3 reference); a
+      // transformer's window is resized to its frames (methods.md §8.4, GUESS).
       windows.append(
-        try Transforms.centreCropResize(frames, length: 16, window: encoder.frames, ratio: 1))
+        encoder.acceptsAnyLength
+          ? frames
+          : try Transforms.centreCropResize(frames, length: 16, window: encoder.frames, ratio: 1))
       if windows.count == 64 { try flush() }
     }
     try flush()
@@ -164,7 +168,7 @@ public enum Detection {
 
   /// Trains the frame classifier on `train` and reports mAP at tIoU 0.1, 0.3 and 0.5 on `test`.
   public static func run(
-    _ encoder: Encoder, train: [UntrimmedSequence], test: [UntrimmedSequence], classes: Int,
+    _ encoder: any SequenceEncoder, train: [UntrimmedSequence], test: [UntrimmedSequence], classes: Int,
     options: Options = .init(), context: EvaluationContext = .silent
   ) throws -> EvaluationResult {
     let wasTraining = encoder.training
@@ -183,7 +187,7 @@ public enum Detection {
     }
     let x = try Tensor.concat(xs, axis: 0)
     let head = try Random.withSeed(options.seed) {
-      try ProbeHead(features: encoder.dimension, classes: classes + 1, eps: 1e-5)
+      try ProbeHead(features: encoder.featureDimension, classes: classes + 1, eps: 1e-5)
     }
     let optimizer = try SGD(
       groups: ParameterGroup.groups(head, weightDecay: 0, exclusion: .oneDimensional),

@@ -7,13 +7,13 @@ import TensorCore
 /// `[N, D]` features stay in memory, never a dataset of augmented views.
 public enum Features {
   /// The test view of methods.md §1.4: a centre crop of 95% resized to the encoder's frames.
-  public static func testView(_ encoder: Encoder) -> [Augmentation] {
+  public static func testView(_ encoder: any SequenceEncoder) -> [Augmentation] {
     [.centreCrop(window: encoder.frames, ratio: 0.95)]
   }
 
   /// MAMP's training view: a random crop of 50–100% resized to the encoder's frames, then a
   /// random rotation of ±0.3 rad.
-  public static func trainView(_ encoder: Encoder) -> [Augmentation] {
+  public static func trainView(_ encoder: any SequenceEncoder) -> [Augmentation] {
     [
       .randomCrop(window: encoder.frames, low: 0.5, high: 1, minimum: min(64, encoder.frames)),
       .rotate(theta: 0.3),
@@ -24,7 +24,7 @@ public enum Features {
   /// (their randomness keyed by `seed` and `epoch`), with the encoder in inference mode and no
   /// gradients.
   public static func extract(
-    _ encoder: Encoder, _ dataset: SkeletonDataset, augmentations: [Augmentation], batch: Int = 64,
+    _ encoder: any SequenceEncoder, _ dataset: SkeletonDataset, augmentations: [Augmentation], batch: Int = 64,
     seed: UInt64 = 0, epoch: Int = 0, context: EvaluationContext = .silent
   ) throws -> (features: Tensor, labels: [Int]) {
     let wasTraining = encoder.training

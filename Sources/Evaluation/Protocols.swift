@@ -36,7 +36,7 @@ public enum Protocols {
   /// Trains the probe head on frozen features; returns the result (last and best top-1 and
   /// top-5 on `test`) and the trained head.
   public static func linearProbe(
-    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset,
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset,
     options: ProbeOptions = .init(),
     context: EvaluationContext = .silent
   ) throws -> (result: EvaluationResult, head: ProbeHead) {
@@ -50,8 +50,8 @@ public enum Protocols {
         encoder, train, augmentations: Features.testView(encoder), seed: options.seed,
         context: context)
     return try trainHead(
-      classes: classCount(train, test), dimension: encoder.dimension,
-      eps: encoder.flavor == .mamp ? 1e-6 : 1e-5, test: testSet, options: options, context: context,
+      classes: classCount(train, test), dimension: encoder.featureDimension,
+      eps: encoder.probeEps, test: testSet, options: options, context: context,
       identity: options.run == nil ? [] : [("encoder_weights", encoder.fingerprint())]
     ) { epoch in
       try cleanTrain
@@ -127,7 +127,7 @@ public enum Protocols {
   /// k-nearest-neighbour accuracy with cosine similarity on L2-normalised features of the
   /// centre view; majority vote, ties going to the smallest label (methods.md §8.3).
   public static func knn(
-    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, ks: [Int] = [1],
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset, ks: [Int] = [1],
     context: EvaluationContext = .silent
   ) throws -> EvaluationResult {
     guard !ks.isEmpty, ks.allSatisfy({ $0 > 0 && $0 <= train.count }) else {
@@ -195,22 +195,24 @@ public enum Protocols {
   /// decay, drop path, label smoothing, per-iteration warm-up + cosine; evaluates the centre
   /// view every epoch (last and best top-1/top-5).
   public static func finetune(
-    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset,
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset,
     options: FinetuneOptions = .init(),
     context: EvaluationContext = .silent
   ) throws -> EvaluationResult {
     let classes = classCount(train, test)
     let model = try Random.withSeed(options.seed) {
       try Classifier(
-        encoder: try encoder.copy(dropPath: options.dropPath), classes: classes, head: .finetune,
+        encoder: try encoder.tuningCopy(dropPath: options.dropPath), classes: classes,
+        head: .finetune,
         hidden: options.hidden)
     }
     let optimizer = try AdamW(
       groups: ParameterGroup.groups(
         model, weightDecay: options.weightDecay,
-        exclusion: encoder.flavor == .mamp ? .mamp : .skeleton2vec,
-        layerDecay: LayerDecay(
-          factor: options.layerDecay, depth: encoder.blocks.count, flavor: encoder.flavor)),
+        exclusion: encoder.tuningGroups.flavor == .mamp ? .mamp : .skeleton2vec,
+        layerDecay: encoder.tuningGroups.depth.map {
+          LayerDecay(factor: options.layerDecay, depth: $0, flavor: encoder.tuningGroups.flavor)
+        }),
       learningRate: options.learningRate)
     let loader = try Loader(
       dataset: train, batchSize: options.batch, seed: options.seed,
@@ -275,7 +277,7 @@ public enum Protocols {
   /// Fine-tuning on seeded class-balanced subsets (`fraction` of each class), one per repeat;
   /// accuracy is the mean, with the standard deviation over repeats.
   public static func semiSupervised(
-    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, fraction: Double,
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset, fraction: Double,
     repeats: Int = 1,
     options: FinetuneOptions = .init(), context: EvaluationContext = .silent
   ) throws -> EvaluationResult {
@@ -310,7 +312,7 @@ public enum Protocols {
   /// episode, tested on `queries` other samples per class. Accuracy is the mean over episodes
   /// for the first `shots`, with a 95% interval (1.96·std/√episodes).
   public static func fewShot(
-    _ encoder: Encoder, data: SkeletonDataset, classes: [Int], ways: Int = 5,
+    _ encoder: any SequenceEncoder, data: SkeletonDataset, classes: [Int], ways: Int = 5,
     shots: [Int] = [1, 5],
     queries: Int = 5, episodes: Int = 100, seed: UInt64 = 0, context: EvaluationContext = .silent
   ) throws -> EvaluationResult {
@@ -399,7 +401,7 @@ public enum Protocols {
   /// `train`/`test`, after converting their joint layout to the encoder's when they differ
   /// (MSR Action3D's 20 joints to Kinect v2's 25).
   public static func transfer(
-    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, finetuning: Bool,
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset, finetuning: Bool,
     probe: ProbeOptions = .init(), finetune options: FinetuneOptions = .init(),
     context: EvaluationContext = .silent
   ) throws -> EvaluationResult {
@@ -428,7 +430,7 @@ public enum Protocols {
   /// row per count) and with a hidden temporal block of each ratio. The occlusions are keyed by
   /// the sample index and `seed`, so every method sees the same masks.
   public static func occluded(
-    _ encoder: Encoder, train: SkeletonDataset, test: SkeletonDataset, parts: [Int] = [1, 2],
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset, parts: [Int] = [1, 2],
     ratios: [Double] = [0.3, 0.5, 0.7], options: ProbeOptions = .init(),
     context: EvaluationContext = .silent
   ) throws -> EvaluationResult {

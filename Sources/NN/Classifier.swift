@@ -12,7 +12,7 @@ public final class Classifier: Module {
     case finetune
   }
 
-  public let encoder: Encoder
+  public let encoder: any SequenceEncoder
   public let kind: HeadKind
   public let classes: Int
   private let linearNorm: BatchNorm1d?
@@ -23,7 +23,7 @@ public final class Classifier: Module {
   private let tokenDropout: Dropout
 
   public init(
-    encoder: Encoder, classes: Int, head: HeadKind, hidden: Int = 2048, dropout: Float = 0.3,
+    encoder: any SequenceEncoder, classes: Int, head: HeadKind, hidden: Int = 2048, dropout: Float = 0.3,
     probeEps: Float? = nil
   ) throws {
     guard classes > 1 else {
@@ -33,16 +33,16 @@ public final class Classifier: Module {
     self.kind = head
     self.classes = classes
     tokenDropout = Dropout(dropout)
-    let d = encoder.dimension
+    let d = encoder.featureDimension
     switch head {
     case .linear:
       // MAMP's probe BatchNorm has eps 1e-6, Skeleton2vec's 1e-5 (§8.1).
-      let eps = probeEps ?? (encoder.flavor == .mamp ? 1e-6 : 1e-5)
+      let eps = probeEps ?? encoder.probeEps
       linearNorm = BatchNorm1d(d, eps: eps, affine: false)
       linear = Linear(d, classes)
       (fc1, bn, fc2) = (nil, nil, nil)
     case .finetune:
-      fc1 = Linear(encoder.joints * d, hidden)
+      fc1 = Linear(encoder.tuningDimension, hidden)
       bn = BatchNorm1d(hidden)
       fc2 = Linear(hidden, classes)
       (linearNorm, linear) = (nil, nil)
@@ -61,10 +61,7 @@ public final class Classifier: Module {
       container.child("fc1", fc1)
       container.child("bn", bn)
       container.child("fc2", fc2)
-      switch encoder.flavor {
-      case .mamp: try Initialization.xavierLinears(container)
-      case .skeleton2vec: try Initialization.truncatedNormalLinears(container, std: 0.02)
-      }
+      try encoder.initializeTuningHead(container)
     }
   }
 
@@ -77,9 +74,7 @@ public final class Classifier: Module {
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     if let linearNorm, let linear { return try linear(linearNorm(encoder.features(x))) }
     guard let fc1, let bn, let fc2 else { return x }
-    let tokens = try tokenDropout(encoder.bodyTokens(x))  // [N, M, TP, J, D]
-    let (n, m) = (tokens.shape[0], tokens.shape[1])
-    let pooled = try tokens.mean(axes: [2]).reshaped([n, m, -1]).mean(axes: [1])  // [N, J·D]
+    let pooled = try encoder.tuningFeatures(x, dropout: tokenDropout)
     return try fc2(bn(fc1(pooled)).relu())
   }
 }

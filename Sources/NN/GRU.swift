@@ -113,24 +113,16 @@ public final class GRU: Module {
       throw TensorError(
         "gru", "expects [B, T, \(expected)] with T > 0, got \(shapeString(x.shape))")
     }
-    let (b, t) = (x.shape[0], x.shape[1])
     var input = x
     for layer in weights {
       var outputs: [Tensor] = []
       for (d, (ih, hh, bih, bhh)) in layer.enumerated() {
-        // Input gates for every frame in one product: [B, T, 3H].
-        let gates = try input.matmul(ih.value.transposed()) + bih.value
-        var h = Tensor.zeros([b, hidden])
-        var steps = [Tensor](repeating: h, count: t)
-        let backward = d == 1 && mode == .bidirectional
-        for step in 0..<t {
-          let frame = backward ? t - 1 - step : step
-          h = try gruStep(
-            inputGates: gates[.all, .index(frame)], hidden: h, weightHH: hh.value,
-            biasHH: bhh.value)
-          steps[frame] = h
-        }
-        outputs.append(try Tensor.stack(steps, axis: 1))
+        // Input gates for every frame in one product, then the fused recurrence.
+        let gates = try Tensor.linear(input, weight: ih.value, bias: bih.value)
+        outputs.append(
+          try Tensor.gruRecurrence(
+            inputGates: gates, weightHH: hh.value, biasHH: bhh.value,
+            reverse: d == 1 && mode == .bidirectional))
       }
       input = outputs.count == 1 ? outputs[0] : try Tensor.concat(outputs, axis: 2)
     }

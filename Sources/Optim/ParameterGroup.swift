@@ -24,6 +24,8 @@ public struct ParameterGroup {
 public enum DecayExclusion: String, Sendable, CaseIterable {
   /// Only tensors with ≤ 1 dimension (biases, norm weights, LayerScale).
   case oneDimensional
+  /// None: every tensor decays (PCM3's SGD over all parameters).
+  case none
   /// MAMP: 1-D tensors and names ending in `.bias`; positional embeddings and the mask token
   /// are decayed.
   case mamp
@@ -36,9 +38,10 @@ public enum DecayExclusion: String, Sendable, CaseIterable {
 
   /// Whether `name` (of a tensor of `shape`) takes no weight decay.
   public func excludes(_ name: String, shape: [Int]) -> Bool {
+    if self == .none { return false }
     if shape.count <= 1 { return true }
     switch self {
-    case .oneDimensional: return false
+    case .oneDimensional, .none: return false
     case .mamp: return name.hasSuffix(".bias")
     case .skeleton2vec:
       return name.hasSuffix(".bias") || DecayExclusion.positional.contains(name)

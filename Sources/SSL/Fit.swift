@@ -151,13 +151,13 @@ public struct History: Sendable {
 /// Sendable by use: `Fit.run` changes it on the thread that calls it, and a script's trainer
 /// (which holds it) lives on the interpreter's thread.
 public final class FitState: @unchecked Sendable {
-  public let optimizer: AdamW
+  public let optimizer: Optimizer
   public internal(set) var step = 0
   public internal(set) var history = History()
   let signature: String
   let totalSteps: Int
 
-  init(optimizer: AdamW, signature: String, totalSteps: Int) {
+  init(optimizer: Optimizer, signature: String, totalSteps: Int) {
     self.optimizer = optimizer
     self.signature = signature
     self.totalSteps = totalSteps
@@ -174,6 +174,10 @@ public struct FitOptions: Sendable {
   public var learningRate = 1e-3
   public var minimumLearningRate = 1e-5
   public var warmupEpochs = 1.0
+  /// Step decay ×0.1 at these epochs instead of the cosine (PCM3's recipe); nil: cosine.
+  public var milestones: [Double]?
+  /// The optimiser; nil: the trainer's recipe (`Pretrainer.optimizerKind`).
+  public var optimizer: OptimizerKind?
   public var weightDecay: Float = 0.05
   public var seed: UInt64 = 0
   /// A folder for config.json, metrics.jsonl and checkpoint.safetensors; nil keeps nothing.
@@ -215,7 +219,8 @@ public enum Fit {
     defer { BufferCache.empty() }  // the run's buffers are not the next statement's
     let loader = try Loader(
       dataset: data, batchSize: options.batch, shuffle: true, seed: options.seed,
-      dropLast: data.count > options.batch, augmentations: options.augmentations)
+      dropLast: data.count > options.batch, augmentations: options.augmentations,
+      views: trainer.views)
     let perEpoch = loader.batchesPerEpoch
     guard perEpoch > 0 else {
       throw TensorError("fit", "no batches: \(data.count) samples, batch \(options.batch)")
@@ -232,27 +237,32 @@ public enum Fit {
         "fit",
         "\(options.epochs) epochs of \(perEpoch) steps is more than \(maximumSteps) steps")
     }
+    let kind = options.optimizer ?? trainer.optimizerKind
+    let milestones = options.milestones.map { "\($0)" } ?? "cosine"
     let signature =
       "\(options.epochs) \(options.batch) \(options.learningRate) \(options.minimumLearningRate) "
       + "\(options.warmupEpochs) \(options.weightDecay) \(options.seed) \(data.count) "
-      + (options.run ?? "")
+      + "\(kind.description) \(milestones) " + (options.run ?? "")
     let continuing: FitState? =
       if let state, state.signature == signature, !state.finished { state } else { nil }
     // The folder is opened (and checked) before any state changes.
     let folder = try options.run.map { try RunFolder($0, op: "fit") }
+    func makeOptimizer() throws -> Optimizer {
+      let groups = ParameterGroup.groups(
+        trainer.student, weightDecay: options.weightDecay, exclusion: trainer.decayExclusion)
+      switch kind {
+      case .adamw:
+        return try AdamW(
+          groups: groups, learningRate: options.learningRate, beta1: 0.9, beta2: 0.95)
+      case .sgd(let momentum):
+        return try SGD(groups: groups, learningRate: options.learningRate, momentum: momentum)
+      }
+    }
     let current =
       try continuing
-      ?? FitState(
-        optimizer: AdamW(
-          groups: ParameterGroup.groups(
-            trainer.student, weightDecay: options.weightDecay, exclusion: trainer.decayExclusion),
-          learningRate: options.learningRate, beta1: 0.9, beta2: 0.95),
-        signature: signature, totalSteps: totalSteps)
+      ?? FitState(optimizer: makeOptimizer(), signature: signature, totalSteps: totalSteps)
     let optimizer = current.optimizer
-    let schedule = CosineSchedule(
-      base: options.learningRate, minimum: options.minimumLearningRate,
-      warmupEpochs: min(options.warmupEpochs, Double(options.epochs)),
-      epochs: Double(options.epochs))
+    let schedule = FitSchedule(options: options)
     let checkpointModel = CheckpointModel(student: trainer.student, teacher: trainer.teacher)
     var step = current.step
     if continuing != nil {
@@ -260,7 +270,10 @@ public enum Fit {
     }
     if let folder {
       // What the checkpoint belongs to (the encoder and the method); the schedule follows it.
-      let identity = [("encoder", trainer.encoder.runIdentity)] + trainer.configuration
+      var identity = [("encoder", trainer.backbone.runIdentity)] + trainer.configuration
+      // Recorded when they differ from the defaults (older run folders stay resumable).
+      if kind != .adamw { identity.append(("optimizer", kind.description)) }
+      if let m = options.milestones { identity.append(("milestones", "\(m)")) }
       if continuing == nil {
         if options.resume, folder.hasCheckpoint {
           try folder.checkIdentity(identity)
@@ -376,4 +389,27 @@ public enum Fit {
 
   /// The most steps one `fit` may run (about 10^9: months of steps on any machine).
   public static let maximumSteps = 1 << 30
+}
+
+/// The learning rate of `fit`: linear warm-up over `warmup` epochs, then the cosine to
+/// `min_lr` (methods.md §9.1) or, with milestones, ×0.1 at each (PCM3's recipe).
+struct FitSchedule {
+  let cosine: CosineSchedule
+  let step: MultiStepSchedule?
+  let warmup: Double
+
+  init(options: FitOptions) {
+    warmup = min(options.warmupEpochs, Double(options.epochs))
+    cosine = CosineSchedule(
+      base: options.learningRate, minimum: options.minimumLearningRate, warmupEpochs: warmup,
+      epochs: Double(options.epochs))
+    step = options.milestones.map { MultiStepSchedule(base: options.learningRate, milestones: $0) }
+  }
+
+  func learningRate(step s: Int, stepsPerEpoch: Int) -> Double {
+    guard let step else { return cosine.learningRate(step: s, stepsPerEpoch: stepsPerEpoch) }
+    let e = Double(s) / Double(max(stepsPerEpoch, 1))
+    let rate = step.learningRate(epoch: e)
+    return e < warmup ? rate * e / warmup : rate
+  }
 }

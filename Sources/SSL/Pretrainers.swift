@@ -39,10 +39,26 @@ public enum MaskConfig: Sendable, Equatable {
   }
 }
 
+/// The optimiser a trainer's recipe uses (methods.md §9.1).
+public enum OptimizerKind: Sendable, Equatable {
+  /// AdamW, β (0.9, 0.95) (MAMP, Skeleton2vec).
+  case adamw
+  /// SGD with momentum (PCM3).
+  case sgd(momentum: Double)
+
+  public var description: String {
+    switch self {
+    case .adamw: return "adamw"
+    case .sgd(let m): return "sgd (momentum \(m))"
+    }
+  }
+}
+
 /// What `fit` trains: a student (and maybe an EMA teacher) and its loss on a batch.
 public protocol Pretrainer: AnyObject {
   var name: String { get }
-  var encoder: Encoder { get }
+  /// The encoder that is learned (what evaluations take afterwards).
+  var backbone: any SequenceEncoder { get }
   /// Everything the optimiser trains (encoder and decoder, names side by side).
   var student: Module { get }
   /// The EMA teacher, saved in checkpoints under `teacher.`.
@@ -56,9 +72,25 @@ public protocol Pretrainer: AnyObject {
   func afterStep(_ step: Int, of totalSteps: Int) throws
   /// The configuration, shown when the trainer is echoed and written to config.json.
   var configuration: [(String, String)] { get }
+  /// Independent views of every sample the loader makes (stacked view-major in a batch);
+  /// empty for one view.
+  var views: [[Augmentation]] { get }
+  /// The optimiser of the recipe.
+  var optimizerKind: OptimizerKind { get }
 }
 
 extension Pretrainer {
+  public var views: [[Augmentation]] { [] }
+  public var optimizerKind: OptimizerKind { .adamw }
+}
+
+/// The transformer trainers (Skeleton2vec, MAMP, MAE).
+protocol TransformerPretrainer: Pretrainer {
+  var encoder: Encoder { get }
+}
+
+extension TransformerPretrainer {
+  public var backbone: any SequenceEncoder { encoder }
   /// `[N, C, T, V, M]` -> `[N·M, T, V, C]` (bodies folded into the batch).
   func sequences(_ batch: Tensor) throws -> Tensor {
     guard batch.rank == 5, batch.shape[2] == encoder.frames, batch.shape[3] == encoder.joints else {
@@ -91,7 +123,7 @@ final class StudentModel: Module {
 /// Skeleton2vec (methods.md §6): an EMA teacher of the whole student sees every token; the
 /// average of its top-K instance-normalised block outputs, layer-normalised, is the target of
 /// the student's decoder on the hidden tokens of a motion-aware tube mask.
-public final class Skeleton2vecTrainer: Pretrainer {
+public final class Skeleton2vecTrainer: TransformerPretrainer {
   public let name = "skeleton2vec"
   public let encoder: Encoder
   public let decoder: Decoder
@@ -179,7 +211,7 @@ public final class Skeleton2vecTrainer: Pretrainer {
 
 /// MAMP (methods.md §5) and its MAE baseline: the decoder regresses each hidden token's
 /// normalised motion (MAMP, motion-aware masking) or position (MAE, random masking).
-public final class MaskedPredictionTrainer: Pretrainer {
+public final class MaskedPredictionTrainer: TransformerPretrainer {
   public let name: String
   public let encoder: Encoder
   public let decoder: Decoder

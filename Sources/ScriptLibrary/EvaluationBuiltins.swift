@@ -344,7 +344,7 @@ enum EvaluationBuiltins {
   }
 
   static func inputs(_ args: Arguments, split: Bool = true) throws -> (
-    Encoder, SkeletonDataset, SkeletonDataset
+    any SequenceEncoder, SkeletonDataset, SkeletonDataset
   ) {
     let encoder = try ModelBuiltins.encoder(args, "enc")
     let data = try DataBuiltins.dataset(args, "data")

@@ -139,11 +139,22 @@ enum ModelBuiltins {
     try args.required(name, as: ModelObject.self, "a Model")
   }
 
-  static func encoder(_ args: Arguments, _ name: String) throws -> Encoder {
+  /// Any encoder (transformer or GRU), or a classifier's.
+  static func encoder(_ args: Arguments, _ name: String) throws -> any SequenceEncoder {
     let object = try model(args, name)
-    if let encoder = object.module as? Encoder { return encoder }
+    if let encoder = object.module as? any SequenceEncoder { return encoder }
     if let classifier = object.module as? Classifier { return classifier.encoder }
     throw args.error(name, "expected an encoder, got \(object.title)")
+  }
+
+  /// The transformer encoder of methods.md §2 (what `what` needs), or a clear error.
+  static func transformer(_ args: Arguments, _ name: String, for what: String) throws -> Encoder {
+    let any = try encoder(args, name)
+    guard let encoder = any as? Encoder else {
+      throw args.error(
+        name, "\(what) needs a transformer encoder (encoder(...)), got \(any.title)")
+    }
+    return encoder
   }
 
   static func positive(_ args: Arguments, _ names: [String]) throws {
@@ -216,6 +227,47 @@ enum ModelBuiltins {
       return .object(ModelObject(encoder, title: title))
     }
     r.register(
+      "gru_encoder",
+      [
+        BuiltinParameter("hidden", .int, default: .int(1024)),
+        BuiltinParameter("layers", .int, default: .int(3)),
+        BuiltinParameter("joints", .int, default: .int(25)),
+        BuiltinParameter("bodies", .int, default: .int(2)),
+        BuiltinParameter("frames", .int, default: .int(64)),
+        BuiltinParameter("bidirectional", .string, default: .string("stepwise")),
+      ],
+      doc: "The PCM3 reference encoder (methods.md §7.1): input BatchNorm over each frame's "
+        + "joints·3·bodies values, then a two-direction GRU of the given layers, hidden wide per "
+        + "direction. bidirectional \"stepwise\" is the reference (both directions run forward "
+        + "in time, as the official code drives it one frame at a time); \"true\" runs the "
+        + "second direction backward. Its sequence feature is the last frame's output "
+        + "[N, 2·hidden]; frames is the length evaluation views are cropped to (the GRU takes "
+        + "any). Names as the official checkpoints (input_norm.*, encoder.gru.*): "
+        + "load_weights reads encoder_q.* of a PCM3 .pth.tar. enc(x) maps [N, 3, T, J, M] to "
+        + "every frame's output [N, T, 2·hidden]."
+    ) { args, _ in
+      try positive(args, ["hidden", "layers", "joints", "bodies", "frames"])
+      let (hidden, layers) = (args.int("hidden"), args.int("layers"))
+      let inputs = min(args.int("joints"), 1 << 20) * min(args.int("bodies"), 1 << 20) * 3
+      try fits(
+        args, "hidden",
+        [2 * min(layers, 1 << 20), 3 * min(hidden, 1 << 30), max(inputs, 2 * min(hidden, 1 << 30))],
+        "a GRU of \(layers) layers of hidden \(hidden)")
+      let mode: GRU.Mode
+      switch args.string("bidirectional") {
+      case "stepwise": mode = .stepwise
+      case "true": mode = .bidirectional
+      default:
+        throw args.error(
+          "bidirectional",
+          "must be \"stepwise\" or \"true\", got \"\(args.string("bidirectional"))\"")
+      }
+      let encoder = try GRUEncoder(
+        hidden: hidden, layers: layers, joints: args.int("joints"), bodies: args.int("bodies"),
+        frames: args.int("frames"), mode: mode)
+      return .object(ModelObject(encoder, title: encoder.title))
+    }
+    r.register(
       "decoder",
       [
         BuiltinParameter("enc", .object("Model")),
@@ -229,7 +281,7 @@ enum ModelBuiltins {
         + "the encoder width, Skeleton2vec). dec(visible, restore) maps visible tokens [B, K, D] "
         + "and a restore index [B, L] to predictions [B, L, outputs]."
     ) { args, _ in
-      let encoder = try encoder(args, "enc")
+      let encoder = try transformer(args, "enc", for: "decoder")
       let dimension = args.optionalInt("dim") ?? encoder.dimension
       let heads = args.optionalInt("heads") ?? encoder.heads
       guard dimension > 0, heads > 0, dimension % heads == 0 else {
@@ -282,7 +334,8 @@ enum ModelBuiltins {
       }
       try positive(args, ["hidden"])
       try fits(
-        args, "classes", [args.int("classes") + args.int("hidden"), encoder.dimension + 1],
+        args, "classes",
+        [args.int("classes") + args.int("hidden"), max(encoder.tuningDimension, 1) + 1],
         "a head of \(args.int("classes")) classes")
       let classifier = try Classifier(
         encoder: encoder, classes: args.int("classes"), head: kind, hidden: args.int("hidden"),
@@ -312,6 +365,9 @@ enum ModelBuiltins {
         case let encoder as Encoder:
           guard inputs.count == 1 else { throw args.error("inputs", "an encoder takes one tensor") }
           return .tensor(try encoder(inputs[0]))
+        case let encoder as GRUEncoder:
+          guard inputs.count == 1 else { throw args.error("inputs", "an encoder takes one tensor") }
+          return .tensor(try encoder(encoder.flattened(inputs[0])))
         case let classifier as Classifier:
           guard inputs.count == 1 else {
             throw args.error("inputs", "a classifier takes one tensor")
@@ -332,15 +388,16 @@ enum ModelBuiltins {
       doc: "The raw output of every encoder block (before the final norm) for x [B, T, J, 3], "
         + "a List of [B, L, D] tensors: the Skeleton2vec teacher's targets are built from them."
     ) { args, _ in
-      let encoder = try encoder(args, "enc")
+      let encoder = try transformer(args, "enc", for: "hidden")
       let x = try TensorBuiltins.tensor(args["x"], args, "x")
       return .list(try encoder.forwardWithHidden(x).hidden.map(Value.tensor))
     }
     r.register(
       "features",
       [BuiltinParameter("enc", .object("Model")), BuiltinParameter("x")],
-      doc: "The sequence feature of methods.md §2.7 for a batch [N, 3, T, J, M]: final-norm "
-        + "tokens averaged over all tokens and over the bodies, [N, D]."
+      doc: "The sequence feature of methods.md §2.7 and §8 for a batch [N, 3, T, J, M]: for a "
+        + "transformer the final-norm tokens averaged over all tokens and over the bodies, "
+        + "[N, D]; for a GRU encoder the last frame's output, [N, 2·hidden]."
     ) { args, _ in
       let encoder = try encoder(args, "enc")
       return .tensor(try encoder.features(TensorBuiltins.tensor(args["x"], args, "x")))
@@ -551,16 +608,17 @@ enum ModelBuiltins {
   }
 
   static func groups(_ object: ModelObject, _ args: Arguments) throws -> [ParameterGroup] {
-    let flavor =
-      (object.module as? Encoder)?.flavor ?? (object.module as? Classifier)?.encoder.flavor ?? .mamp
+    let encoder =
+      (object.module as? any SequenceEncoder) ?? (object.module as? Classifier)?.encoder
+    let flavor = encoder?.tuningGroups.flavor ?? .mamp
     var layerDecay: LayerDecay?
     if let factor = args.optionalNumber("layer_decay") {
       guard factor > 0, factor <= 1 else {
         throw args.error("layer_decay", "must be in (0, 1], got \(Value.float(factor).repr)")
       }
-      let depth =
-        (object.module as? Encoder)?.blocks.count ?? (object.module as? Classifier)?.encoder.blocks
-        .count ?? 0
+      guard let depth = encoder?.tuningGroups.depth else {
+        throw args.error("layer_decay", "applies to transformer blocks; \(object.title) has none")
+      }
       layerDecay = LayerDecay(factor: Float(factor), depth: depth, flavor: flavor)
     }
     let groups = ParameterGroup.groups(

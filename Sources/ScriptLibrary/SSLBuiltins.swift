@@ -159,7 +159,7 @@ enum SSLBuiltins {
           BuiltinParameter("mask", .optional(.object("Mask")), default: .nil),
         ] + extra, doc: doc
       ) { args, _ in
-        let encoder = try ModelBuiltins.encoder(args, "enc")
+        let encoder = try ModelBuiltins.transformer(args, "enc", for: name)
         guard args.int("decoder_depth") >= 0 else {
           throw args.error("decoder_depth", "must be ≥ 0")
         }
@@ -267,8 +267,8 @@ enum SSLBuiltins {
         default: return false
         }
       }
-      let frames = trainer.encoder.frames
-      if !temporal && source.dataset.sampleShape[1] != frames {
+      let frames = trainer.backbone.frames
+      if !temporal && trainer.views.isEmpty && source.dataset.sampleShape[1] != frames {
         steps.insert(
           .randomCrop(window: frames, low: 0.5, high: 1, minimum: min(64, frames)), at: 0)
       }
@@ -343,7 +343,8 @@ enum SSLBuiltins {
       "Trainer",
       Attribute("encoder", doc: "the student encoder (a Model)") { o in
         guard let trainer = (o as? TrainerObject)?.trainer else { return .nil }
-        return .object(ModelObject(trainer.encoder, title: "Encoder of \(trainer.name)"))
+        return .object(
+          ModelObject(trainer.backbone, title: "\(trainer.backbone.title) of \(trainer.name)"))
       })
   }
 }

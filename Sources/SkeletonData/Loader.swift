@@ -83,6 +83,10 @@ public final class Loader: @unchecked Sendable {
   public let seed: UInt64
   public let dropLast: Bool
   public let augmentations: [Augmentation]
+  /// Independent views of every sample (PCM3's query, key and masked views): each sample,
+  /// after `augmentations`, goes through every pipeline with its own randomness, and a batch
+  /// holds the views one after another, `[views·N, C, T, V, M]` (view-major). Empty: one view.
+  public let views: [[Augmentation]]
   /// Epoch and batch of the next batch (the state a checkpoint saves).
   public internal(set) var epoch = 0
   public internal(set) var position = 0
@@ -97,7 +101,7 @@ public final class Loader: @unchecked Sendable {
 
   public init(
     dataset: SkeletonDataset, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
-    dropLast: Bool = false, augmentations: [Augmentation] = []
+    dropLast: Bool = false, augmentations: [Augmentation] = [], views: [[Augmentation]] = []
   ) throws {
     guard batchSize > 0 else {
       throw TensorError("loader", "batch size must be positive, got \(batchSize)")
@@ -109,6 +113,7 @@ public final class Loader: @unchecked Sendable {
     self.seed = seed
     self.dropLast = dropLast
     self.augmentations = augmentations
+    self.views = views
   }
 
   /// Batches per epoch.
@@ -154,13 +159,24 @@ public final class Loader: @unchecked Sendable {
     var samples: [Tensor] = []
     var labels: [Int] = []
     var lengths: [Int] = []
+    var viewSamples = [[Tensor]](repeating: [], count: views.count)
     for p in positions {
       let sample = try Self.augmentedSample(
         dataset, p, augmentations: augmentations, seed: seed, epoch: e)
-      samples.append(sample.data)
       labels.append(sample.label)
       lengths.append(sample.length)
+      guard !views.isEmpty else {
+        samples.append(sample.data)
+        continue
+      }
+      for (v, pipeline) in views.enumerated() {
+        var g = RandomGenerator(seed: Self.mix(seed, UInt64(e), UInt64(p), 2 + UInt64(v)))
+        var view = sample
+        for step in pipeline { view = try step.apply(view, layout: dataset.layout, generator: &g) }
+        viewSamples[v].append(view.data)
+      }
     }
+    if !views.isEmpty { samples = viewSamples.flatMap { $0 } }
     guard let first = samples.first else { throw TensorError("loader", "an empty batch") }
     for s in samples where s.shape != first.shape {
       throw TensorError(

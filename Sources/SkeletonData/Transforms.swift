@@ -462,64 +462,129 @@ extension Transforms {
   /// The result of PCM3's mixing (§7.2).
   public struct Mix: Sendable {
     public let x: Tensor
-    /// The mixing weight of the partner sample.
+    /// The mixing weight of the partner sample: the mean of `region`.
     public let lam: Double
     /// Sample i is mixed with sample (i + shift) mod N.
     public let shift: Int
     /// "swap", "paste" or "mixup".
     public let kind: String
+    /// `[T/4, V]`: 1 where the partner's values were copied (`lam` everywhere for mixup).
+    public let region: Tensor
   }
 
-  /// PCM3's view mixing of a batch `[N, C, T, V, M]` (§7.2), one random case per batch: with
-  /// probability 0.5 a swap of 2 or 3 body parts over `Ct ~ U{7..11}` segments of 4 frames from
-  /// the partner `j = (i + n) mod N` (`n ~ U{1..N−2}`); 0.25 the same region pasted from the
-  /// partner's first `min(2·4Ct, T)` frames resampled (nearest) to `4Ct`; 0.25 mixup with
-  /// `lam ~ U(0, 1)`. For the region cases `lam = Ct·joints / (segments·V)`.
-  public static func mix(_ batch: Tensor, layout: JointLayout, generator g: inout RandomGenerator)
-    throws -> Mix
-  {
+  /// The random choices of one mixing, in the order the official code draws them.
+  public struct MixDraw: Sendable, Equatable {
+    /// Partner offset n ~ U{1..N−2}.
+    public var shift: Int
+    /// 2 or 3 of the layout's body parts.
+    public var parts: [Int]
+    /// Segments of 4 frames in the region, `Ct`.
+    public var segments: Int
+    /// First segment of the region.
+    public var start: Int
+    /// The case: > 0.5 swap, (0.25, 0.5] paste, else mixup.
+    public var p: Double
+    /// The mixup weight (mixup only).
+    public var lamb: Double
+
+    public init(shift: Int, parts: [Int], segments: Int, start: Int, p: Double, lamb: Double) {
+      (self.shift, self.parts, self.segments, self.start, self.p, self.lamb) = (
+        shift, parts, segments, start, p, lamb
+      )
+    }
+  }
+
+  /// The official segment range 7...11 of 16, scaled to `segments` segments of 4 frames when
+  /// the clip is shorter than 64 frames (floor of 7/16 and 11/16 of them, at least 1).
+  public static func mixSegmentRange(segments: Int) -> ClosedRange<Int> {
+    guard segments < 16 else { return 7...11 }
+    let low = Swift.max(1, 7 * segments / 16)
+    return low...Swift.max(low, Swift.min(segments, 11 * segments / 16))
+  }
+
+  /// Draws a mixing of a batch of `n` clips of `t` frames (§7.2): n, parts, Ct, start, p and
+  /// (for mixup) lamb.
+  public static func drawMix(
+    batch n: Int, frames t: Int, layout: JointLayout, segments range: ClosedRange<Int>? = nil,
+    generator g: inout RandomGenerator
+  ) throws -> MixDraw {
     try layout.requireStructure("mix")
-    guard batch.rank == 5, batch.shape[0] >= 3, batch.shape[3] == layout.count else {
+    let total = t / 4
+    let span = range ?? mixSegmentRange(segments: total)
+    guard n >= 3, span.lowerBound >= 1, span.upperBound <= total else {
       throw TensorError(
-        "mix", "expects a batch [N ≥ 3, C, T, \(layout.count), M], got \(shapeString(batch.shape))")
+        "mix",
+        "needs a batch of at least 3 clips and Ct in 1...\(total) segments of 4 frames, got "
+          + "\(n) clips and Ct \(span.lowerBound)...\(span.upperBound)")
+    }
+    let shift = 1 + (try g.nextInt(below: n - 2))
+    let count = Swift.min(2 + (try g.nextInt(below: 2)), layout.parts.count)
+    let parts = try g.sample(count, from: layout.parts.count)
+    let ct = span.lowerBound + (try g.nextInt(below: span.count))
+    let start = try g.nextInt(below: total - ct + 1)
+    let p = g.nextDouble()
+    let lamb = p <= 0.25 ? g.nextDouble() : 0
+    return MixDraw(shift: shift, parts: parts, segments: ct, start: start, p: p, lamb: lamb)
+  }
+
+  /// PCM3's view mixing of a batch `[N, C, T, V, M]` (§7.2) with given draws: sample i is
+  /// mixed with `j = (i + n) mod N`. p > 0.5: swap (the partner's frames
+  /// `[4·start, 4·(start + Ct))` of the parts' joints, both bodies); 0.25 < p ≤ 0.5: paste (the
+  /// same region filled with the partner's first `min(2·4Ct, T)` frames resampled by nearest
+  /// neighbour to `4Ct`); else mixup `(1 − lamb)·x + lamb·x_j`. `lam` is the mean of the
+  /// `[T/4, V]` region map.
+  public static func mix(_ batch: Tensor, layout: JointLayout, draw: MixDraw) throws -> Mix {
+    try layout.requireStructure("mix")
+    guard batch.rank == 5, batch.shape[0] >= 3, batch.shape[3] == layout.count,
+      batch.shape[2] >= 4
+    else {
+      throw TensorError(
+        "mix",
+        "expects a batch [N ≥ 3, C, T ≥ 4, \(layout.count), M], got \(shapeString(batch.shape))")
     }
     let (n, c, t, v, m) = (
       batch.shape[0], batch.shape[1], batch.shape[2], batch.shape[3], batch.shape[4]
     )
-    let shift = 1 + (try g.nextInt(below: n - 2))
+    let segments = t / 4
+    guard draw.shift >= 1, draw.shift < n, draw.segments >= 1, draw.start >= 0,
+      draw.start + draw.segments <= segments,
+      draw.parts.allSatisfy({ $0 >= 0 && $0 < layout.parts.count })
+    else {
+      throw TensorError(
+        "mix",
+        "draws outside the batch: shift \(draw.shift), segments \(draw.start)+\(draw.segments) "
+          + "of \(segments), parts \(draw.parts)")
+    }
     var values = batch.scalars
     let source = values
     let per = c * t * v * m
     func at(_ i: Int, _ ch: Int, _ f: Int, _ j: Int, _ b: Int) -> Int {
       i * per + ((ch * t + f) * v + j) * m + b
     }
-    let draw = g.nextDouble()
-    if draw >= 0.75 {
-      let lam = g.nextDouble()
+    if draw.p <= 0.25 {
+      let lamb = draw.lamb
+      // In float32 as the reference: x·(1 − lamb) + x_j·lamb.
+      let (keep, take) = (Float(1 - lamb), Float(lamb))
       for i in 0..<n {
-        let partner = (i + shift) % n
+        let partner = (i + draw.shift) % n
         for k in 0..<per {
-          values[i * per + k] = Float(
-            (1 - lam) * Double(source[i * per + k]) + lam * Double(source[partner * per + k]))
+          values[i * per + k] = source[i * per + k] * keep + source[partner * per + k] * take
         }
       }
       return Mix(
-        x: try Tensor(shape: batch.shape, scalars: values), lam: lam, shift: shift, kind: "mixup")
+        x: try Tensor(shape: batch.shape, scalars: values), lam: lamb, shift: draw.shift,
+        kind: "mixup", region: Tensor.full([segments, v], Float(lamb)))
     }
-    let segments = max(t / 4, 1)
-    let count = min(2 + (try g.nextInt(below: 2)), layout.parts.count)
-    let parts = try g.sample(count, from: layout.parts.count)
-    let joints = parts.flatMap { layout.parts[$0].joints }
-    let ct = min(7 + (try g.nextInt(below: 5)), segments)
-    let start = try g.nextInt(below: segments - ct + 1)
-    let (from, span) = (4 * start, min(4 * ct, t - 4 * start))
-    let paste = draw >= 0.5
-    let pasted = min(2 * 4 * ct, t)
+    let joints = Set(draw.parts.flatMap { layout.parts[$0].joints }).sorted()
+    let ct = draw.segments
+    let (from, span) = (4 * draw.start, 4 * ct)
+    let paste = draw.p <= 0.5
+    let pasted = Swift.min(2 * span, t)
     for i in 0..<n {
-      let partner = (i + shift) % n
+      let partner = (i + draw.shift) % n
       for k in 0..<span {
         // Swap: the partner's same frames; paste: its first frames, resampled (nearest).
-        let frame = paste ? min(Int(Double(k) * Double(pasted) / Double(4 * ct)), t - 1) : from + k
+        let frame = paste ? Swift.min(k * pasted / span, t - 1) : from + k
         for j in joints {
           for ch in 0..<c {
             for b in 0..<m {
@@ -529,9 +594,23 @@ extension Transforms {
         }
       }
     }
+    var region = [Float](repeating: 0, count: segments * v)
+    for s in draw.start..<(draw.start + ct) { for j in joints { region[s * v + j] = 1 } }
     let lam = Double(ct * joints.count) / Double(segments * v)
     return Mix(
-      x: try Tensor(shape: batch.shape, scalars: values), lam: lam, shift: shift,
-      kind: paste ? "paste" : "swap")
+      x: try Tensor(shape: batch.shape, scalars: values), lam: lam, shift: draw.shift,
+      kind: paste ? "paste" : "swap", region: try Tensor(shape: [segments, v], scalars: region))
+  }
+
+  /// `mix` with draws from `generator` (`drawMix`).
+  public static func mix(_ batch: Tensor, layout: JointLayout, generator g: inout RandomGenerator)
+    throws -> Mix
+  {
+    guard batch.rank == 5 else {
+      throw TensorError("mix", "expects a batch [N, C, T, V, M], got \(shapeString(batch.shape))")
+    }
+    let draw = try drawMix(
+      batch: batch.shape[0], frames: batch.shape[2], layout: layout, generator: &g)
+    return try mix(batch, layout: layout, draw: draw)
   }
 }

@@ -1,0 +1,170 @@
+import Foundation
+import NN
+import SSL
+import SkeletonData
+import TensorCore
+import TestSupport
+import Testing
+
+/// The PCM3 encoder, mixing and one whole loss evaluation against the fixtures made by running
+/// the official PCM3 code (Tests/Fixtures/README.md, "PCM3 cases").
+@Suite("PCM3 fixtures", .timed)
+struct PCM3FixtureTests {
+  /// The state-dict entries of a fixture (everything that is not an output, input or grad).
+  func state(_ fixture: Fixture, prefix: String = "") throws -> [String: Tensor] {
+    var out: [String: Tensor] = [:]
+    for name in fixture.file.names
+    where !name.hasPrefix("grad.") && !name.hasPrefix("after.") && name.hasPrefix(prefix) {
+      out[String(name.dropFirst(prefix.count))] = try fixture.tensor(name)
+    }
+    return out
+  }
+
+  /// The largest |value| over every `grad.*` tensor of a case (the case-wide scale).
+  func gradientScale(_ fixture: Fixture) throws -> Float {
+    try fixture.file.names.filter { $0.hasPrefix("grad.") }.map { name in
+      try fixture.tensor(name).scalars.reduce(Float(0)) { max($0, abs($1)) }
+    }.max() ?? 1
+  }
+
+  @Test func stepwiseGRUEncoderOutputsGradientsAndStatistics() throws {
+    let fixture = try Fixture("gru_stepwise")
+    let encoder = try GRUEncoder(hidden: 8, layers: 2, joints: 2, bodies: 2, frames: 6)
+    var weights = try state(fixture)
+    for input in ["x", "out", "feature", "x_norm", "gru_states", "grad_out"] {
+      weights[input] = nil
+    }
+    try encoder.load(weights)
+    let x = try fixture.tensor("x").requiringGrad()
+    let out = try encoder(x)
+    let expected = try fixture.tensor("out")
+    expectClose(out, expected, rtol: 1e-6, atol: 1e-7, "out")
+    expectClose(
+      try out[.all, .index(5)], try fixture.tensor("feature"), rtol: 1e-6, atol: 1e-7, "feature")
+    // The states of every layer and direction: gru_states[t, 2l + d] (layer 0 through a
+    // one-layer encoder with the same weights).
+    let states = try fixture.tensor("gru_states")  // [6, 4, 3, 8]
+    expectClose(
+      try out[.all, .all, .range(0, 8, 1)].permuted([1, 0, 2]).contiguous(),
+      try states[.all, .index(2)], rtol: 1e-6, atol: 1e-7, "layer 1 forward states")
+    expectClose(
+      try out[.all, .all, .range(8, 16, 1)].permuted([1, 0, 2]).contiguous(),
+      try states[.all, .index(3)], rtol: 1e-6, atol: 1e-7, "layer 1 reverse states")
+    try (out * fixture.tensor("grad_out")).sum().backward()
+    let scale = try gradientScale(fixture)
+    expectClose(
+      try #require(x.grad), try fixture.tensor("grad.x"), rtol: 0, atol: 1e-6 * scale, "grad.x")
+    for (name, parameter) in encoder.namedParameters() {
+      expectClose(
+        try #require(parameter.grad), try fixture.tensor("grad." + name), rtol: 0,
+        atol: 1e-6 * scale, "grad." + name)
+    }
+    for name in ["running_mean", "running_var", "num_batches_tracked"] {
+      let buffer = try #require(encoder.namedBuffers().first { $0.name == "input_norm." + name })
+      expectClose(
+        try buffer.buffer.value.reshaped([-1]),
+        try fixture.tensor("after.input_norm." + name).reshaped([-1]), rtol: 1e-6, atol: 1e-7,
+        "after.input_norm." + name)
+    }
+  }
+
+  @Test func mixingInEachOfItsThreeCases() throws {
+    let fixture = try Fixture("pcm3_mix")
+    let x = try fixture.tensor("x")
+    for kind in ["swap", "paste", "mixup"] {
+      let draw = Transforms.MixDraw(
+        shift: try fixture.file.integers(kind + ".n")[0],
+        parts: try fixture.file.integers(kind + ".parts"),
+        segments: try fixture.file.integers(kind + ".ct")[0],
+        start: try fixture.file.integers(kind + ".tem_idx")[0],
+        p: Double(try fixture.tensor(kind + ".p").item()),
+        lamb: kind == "mixup" ? Double(try fixture.tensor(kind + ".lamb").item()) : 0)
+      let mix = try Transforms.mix(x, layout: .kinectV2, draw: draw)
+      #expect(mix.kind == kind)
+      let index = try fixture.file.integers(kind + ".index")
+      #expect((0..<4).map { ($0 + mix.shift) % 4 } == index)
+      // Selection is exact; the mixup blend within one float32 rounding.
+      expectClose(
+        mix.x, try fixture.tensor(kind + ".out"), rtol: kind == "mixup" ? 2.4e-7 : 0, atol: 0,
+        kind + ".out")
+      expectClose(mix.region, try fixture.tensor(kind + ".region"), rtol: 0, atol: 0, kind)
+      #expect(abs(mix.lam - Double(try fixture.tensor(kind + ".lam").item())) < 1e-7)
+    }
+  }
+
+  /// The tiny PCM3 trainer of the fixture with its state loaded.
+  func tinyTrainer(_ fixture: Fixture) throws -> PCM3Trainer {
+    let encoder = try GRUEncoder(hidden: 8, layers: 2, frames: 8)
+    let trainer = try PCM3Trainer(
+      encoder: encoder, layout: .kinectV2, dimension: 8, queue: 16, momentum: 0.999,
+      temperature: 0.07, prompt: 8, prediction: 8, mixSegments: 1...1)
+    var weights: [String: Tensor] = [:]
+    for (name, _) in trainer.model.stateDict() { weights[name] = try fixture.tensor(name) }
+    try trainer.model.load(weights)
+    return trainer
+  }
+
+  func draws(_ fixture: Fixture) throws -> PCM3Draws {
+    let mask = try fixture.tensor("mask")  // [N, T, M, V, C], 1 = visible
+    let flat = try mask.permuted([0, 1, 3, 4, 2]).contiguous().reshaped([4, 8, 150])
+    return PCM3Draws(
+      offsets: try fixture.file.integers("st_idx"),
+      mix: Transforms.MixDraw(
+        shift: try fixture.file.integers("mix_n")[0], parts: try fixture.file.integers("mix_parts"),
+        segments: try fixture.file.integers("mix_ct")[0],
+        start: try fixture.file.integers("mix_tem_idx")[0],
+        p: Double(try fixture.tensor("mix_p").item()), lamb: 0),
+      mask: flat)
+  }
+
+  @Test func oneWholeLossEvaluationOfTheOfficialCode() throws {
+    let fixture = try Fixture("pcm3_step_tiny")
+    let trainer = try tinyTrainer(fixture)
+    let out = try trainer.step(
+      fixture.tensor("v1"), fixture.tensor("v2"), fixture.tensor("v3"), draws: draws(fixture))
+    func close(_ actual: Tensor?, _ name: String, rtol: Float = 2e-6) throws {
+      let expected = try fixture.tensor(name)
+      guard let actual else {
+        fail("\(name): not computed")
+        return
+      }
+      expectClose(actual, expected, rtol: rtol, atol: 1e-7, name)
+    }
+    try close(out.loss, "loss")
+    try close(out.terms["ce.base"], "loss_base")
+    try close(out.terms["ce.mix"], "loss_mix")
+    try close(out.terms["ce.mask"], "loss_mp_mask")
+    try close(out.terms["ce.recons"], "loss_mp_recons")
+    try close(out.terms["loss_sim"], "loss_sim")
+    try close(out.terms["loss_rec"], "loss_rec")
+    for kl in ["base", "mix", "mask", "recons"] { try close(out.terms["kl." + kl], "kl." + kl) }
+    for name in [
+      "logits", "logits_mix", "logits_mask", "logits_recons", "q", "k", "kc", "mask_q",
+      "recons_q", "pc", "feat.q", "feat.mask_q", "feat.recons_q", "feat.pc", "seq_feat",
+    ] {
+      try close(out.tensors[name], name)
+    }
+    let layout = { (t: Tensor?) in try t.map { try unflattenFrames($0, coordinates: 3, bodies: 2) } }
+    try close(layout(out.tensors["recons_data"]), "recons_data")
+    try close(layout(out.tensors["pred_view"]), "pred_view")
+    try close(out.tensors["mix_view"], "mix_view")
+    // Side effects of the forward: the key branch, the running statistics, the queue.
+    for (name, tensor) in trainer.model.stateDict() where fixture.file.names.contains("after." + name) {
+      expectClose(
+        try tensor.reshaped([-1]), try fixture.tensor("after." + name).reshaped([-1]), rtol: 1e-6,
+        atol: 1e-7, "after." + name)
+    }
+    // Every query-side gradient, against the largest gradient of the case (six of them are 0
+    // analytically and float noise here).
+    try out.loss.backward()
+    let scale = try gradientScale(fixture)
+    var compared = 0
+    for (name, parameter) in trainer.model.namedParameters() where !name.hasPrefix("encoder_k.") {
+      expectClose(
+        try #require(parameter.grad, "grad.\(name)"), try fixture.tensor("grad." + name),
+        rtol: 0, atol: 1e-6 * scale, "grad." + name)
+      compared += 1
+    }
+    #expect(compared == 44)
+  }
+}

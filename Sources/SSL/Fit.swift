@@ -221,6 +221,7 @@ public enum Fit {
       dataset: data, batchSize: options.batch, shuffle: true, seed: options.seed,
       dropLast: data.count > options.batch, augmentations: options.augmentations,
       views: trainer.views)
+    try trainer.validate(data, batch: options.batch)
     let perEpoch = loader.batchesPerEpoch
     guard perEpoch > 0 else {
       throw TensorError("fit", "no batches: \(data.count) samples, batch \(options.batch)")

@@ -602,6 +602,29 @@ public final class PCM3Trainer: Pretrainer {
 
   public func afterStep(_ step: Int, of totalSteps: Int) throws {}
 
+  public func validate(_ data: SkeletonDataset, batch: Int) throws {
+    let shape = data.sampleShape  // [C, T, V, M]
+    guard shape.count == 4, shape[0] == coordinates, shape[2] == layout.count,
+      shape[3] == bodies
+    else {
+      let hint =
+        shape.count == 4 && shape[2] != layout.count
+        ? " (build the encoder with joints=\(shape[2]))"
+        : shape.count == 4 && shape[3] != bodies
+          ? " (build the encoder with bodies=\(shape[3]))" : ""
+      throw TensorError(
+        name,
+        "expects samples [\(coordinates), T, \(layout.count), \(bodies)], the data has "
+          + shapeString(shape) + hint)
+    }
+    guard batch >= 3, queueSize % batch == 0 else {
+      throw TensorError(
+        name,
+        "the batch (\(batch)) must be at least 3 and divide the queue (\(queueSize) keys): "
+          + "the reference writes the keys without wrap-around")
+    }
+  }
+
   public var configuration: [(String, String)] {
     var rows: [(String, String)] = [
       ("method", name), ("stage", stage), ("queue", "\(queueSize)"),

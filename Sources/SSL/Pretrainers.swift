@@ -77,11 +77,21 @@ public protocol Pretrainer: AnyObject {
   var views: [[Augmentation]] { get }
   /// The optimiser of the recipe.
   var optimizerKind: OptimizerKind { get }
+  /// Checks that `data` in batches of `batch` fits the trainer, before any work.
+  func validate(_ data: SkeletonDataset, batch: Int) throws
 }
 
 extension Pretrainer {
   public var views: [[Augmentation]] { [] }
   public var optimizerKind: OptimizerKind { .adamw }
+  public func validate(_ data: SkeletonDataset, batch: Int) throws {
+    guard data.layout.count == backbone.joints else {
+      throw TensorError(
+        name,
+        "the data has \(data.layout.count) joints and the encoder \(backbone.joints): build it "
+          + "with joints=\(data.layout.count)")
+    }
+  }
 }
 
 /// The transformer trainers (Skeleton2vec, MAMP, MAE).

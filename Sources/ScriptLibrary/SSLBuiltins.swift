@@ -218,6 +218,7 @@ enum SSLBuiltins {
       try MaskedPredictionTrainer(
         encoder: encoder, motion: false, decoderDepth: args.int("decoder_depth"), mask: mask)
     }
+    registerPCM3(r)
     r.register(
       "fit",
       [
@@ -229,6 +230,9 @@ enum SSLBuiltins {
         BuiltinParameter("warmup", .number, default: .float(1)),
         BuiltinParameter("min_lr", .number, default: .float(1e-5)),
         BuiltinParameter("weight_decay", .number, default: .float(0.05)),
+        BuiltinParameter("optimizer", .optional(.string), default: .nil),
+        BuiltinParameter("momentum", .number, default: .float(0.9)),
+        BuiltinParameter("milestones", .optional(.list), default: .nil),
         BuiltinParameter("seed", .int, default: .int(0)),
         .path("run", optional: true),
         BuiltinParameter("resume", .bool, default: .bool(true)),
@@ -240,7 +244,9 @@ enum SSLBuiltins {
         + "dataset's training half when split, with its augmentations (a random crop to the "
         + "encoder's frames is added when there is no temporal one). run= keeps config.json, "
         + "metrics.jsonl and checkpoint.safetensors (every checkpoint_every steps and at the end); "
-        + "resume=true continues a stopped run exactly. Returns a History."
+        + "resume=true continues a stopped run exactly. optimizer \"adamw\" or \"sgd\" "
+        + "(with momentum; default: the trainer's recipe, SGD for pcm3); milestones=[epochs] "
+        + "multiplies lr by 0.1 at each instead of the cosine (PCM3's recipe). Returns a History."
     ) { args, context in
       let trainerObject = try args.required("trainer", as: TrainerObject.self, "a Trainer")
       let trainer = trainerObject.trainer
@@ -257,6 +263,35 @@ enum SSLBuiltins {
       options.run = args.isNil("run") ? nil : args.string("run")
       options.resume = args.bool("resume")
       options.checkpointEvery = max(args.int("checkpoint_every"), 1)
+      let momentum = args.number("momentum")
+      guard momentum >= 0, momentum < 1 else {
+        throw args.error("momentum", "must be in [0, 1), got \(Value.float(momentum).repr)")
+      }
+      if !args.isNil("optimizer") {
+        switch args.string("optimizer") {
+        case "adamw": options.optimizer = .adamw
+        case "sgd": options.optimizer = .sgd(momentum: momentum)
+        default:
+          throw args.error(
+            "optimizer", "must be \"adamw\" or \"sgd\", got \"\(args.string("optimizer"))\"")
+        }
+      } else if case .sgd = trainer.optimizerKind {
+        options.optimizer = .sgd(momentum: momentum)
+      }
+      if !args.isNil("milestones") {
+        let epochs = try args.list("milestones").map { value -> Double in
+          switch value {
+          case .int(let n) where n > 0: return Double(n)
+          case .float(let x) where x.isFinite && x > 0: return x
+          default:
+            throw args.error("milestones", "must be a List of positive epochs, got \(value.repr)")
+          }
+        }
+        guard epochs == epochs.sorted() else {
+          throw args.error("milestones", "must be increasing, got \(epochs)")
+        }
+        options.milestones = epochs
+      }
       guard options.epochs > 0, options.batch > 1 else {
         throw args.error("epochs", "epochs must be positive and batch above 1")
       }
@@ -346,5 +381,147 @@ enum SSLBuiltins {
         return .object(
           ModelObject(trainer.backbone, title: "\(trainer.backbone.title) of \(trainer.name)"))
       })
+  }
+}
+
+extension SSLBuiltins {
+  /// `pcm3`, `pcm3_distill` and `pcm3_views` (methods.md §7).
+  static func registerPCM3(_ r: Registry) {
+    r.register(
+      "pcm3",
+      [
+        BuiltinParameter("enc", .object("Model")),
+        BuiltinParameter("dim", .int, default: .int(128)),
+        BuiltinParameter("queue", .int, default: .int(16384)),
+        BuiltinParameter("momentum", .number, default: .float(0.999)),
+        BuiltinParameter("temperature", .number, default: .float(0.07)),
+        BuiltinParameter("prompt", .optional(.int), default: .nil),
+        BuiltinParameter("prediction", .int, default: .int(512)),
+        BuiltinParameter("prompts", .bool, default: .bool(true)),
+        BuiltinParameter("mixing", .bool, default: .bool(true)),
+        BuiltinParameter("masked", .bool, default: .bool(true)),
+        BuiltinParameter("predicted", .bool, default: .bool(true)),
+        BuiltinParameter("distill", .number, default: .float(1)),
+        BuiltinParameter("reconstruction", .number, default: .float(40)),
+        BuiltinParameter("clip", .optional(.number), default: .nil),
+        BuiltinParameter("clip_weight", .number, default: .float(1)),
+        BuiltinParameter("mask_per_sample", .bool, default: .bool(false)),
+      ],
+      doc: "PCM3 (methods.md §7) on a GRU encoder (gru_encoder, the reference) or a transformer: "
+        + "MoCo v2 (queue keys of width dim, key branch updated with momentum, InfoNCE at "
+        + "temperature) with similarity distillation (weight distill), over the query view, the "
+        + "body-part-masked view (masked), the view its masked motion prediction fills in "
+        + "(predicted; reconstruction weighs its loss) and the mixed view (mixing), with input "
+        + "and feature prompts (prompts; prompt is the feature prompt's width, default "
+        + "min(256, feature/2)). clip= (a fraction of the frames) adds PCM3++'s clip contrast: "
+        + "a clip of clip/2 to clip of the frames of the query view against the key of the "
+        + "whole view (clip_weight). fit trains it with SGD momentum 0.9 unless told otherwise; "
+        + "the batch must divide queue. The loader makes three views of every sample (§1.8)."
+    ) { args, _ in
+      let encoder = try ModelBuiltins.encoder(args, "enc")
+      try ModelBuiltins.positive(args, ["dim", "queue", "prediction"])
+      try ModelBuiltins.fits(
+        args, "queue", [args.int("dim"), args.int("queue")], "a queue of \(args.int("queue")) keys")
+      try ModelBuiltins.fits(
+        args, "prediction", [args.int("prediction"), max(args.int("prediction"), 150), 8],
+        "a prediction head of width \(args.int("prediction"))")
+      let momentum = args.number("momentum")
+      guard (0..<1).contains(momentum) else {
+        throw args.error("momentum", "must be in [0, 1), got \(Value.float(momentum).repr)")
+      }
+      guard args.number("temperature") > 0 else {
+        throw args.error("temperature", "must be positive")
+      }
+      for name in ["distill", "reconstruction", "clip_weight"] where !(args.number(name) >= 0) {
+        throw args.error(name, "must be ≥ 0, got \(Value.float(args.number(name)).repr)")
+      }
+      if let clip = args.optionalNumber("clip"), !(clip > 0 && clip < 1) {
+        throw args.error(
+          "clip", "is a fraction of the frames in (0, 1), got \(Value.float(clip).repr)")
+      }
+      if let prompt = args.optionalInt("prompt") {
+        let half = encoder.featureDimension / 2
+        guard prompt >= 2, prompt % 2 == 0, prompt / 2 < half else {
+          throw args.error(
+            "prompt", "must be even, at least 2, and its half below \(half), got \(prompt)")
+        }
+      }
+      guard let layout = JointLayout.forJointCount(encoder.joints) else {
+        throw args.error("enc", JointLayout.describeMessage(encoder.joints))
+      }
+      let bodies = (encoder as? GRUEncoder)?.bodies ?? 2
+      do {
+        let trainer = try PCM3Trainer(
+          encoder: encoder, layout: layout, bodies: bodies, dimension: args.int("dim"),
+          queue: args.int("queue"), momentum: momentum, temperature: args.number("temperature"),
+          prompt: args.optionalInt("prompt"), prediction: args.int("prediction"),
+          prompts: args.bool("prompts"), mixing: args.bool("mixing"), masked: args.bool("masked"),
+          predicted: args.bool("predicted"), distill: args.number("distill"),
+          reconstruction: args.number("reconstruction"), clip: args.optionalNumber("clip"),
+          clipWeight: args.number("clip_weight"), maskPerSample: args.bool("mask_per_sample"))
+        return .object(TrainerObject(trainer))
+      } catch let error as TensorError {
+        throw args.error("enc", error.message)
+      }
+    }
+    r.register(
+      "pcm3_distill",
+      [BuiltinParameter("trainer", .object("Trainer"))],
+      doc: "PCM3++'s post-distillation stage (methods.md §7.6): a Trainer on the same model "
+        + "(every tensor shared) whose loss is the similarity-distillation terms alone, no "
+        + "one-hot InfoNCE and no reconstruction. fit it after the pretraining fit (a lower lr "
+        + "and a few epochs; the pcm3pp recipes show one)."
+    ) { args, _ in
+      let object = try args.required("trainer", as: TrainerObject.self, "a Trainer")
+      guard let trainer = object.trainer as? PCM3Trainer else {
+        throw args.error("trainer", "must be a pcm3 trainer, got \(object.trainer.name)")
+      }
+      guard trainer.stage == "pretrain" else {
+        throw args.error("trainer", "is already the distillation stage")
+      }
+      do {
+        return .object(TrainerObject(try trainer.distillation()))
+      } catch let error as TensorError {
+        throw args.error("trainer", error.message)
+      }
+    }
+    r.register(
+      "pcm3_views",
+      [
+        BuiltinParameter("trainer", .object("Trainer")), BuiltinParameter("x", .object("Tensor")),
+        BuiltinParameter("seed", .optional(.int), default: .nil),
+      ],
+      doc: "The three views of §1.8 that fit makes of every sample of a batch x "
+        + "[N, C, T, V, M] (query and key: crop-resize of 10–100% to the encoder's frames, "
+        + "joint corruption or shear; the view to mask: crop-resize, shear), stacked "
+        + "view-major, [3·N, C, frames, V, M]; t(views) is one PCM3 loss on them."
+    ) { args, _ in
+      let object = try args.required("trainer", as: TrainerObject.self, "a Trainer")
+      guard let trainer = object.trainer as? PCM3Trainer else {
+        throw args.error("trainer", "must be a pcm3 trainer, got \(object.trainer.name)")
+      }
+      let x = try TensorBuiltins.tensor(args["x"], args, "x")
+      guard x.rank == 5, x.shape[3] == trainer.layout.count, x.shape[0] > 0 else {
+        throw args.error(
+          "x",
+          "expects a batch [N, C, T, \(trainer.layout.count), M], got \(shapeString(x.shape))")
+      }
+      let views = trainer.views
+      return .tensor(
+        try DataBuiltins.randomly(args) { g in
+          var out = [[Tensor]](repeating: [], count: views.count)
+          for i in 0..<x.shape[0] {
+            let sample = SkeletonSample(data: try x[.index(i)], length: x.shape[2], label: 0)
+            for (v, pipeline) in views.enumerated() {
+              var view = sample
+              for step in pipeline {
+                view = try step.apply(view, layout: trainer.layout, generator: &g)
+              }
+              out[v].append(view.data)
+            }
+          }
+          return try Tensor.stack(out.flatMap { $0 })
+        })
+    }
   }
 }

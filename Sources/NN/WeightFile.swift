@@ -30,7 +30,9 @@ public enum WeightFile {
       ordered = try file.names.filter { !$0.hasPrefix(optimizerPrefix) }.map {
         ($0, try file.tensor($0))
       }
-    } else if lower.hasSuffix(".pth") || lower.hasSuffix(".pt") || lower.hasSuffix(".ckpt") {
+    } else if lower.hasSuffix(".pth") || lower.hasSuffix(".pt") || lower.hasSuffix(".ckpt")
+      || lower.hasSuffix(".pth.tar")
+    {
       var value = try TorchFile.read(path: path)
       for key in ["model", "sd", "state_dict", "model_state"] {
         if let inner = value[key], case .dict = inner {
@@ -49,7 +51,8 @@ public enum WeightFile {
       }
     } else {
       throw TensorError(
-        "load_weights", "\(path): unknown weight format (expects .safetensors, .pth or .pt)")
+        "load_weights",
+        "\(path): unknown weight format (expects .safetensors, .pth, .pth.tar or .pt)")
     }
     guard !ordered.isEmpty else {
       throw TensorError("load_weights", "\(path): holds no tensors")
@@ -79,7 +82,9 @@ public enum WeightFile {
     }
     let chosen: String =
       prefix
-      ?? (["ema.model.", "auto_encoder."].first { p in names.contains { $0.hasPrefix(p) } } ?? "")
+      ?? (["ema.model.", "auto_encoder.", "encoder_q."].first { p in
+        names.contains { $0.hasPrefix(p) }
+      } ?? "")
     if Skeleton2vecNames.detect(names, prefix: chosen) {
       state = try Skeleton2vecNames.ourState(state, prefix: chosen)
       notes.append("mapped Skeleton2vec names" + (chosen.isEmpty ? "" : " under '\(chosen)'"))
@@ -102,6 +107,21 @@ public enum WeightFile {
   }
 }
 
+extension WeightFile.Contents {
+  /// The contents for `module`: a MoCo projector (`fc.*`, PCM3's `encoder_q.fc`) the module
+  /// does not have is dropped with a note (evaluation uses the encoder's own features).
+  public func fitted(to module: Module) -> WeightFile.Contents {
+    let own = Set(module.stateDict().map(\.name))
+    let projector = state.keys.filter { $0.hasPrefix("fc.") && !own.contains($0) }
+    guard !projector.isEmpty, !own.contains(where: { $0.hasPrefix("fc.") }) else { return self }
+    var kept = state
+    for name in projector { kept[name] = nil }
+    return WeightFile.Contents(
+      state: kept, names: names.filter { !projector.contains($0) },
+      notes: notes + ["dropped the projector fc.* (the encoder's features are its output)"])
+  }
+}
+
 extension Module {
   /// Loads weights from a `.safetensors`, `.pth` or `.pt` file by name (see `WeightFile.read`).
   /// Strict loading throws listing every missing, unexpected and mismatched name; otherwise
@@ -110,7 +130,7 @@ extension Module {
   public func loadWeights(path: String, strict: Bool = true, prefix: String? = nil) throws
     -> [String]
   {
-    let contents = try WeightFile.read(path: path, prefix: prefix)
+    let contents = try WeightFile.read(path: path, prefix: prefix).fitted(to: self)
     do {
       return try load(contents.state, strict: strict)
     } catch let error as TensorError {

@@ -501,6 +501,7 @@ public final class PCM3Trainer: Pretrainer {
       let featClip = try featurePrompt(
         sequence(inputPrompt(clipFrames, model.basePrompt)).sequence, model.clPrompt, st[0])
       clipQuery = try Loss.normalized(query.projector(featClip))
+      out.tensors["clip_q"] = clipQuery
     }
     // The keys: momentum update first, then the key branch, without gradients.
     let (k, kc, kClip): (Tensor, Tensor?, Tensor?) = try Autograd.noGrad {

@@ -434,13 +434,15 @@ enum ModelBuiltins {
       doc: "Loads weights by name from .safetensors, .pth or .pt (official MAMP and "
         + "Skeleton2vec checkpoints as they are: wrappers, module./_orig_mod. prefixes and "
         + "Skeleton2vec names are handled; prefix picks \"ema.model.\" (the default when present) "
-        + "or \"auto_encoder.\"). strict=true fails listing every missing, unexpected and "
+        + "or \"auto_encoder.\"; a PCM3 .pth.tar gives its query encoder \"encoder_q.\" to a "
+        + "gru_encoder, its projector fc.* dropped). strict=true fails listing every missing, unexpected and "
         + "mismatched name; strict=false returns what was skipped. Returns {skipped, notes}."
     ) { args, _ in
       let object = try model(args, "m")
       let path = args.string("path")
       let contents = try WeightFile.read(
-        path: path, prefix: args.isNil("prefix") ? nil : args.string("prefix"))
+        path: path, prefix: args.isNil("prefix") ? nil : args.string("prefix")
+      ).fitted(to: object.module)
       let skipped: [String]
       do {
         skipped = try object.module.load(contents.state, strict: args.bool("strict"))

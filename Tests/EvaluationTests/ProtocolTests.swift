@@ -178,13 +178,17 @@ struct LoopTests {
     #expect(error?.message.hasPrefix("the loss became nan at epoch 2, batch 1") == true)
   }
 
-  @Test(.heavy) func benchmarkRunsEveryTaskAndWritesItsTables() throws {
+  /// Every task through the one feature interface, for a transformer and for the PCM3 GRU.
+  @Test(.heavy, arguments: ["transformer", "gru"])
+  func benchmarkRunsEveryTaskAndWritesItsTables(backbone: String) throws {
     let ds = SkeletonDataset.synthetic(
       try SyntheticSkeletons(seed: 6, subjects: 4, views: 2, repetitions: 1, frames: 32))
     let (train, test) = try ds.standardSplit("xsub")
-    let encoder = try Random.withSeed(7) {
-      try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 25)
+    let encoder: any SequenceEncoder = try Random.withSeed(7) {
+      if backbone == "gru" { return try GRUEncoder(hidden: 8, layers: 2, frames: 16) }
+      return try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 25)
     }
+    let before = encoder.fingerprint()
     var options = Benchmark.Options()
     options.probe.epochs = 2
     options.probe.batch = 32
@@ -202,7 +206,10 @@ struct LoopTests {
     let tasks = Set(rows.map(\.task))
     #expect(tasks.count == 7, "\(tasks)")
     #expect(rows.allSatisfy { $0.value >= 0 && $0.value <= 1 })
-    let folder = FileManager.default.temporaryDirectory.path + "/skellab-bench-\(getpid())"
+    // Probes freeze the encoder and fine-tuning works on a copy.
+    #expect(encoder.fingerprint() == before)
+    let folder =
+      FileManager.default.temporaryDirectory.path + "/skellab-bench-\(getpid())-\(backbone)"
     defer { try? FileManager.default.removeItem(atPath: folder) }
     try Benchmark.write(rows, to: folder)
     let markdown = try String(contentsOfFile: folder + "/benchmark.md", encoding: .utf8)
@@ -234,6 +241,15 @@ struct LoopTests {
     let semi = try Protocols.semiSupervised(
       small, train: train, test: test, fraction: 0.1, repeats: 2, options: tune)
     #expect(semi["repeats"] == 2 && semi["std"] != nil)
+    // The PCM3 GRU through the same interface: transfer from 25 joints, semi-supervised.
+    let gru = try Random.withSeed(9) { try GRUEncoder(hidden: 8, layers: 1, frames: 16) }
+    let gruTransfer = try Protocols.transfer(
+      gru, train: train, test: test, finetuning: true, finetune: tune)
+    #expect((gruTransfer["accuracy"] ?? -1) >= 0, "\(gruTransfer.table)")
+    let gruSemi = try Protocols.semiSupervised(
+      try GRUEncoder(hidden: 8, layers: 1, joints: 20, bodies: 1, frames: 16), train: train, test: test,
+      fraction: 0.1, options: tune)
+    #expect(gruSemi["repeats"] == 1)
   }
 }
 

@@ -18,6 +18,18 @@ struct FitTests {
       try Encoder(
         flavor: .skeleton2vec, dimension: 8, depth: 2, heads: 2, frames: 12, joints: 25, segment: 3)
     }
+    if method.hasPrefix("pcm3") {
+      let backbone: any SequenceEncoder =
+        method.hasSuffix("transformer")
+        ? encoder
+        : try Random.withSeed(3) { try GRUEncoder(hidden: 4, layers: 1, frames: 12) }
+      let trainer = try Random.withSeed(4) {
+        try PCM3Trainer(
+          encoder: backbone, layout: .kinectV2, dimension: 4, queue: 8, momentum: 0.9,
+          prompt: 4, prediction: 4, clip: method.hasPrefix("pcm3pp") ? 0.5 : nil)
+      }
+      return (trainer, data)
+    }
     let trainer: Pretrainer =
       method == "skeleton2vec"
       ? try Random.withSeed(4) {
@@ -39,7 +51,7 @@ struct FitTests {
     return o
   }
 
-  @Test(arguments: ["skeleton2vec", "mamp", "mae"])
+  @Test(arguments: ["skeleton2vec", "mamp", "mae", "pcm3", "pcm3pp", "pcm3-transformer"])
   func aStoppedRunResumesBitIdentically(method: String) throws {
     let root = FileManager.default.temporaryDirectory.path + "/skellab-fit-\(getpid())-\(method)"
     defer { try? FileManager.default.removeItem(atPath: root) }
@@ -219,7 +231,7 @@ struct FitTests {
 
   /// Ctrl-C in the REPL: the stopped fit keeps its optimiser and step in the trainer's state,
   /// and the same call continues in memory, ending bit-identical to an uninterrupted run.
-  @Test(arguments: ["skeleton2vec", "mamp"])
+  @Test(arguments: ["skeleton2vec", "mamp", "pcm3"])
   func aStoppedFitContinuesInMemory(method: String) throws {
     var plain = FitOptions()
     plain.epochs = 2

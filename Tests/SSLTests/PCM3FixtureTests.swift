@@ -168,3 +168,149 @@ struct PCM3FixtureTests {
     #expect(compared == 44)
   }
 }
+
+/// PCM3's switches, PCM3++'s clip contrast and post-distillation, and its checks.
+@Suite("PCM3 trainer", .timed)
+struct PCM3TrainerTests {
+  let fixtures = PCM3FixtureTests()
+
+  func total(_ out: PCM3Trainer.Outputs, _ names: [String], rec: Float = 40) throws -> Float {
+    var sum: Float = 0
+    for name in names { sum += try #require(out.terms[name], "\(name)").item() }
+    if let r = out.terms["loss_rec"] { sum += try r.item() * rec }
+    return sum
+  }
+
+  @Test func postDistillationTrainsTheDistillationTermsAlone() throws {
+    let fixture = try Fixture("pcm3_step_tiny")
+    let views = try ["v1", "v2", "v3"].map { try fixture.tensor($0) }
+    let stage = try fixtures.tinyTrainer(fixture).distillation()
+    #expect(stage.stage == "distill")
+    let out = try stage.step(views[0], views[1], views[2], draws: fixtures.draws(fixture))
+    // The forward is the reference's; only the total changes: Σ KL, no InfoNCE, no L_rec.
+    expectClose(out.loss, try fixture.tensor("loss_sim"), rtol: 2e-6, atol: 1e-7, "loss")
+    try out.loss.backward()
+    // No reconstruction loss: the decoder learns only through the predicted view's KL term.
+    let decoder = try #require(
+      stage.model.namedParameters().first { $0.name == "recons_decoder.reconstruction.weight" })
+    #expect(decoder.parameter.grad != nil)
+  }
+
+  /// The fixture's model with PCM3++'s clip contrast.
+  func clipTrainer(_ fixture: Fixture) throws -> PCM3Trainer {
+    let encoder = try GRUEncoder(hidden: 8, layers: 2, frames: 8)
+    let trainer = try PCM3Trainer(
+      encoder: encoder, layout: .kinectV2, dimension: 8, queue: 16, prompt: 8, prediction: 8,
+      clip: 0.5, mixSegments: 1...1)
+    var weights: [String: Tensor] = [:]
+    for (name, _) in trainer.model.stateDict() { weights[name] = try fixture.tensor(name) }
+    try trainer.model.load(weights)
+    return trainer
+  }
+
+  @Test func theClipContrastAddsOnePositivePair() throws {
+    let fixture = try Fixture("pcm3_step_tiny")
+    let views = try ["v1", "v2", "v3"].map { try fixture.tensor($0) }
+    let trainer = try clipTrainer(fixture)
+    var draws = try fixtures.draws(fixture)
+    draws.clips = [(0, 4), (2, 4), (4, 2), (1, 3)]
+    let out = try trainer.step(views[0], views[1], views[2], draws: draws)
+    #expect(trainer.name == "pcm3pp")
+    let expected = try total(
+      out, ["ce.base", "ce.mix", "ce.mask", "ce.recons", "loss_sim", "ce.clip", "kl.clip"])
+    #expect(abs(try out.loss.item() - expected) <= 1e-5 * abs(expected))
+    // The other terms are PCM3's, unchanged by the extra pair.
+    expectClose(
+      try #require(out.terms["ce.base"]), try fixture.tensor("loss_base"), rtol: 2e-6, atol: 1e-7)
+    // A clip sees only its frames: changing every frame outside the clips changes nothing of
+    // the clip query (the same weights, fresh statistics).
+    var changed = views[0].scalars
+    for (i, clip) in draws.clips.enumerated() {
+      for c in 0..<3 {
+        for f in 0..<8 where !(clip.start..<(clip.start + clip.length)).contains(f) {
+          for k in 0..<50 { changed[((i * 3 + c) * 8 + f) * 50 + k] += 1 }
+        }
+      }
+    }
+    let other = try clipTrainer(fixture).step(
+      Tensor(shape: views[0].shape, scalars: changed), views[1], views[2], draws: draws)
+    let clipQuery = try #require(out.tensors["clip_q"])
+    expectClose(try #require(other.tensors["clip_q"]), clipQuery, rtol: 0, atol: 0, "clip_q")
+    #expect(try other.tensors["q"]?.scalars != out.tensors["q"]?.scalars)
+  }
+
+  @Test func everyTermSwitchesOff() throws {
+    let views = try (0..<3).map { try sampleTensor([4, 3, 8, 25, 2], seed: UInt64($0 + 1)) }
+    let encoder = try Random.withSeed(2) { try GRUEncoder(hidden: 8, layers: 1, frames: 8) }
+    let trainer = try Random.withSeed(3) {
+      try PCM3Trainer(
+        encoder: encoder, layout: .kinectV2, dimension: 8, queue: 16, prompt: 8, prediction: 8,
+        prompts: false, mixing: false, masked: false, distill: 0, mixSegments: 1...1)
+    }
+    var g = RandomGenerator(seed: 4)
+    let out = try trainer.step(
+      views[0], views[1], views[2], draws: trainer.draw(batch: 4, frames: 8, generator: &g))
+    #expect(Set(out.terms.keys) == ["ce.base"])
+    try out.loss.backward()
+    for (name, parameter) in trainer.model.namedParameters() {
+      let trained = name.hasPrefix("encoder_q.")
+      #expect((parameter.grad != nil) == trained, "\(name)")
+    }
+    // The queue took the batch's keys at the pointer.
+    #expect(Int(try trainer.model.queuePointer.value.item()) == 4)
+  }
+
+  @Test func aTransformerBackboneTrainsEveryQuerySideTensor() throws {
+    let views = try (0..<3).map { try sampleTensor([4, 3, 16, 25, 2], seed: UInt64($0 + 5)) }
+    let encoder = try Random.withSeed(6) {
+      try Encoder(dimension: 16, depth: 1, heads: 2, segment: 4, frames: 16, joints: 25)
+    }
+    let trainer = try Random.withSeed(7) {
+      try PCM3Trainer(
+        encoder: encoder, layout: .kinectV2, dimension: 8, queue: 16, prompt: 8, prediction: 8,
+        clip: 0.5)
+    }
+    var g = RandomGenerator(seed: 8)
+    let out = try trainer.step(
+      views[0], views[1], views[2], draws: trainer.draw(batch: 4, frames: 16, generator: &g))
+    #expect(try out.loss.item().isFinite)
+    try out.loss.backward()
+    for (name, parameter) in trainer.model.namedParameters() where !name.hasPrefix("encoder_k.") {
+      let grad = try #require(parameter.grad, "\(name)")
+      let finite = grad.scalars.allSatisfy { $0.isFinite }
+      #expect(finite, "\(name)")
+    }
+    // The key branch is frozen and moved towards the query branch by the momentum update.
+    #expect(trainer.model.key.namedParameters().allSatisfy { $0.parameter.isFrozen })
+  }
+
+  @Test func itsChecksNameWhatToChange() throws {
+    let encoder = try GRUEncoder(hidden: 8, layers: 1, frames: 16)
+    func message(_ body: () throws -> Void) -> String {
+      do {
+        try body()
+        return ""
+      } catch {
+        return "\(error)"
+      }
+    }
+    #expect(
+      message {
+        _ = try PCM3Trainer(encoder: encoder, layout: .kinectV2, queue: 16, prompt: 16)
+      }.contains("prompt (16)"))
+    #expect(
+      message { _ = try PCM3Trainer(encoder: encoder, layout: .msrAction3D) }.contains(
+        "25 joints"))
+    #expect(
+      message {
+        _ = try PCM3Trainer(
+          encoder: try GRUEncoder(hidden: 8, layers: 1, frames: 8), layout: .kinectV2,
+          mixSegments: 3...5)
+      }.contains("mixing needs 3...5 segments"))
+    let trainer = try PCM3Trainer(encoder: encoder, layout: .kinectV2, queue: 24, prompt: 8)
+    let data = SkeletonDataset.synthetic(
+      try SyntheticSkeletons(seed: 1, subjects: 1, views: 1, repetitions: 1, frames: 16))
+    #expect(message { try trainer.validate(data, batch: 16) }.contains("divide the queue (24"))
+    #expect(message { try trainer.validate(data, batch: 8) } == "")
+  }
+}

@@ -63,6 +63,7 @@ enum ModelSummary {
     case let m as LayerNorm: return "[…, \(m.weight.value.count)]"
     case let m as BatchNorm1d: return "[N, \(m.runningMean.value.count)]"
     case let m as GRU: return "[B, T, \(m.mode == .unidirectional ? m.hidden : 2 * m.hidden)]"
+    case let m as GRUEncoder: return "[N, T, \(m.featureDimension)]"
     case let m as Classifier: return "[N, \(m.classes)]"
     default: return ""
     }
@@ -80,7 +81,9 @@ enum ModelSummary {
       return path.count == 1 || containers.contains(path.dropLast().joined(separator: "."))
     }
     var seen = Set<ObjectIdentifier>()
-    for (name, m) in top where seen.insert(ObjectIdentifier(m)).inserted {
+    var names = Set<String>()
+    // A child merged into its parent's names (PCM3's encoder_q) shows as its parent's row.
+    for (name, m) in top where seen.insert(ObjectIdentifier(m)).inserted && names.insert(name).inserted {
       rows.append((name, String(describing: type(of: m)), output(m), m.parameterCount))
     }
     let direct = module.namedParameters().filter { entry in

@@ -376,6 +376,16 @@ enum SSLBuiltins {
       })
     r.registerAttribute(
       "Trainer",
+      Attribute(
+        "model",
+        doc: "everything the trainer's optimiser trains, with its buffers, by the reference's "
+          + "names (a Model: params(t.model), sgd(t.model, ...) for a step by hand)"
+      ) { o in
+        guard let trainer = (o as? TrainerObject)?.trainer else { return .nil }
+        return .object(ModelObject(trainer.student, title: "Model of \(trainer.name)"))
+      })
+    r.registerAttribute(
+      "Trainer",
       Attribute("encoder", doc: "the student encoder (a Model)") { o in
         guard let trainer = (o as? TrainerObject)?.trainer else { return .nil }
         return .object(

@@ -80,7 +80,8 @@ let package = Package(
 
     // The command line and the REPL: thin, over ScriptLibrary.
     .executableTarget(
-      name: "skellab", dependencies: ["ScriptCore", "ScriptLibrary", "CReadline", "CSystem"]),
+      name: "skellab",
+      dependencies: ["ScriptCore", "ScriptLibrary", "TensorCore", "CReadline", "CSystem"]),
 
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(

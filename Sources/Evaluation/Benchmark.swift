@@ -29,7 +29,8 @@ public enum Benchmark {
 
   /// Runs every task on `train`/`test` (few-shot on the test set's last third of classes).
   public static func run(
-    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset, options: Options = .init(),
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset,
+    options: Options = .init(),
     context: EvaluationContext = .silent
   ) throws -> [Row] {
     var rows: [Row] = []

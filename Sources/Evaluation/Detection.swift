@@ -168,7 +168,8 @@ public enum Detection {
 
   /// Trains the frame classifier on `train` and reports mAP at tIoU 0.1, 0.3 and 0.5 on `test`.
   public static func run(
-    _ encoder: any SequenceEncoder, train: [UntrimmedSequence], test: [UntrimmedSequence], classes: Int,
+    _ encoder: any SequenceEncoder, train: [UntrimmedSequence], test: [UntrimmedSequence],
+    classes: Int,
     options: Options = .init(), context: EvaluationContext = .silent
   ) throws -> EvaluationResult {
     let wasTraining = encoder.training

@@ -24,7 +24,8 @@ public enum Features {
   /// (their randomness keyed by `seed` and `epoch`), with the encoder in inference mode and no
   /// gradients.
   public static func extract(
-    _ encoder: any SequenceEncoder, _ dataset: SkeletonDataset, augmentations: [Augmentation], batch: Int = 64,
+    _ encoder: any SequenceEncoder, _ dataset: SkeletonDataset, augmentations: [Augmentation],
+    batch: Int = 64,
     seed: UInt64 = 0, epoch: Int = 0, context: EvaluationContext = .silent
   ) throws -> (features: Tensor, labels: [Int]) {
     let wasTraining = encoder.training

@@ -430,7 +430,8 @@ public enum Protocols {
   /// row per count) and with a hidden temporal block of each ratio. The occlusions are keyed by
   /// the sample index and `seed`, so every method sees the same masks.
   public static func occluded(
-    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset, parts: [Int] = [1, 2],
+    _ encoder: any SequenceEncoder, train: SkeletonDataset, test: SkeletonDataset,
+    parts: [Int] = [1, 2],
     ratios: [Double] = [0.3, 0.5, 0.7], options: ProbeOptions = .init(),
     context: EvaluationContext = .silent
   ) throws -> EvaluationResult {

@@ -23,7 +23,8 @@ public final class Classifier: Module {
   private let tokenDropout: Dropout
 
   public init(
-    encoder: any SequenceEncoder, classes: Int, head: HeadKind, hidden: Int = 2048, dropout: Float = 0.3,
+    encoder: any SequenceEncoder, classes: Int, head: HeadKind, hidden: Int = 2048,
+    dropout: Float = 0.3,
     probeEps: Float? = nil
   ) throws {
     guard classes > 1 else {

@@ -115,16 +115,14 @@ public final class GRU: Module {
     }
     var input = x
     for layer in weights {
-      var outputs: [Tensor] = []
-      for (d, (ih, hh, bih, bhh)) in layer.enumerated() {
-        // Input gates for every frame in one product, then the fused recurrence.
-        let gates = try Tensor.linear(input, weight: ih.value, bias: bih.value)
-        outputs.append(
-          try Tensor.gruRecurrence(
-            inputGates: gates, weightHH: hh.value, biasHH: bhh.value,
-            reverse: d == 1 && mode == .bidirectional))
+      // Input gates for every frame in one product per direction, then the fused recurrence
+      // of all directions (concurrent; see Tensor.gruLayer).
+      let gates = try layer.map { ih, _, bih, _ in
+        try Tensor.linear(input, weight: ih.value, bias: bih.value)
       }
-      input = outputs.count == 1 ? outputs[0] : try Tensor.concat(outputs, axis: 2)
+      input = try Tensor.gruLayer(
+        inputGates: gates, weightsHH: layer.map(\.1.value), biasesHH: layer.map(\.3.value),
+        reverse: layer.indices.map { $0 == 1 && mode == .bidirectional })
     }
     return input
   }

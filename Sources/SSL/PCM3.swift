@@ -57,7 +57,8 @@ public final class PCM3PredictionHead: Module {
     for (linear, fanIn) in [(first, features), (second, width)] {
       linear.weight.assign(
         try Initialization.defaultUniform(linear.weight.value.shape, fanIn: fanIn))
-      linear.bias?.assign(try Initialization.defaultUniform([linear.weight.value.shape[0]], fanIn: fanIn))
+      linear.bias?.assign(
+        try Initialization.defaultUniform([linear.weight.value.shape[0]], fanIn: fanIn))
     }
   }
 
@@ -345,10 +346,13 @@ public final class PCM3Trainer: Pretrainer {
   public func draw(batch n: Int, frames t: Int, generator g: inout RandomGenerator) throws
     -> PCM3Draws
   {
-    let offsets = try (0..<6).map { _ in try g.nextInt(below: model.query.backbone.featureDimension / 2 - promptHalf) }
+    let offsets = try (0..<6).map { _ in
+      try g.nextInt(below: model.query.backbone.featureDimension / 2 - promptHalf)
+    }
     let mix =
       mixing
-      ? try Transforms.drawMix(batch: n, frames: t, layout: layout, segments: mixSegments, generator: &g)
+      ? try Transforms.drawMix(
+        batch: n, frames: t, layout: layout, segments: mixSegments, generator: &g)
       : Transforms.MixDraw(shift: 1, parts: [], segments: 1, start: 0, p: 1, lamb: 0)
     let v = layout.count
     let width = v * coordinates * bodies
@@ -512,7 +516,8 @@ public final class PCM3Trainer: Pretrainer {
           inputPrompt(flattenFrames(x), model.basePrompt), coordinates: coordinates,
           bodies: bodies
         ).sequence
-        return try Loss.normalized(model.key.projector(featurePrompt(feature, model.clPrompt, st[5])))
+        return try Loss.normalized(
+          model.key.projector(featurePrompt(feature, model.clPrompt, st[5])))
       }
       let k = try key(v2)
       var kc: Tensor?

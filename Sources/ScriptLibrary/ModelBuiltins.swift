@@ -83,7 +83,8 @@ enum ModelSummary {
     var seen = Set<ObjectIdentifier>()
     var names = Set<String>()
     // A child merged into its parent's names (PCM3's encoder_q) shows as its parent's row.
-    for (name, m) in top where seen.insert(ObjectIdentifier(m)).inserted && names.insert(name).inserted {
+    for (name, m) in top
+    where seen.insert(ObjectIdentifier(m)).inserted && names.insert(name).inserted {
       rows.append((name, String(describing: type(of: m)), output(m), m.parameterCount))
     }
     let direct = module.namedParameters().filter { entry in
@@ -254,7 +255,9 @@ enum ModelBuiltins {
       let inputs = min(args.int("joints"), 1 << 20) * min(args.int("bodies"), 1 << 20) * 3
       try fits(
         args, "hidden",
-        [2 * min(layers, 1 << 20), 3 * min(hidden, 1 << 30), max(inputs, 2 * min(hidden, 1 << 30))],
+        [
+          2 * min(layers, 1 << 20), 3 * min(hidden, 1 << 30), max(inputs, 2 * min(hidden, 1 << 30)),
+        ],
         "a GRU of \(layers) layers of hidden \(hidden)")
       let mode: GRU.Mode
       switch args.string("bidirectional") {

@@ -1,7 +1,7 @@
 import Evaluation
 // skellab-bench model: whole-model steps against shared/bench/bench.py.
 //
-//   skellab-bench model [--configs tiny,small] [--modes s2v_train,mamp_train,encode] [--threads 2]
+//   skellab-bench model [--configs tiny,small] [--modes s2v_train,mamp_train,pcm3_train,encode] [--threads 2]
 //                       [--iters N] [--torch torch.jsonl]
 //
 // Each (config, mode) runs in a fresh child process so that its peak RSS is its own, and prints
@@ -23,15 +23,30 @@ let benchConfigs:
     "paper": (256, 8, 8, 3, 120, 8),
   ]
 
+/// The PCM3 configurations of the PyTorch reference (model.py's PCM3_CONFIGS; `paper` at batch
+/// 8, bench.py's `--paper-batch 8`).
+let pcm3BenchConfigs:
+  [String: (
+    hidden: Int, layers: Int, dim: Int, queue: Int, prompt: Int, prediction: Int, frames: Int,
+    segments: ClosedRange<Int>, batch: Int
+  )] = [
+    "tiny": (64, 2, 32, 256, 16, 32, 32, 3...5, 16),
+    "small": (256, 3, 128, 4096, 64, 128, 64, 7...11, 32),
+    "paper": (1024, 3, 128, 16384, 256, 512, 64, 7...11, 8),
+  ]
+
 func runSingle(config: String, mode: String, iterations: Int?) throws -> [String: Any] {
   guard let c = benchConfigs[config] else { throw TensorError("bench", "unknown config \(config)") }
   Random.seed(0)
   let x = try Tensor.randn([c.batch, c.frames, 25, 3])
   let (warmup, defaultIterations) =
-    config == "tiny" ? (5, 30) : config == "small" ? (3, 15) : (2, 8)
+    mode == "pcm3_train"
+    ? (config == "tiny" ? (2, 10) : config == "small" ? (1, 5) : (1, 2))
+    : config == "tiny" ? (5, 30) : config == "small" ? (3, 15) : (2, 8)
   let iters = iterations ?? defaultIterations
   var step: () throws -> Void
   var parameterCount = 0
+  var batchSize = c.batch
   let clock = StageClock()
   switch mode {
   case "encode":
@@ -55,6 +70,27 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
       _ = try Features.extract(
         encoder, dataset, augmentations: Features.testView(encoder), batch: c.batch)
     }
+  case "pcm3_train":
+    // bench.py's PCM3 step (model.PCM3_CONFIGS, with prompts): three random views made once,
+    // the draws (prompt offsets, mixing, the shared body-part mask) every step, the whole
+    // loss, backward, SGD (lr 0.02, momentum 0.9, weight decay 1e-4 on every tensor) and the
+    // enqueue (inside the loss, as the reference forward).
+    guard let p = pcm3BenchConfigs[config] else {
+      throw TensorError("bench", "no pcm3 config \(config)")
+    }
+    let encoder = try GRUEncoder(hidden: p.hidden, layers: p.layers, frames: p.frames)
+    let trainer = try PCM3Trainer(
+      encoder: encoder, layout: .kinectV2, dimension: p.dim, queue: p.queue,
+      prompt: p.prompt, prediction: p.prediction, mixSegments: p.segments)
+    parameterCount = trainer.student.namedParameters().filter { !$0.parameter.isFrozen }
+      .reduce(0) { $0 + $1.parameter.value.count }
+    let views = try Tensor.randn([3 * p.batch, 3, p.frames, 25, 2])
+    step = try timedTrainingStep(
+      trainer, views, clock: clock,
+      optimizer: SGD(
+        groups: ParameterGroup.groups(trainer.student, weightDecay: 1e-4, exclusion: .none),
+        learningRate: 0.02, momentum: 0.9))
+    batchSize = p.batch
   case "mamp_train":
     // bench.py's MAMP step: random masking at 0.9, motion targets, masked MSE, AdamW.
     let encoder = try Encoder(
@@ -94,10 +130,10 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
   }
   return [
     "stage_median_ms": stageMedians,
-    "config": config, "mode": mode, "threads": Threading.threadCount, "batch": c.batch,
+    "config": config, "mode": mode, "threads": Threading.threadCount, "batch": batchSize,
     "params": parameterCount, "median_ms": (median * 1000).rounded() / 1000,
     "min_ms": (times[0] * 1000).rounded() / 1000, "n": iters,
-    "seq_per_s": (Double(c.batch) / median * 1e5).rounded() / 100,
+    "seq_per_s": (Double(batchSize) / median * 1e5).rounded() / 100,
     "peak_rss_mb": (peakRSSMegabytes() * 10).rounded() / 10,
   ]
 }
@@ -110,14 +146,19 @@ final class StageClock {
 /// One timed training step of `trainer` on `x` `[B, T, V, 3]` as bench.py takes it: the loss,
 /// backward, AdamW (lr 1e-3, betas 0.9/0.95, weight decay 0.05) and, when the trainer has a
 /// teacher, its after-step (Skeleton2vec's EMA update), each stage's time recorded in `clock`.
-func timedTrainingStep(_ trainer: any Pretrainer, _ x: Tensor, clock: StageClock)
+func timedTrainingStep(
+  _ trainer: any Pretrainer, _ x: Tensor, clock: StageClock, optimizer given: Optimizer? = nil
+)
   throws -> () throws -> Void
 {
   let ema = trainer.teacher != nil
-  let optimizer = try AdamW(
-    groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
-    beta2: 0.95)
-  let batch = try x.permuted([0, 3, 1, 2]).unsqueezed(axis: -1).contiguous()  // [B, C, T, V, 1]
+  let optimizer =
+    try given
+    ?? AdamW(
+      groups: ParameterGroup.groups(trainer.student, weightDecay: 0.05), learningRate: 1e-3,
+      beta2: 0.95)
+  // [B, T, V, 3] -> [B, C, T, V, 1]; a rank-5 batch (PCM3's stacked views) goes in as it is.
+  let batch = x.rank == 5 ? x : try x.permuted([0, 3, 1, 2]).unsqueezed(axis: -1).contiguous()
   var generator = RandomGenerator(seed: 1)
   var count = 0
   let names = ["student_fwd", "backward", "optimizer"] + (ema ? ["ema"] : [])

@@ -14,6 +14,7 @@ public enum Threading {
   nonisolated(unsafe) private static var current = defaultCount()
 
   private static func defaultCount() -> Int {
+    _ = BLASCore.selection  // OpenBLAS's kernels are settled before its first product
     if let text = ProcessInfo.processInfo.environment["SKELLAB_THREADS"], let n = Int(text), n > 0 {
       openblas_set_num_threads(Int32(min(n, 256)))
       return min(n, 256)

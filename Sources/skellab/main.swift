@@ -3,6 +3,7 @@ import CSystem
 import Foundation
 import ScriptCore
 import ScriptLibrary
+import TensorCore
 
 let version = "skellab 0.1.0"
 
@@ -156,7 +157,7 @@ func main(_ arguments: [String]) -> Status {
   }
   switch command {
   case "--version", "-V":
-    writeOut(version + "\n")
+    writeOut(version + "\n" + "BLAS kernels: OpenBLAS \(BLASCore.description)\n")
     return .success
   case "help", "--help", "-h":
     let registry = Library.registry()

@@ -247,7 +247,8 @@ struct LoopTests {
       gru, train: train, test: test, finetuning: true, finetune: tune)
     #expect((gruTransfer["accuracy"] ?? -1) >= 0, "\(gruTransfer.table)")
     let gruSemi = try Protocols.semiSupervised(
-      try GRUEncoder(hidden: 8, layers: 1, joints: 20, bodies: 1, frames: 16), train: train, test: test,
+      try GRUEncoder(hidden: 8, layers: 1, joints: 20, bodies: 1, frames: 16), train: train,
+      test: test,
       fraction: 0.1, options: tune)
     #expect(gruSemi["repeats"] == 1)
   }

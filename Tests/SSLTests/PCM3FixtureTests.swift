@@ -144,12 +144,14 @@ struct PCM3FixtureTests {
     ] {
       try close(out.tensors[name], name)
     }
-    let layout = { (t: Tensor?) in try t.map { try unflattenFrames($0, coordinates: 3, bodies: 2) } }
+    let layout = { (t: Tensor?) in try t.map { try unflattenFrames($0, coordinates: 3, bodies: 2) }
+    }
     try close(layout(out.tensors["recons_data"]), "recons_data")
     try close(layout(out.tensors["pred_view"]), "pred_view")
     try close(out.tensors["mix_view"], "mix_view")
     // Side effects of the forward: the key branch, the running statistics, the queue.
-    for (name, tensor) in trainer.model.stateDict() where fixture.file.names.contains("after." + name) {
+    for (name, tensor) in trainer.model.stateDict()
+    where fixture.file.names.contains("after." + name) {
       expectClose(
         try tensor.reshaped([-1]), try fixture.tensor("after." + name).reshaped([-1]), rtol: 1e-6,
         atol: 1e-7, "after." + name)

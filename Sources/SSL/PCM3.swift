@@ -570,7 +570,7 @@ public final class PCM3Trainer: Pretrainer {
       total = try total + clipLoss * Float(clipWeight)
     }
     if distill > 0 {
-      let sim = try klTotal * Float(distill)
+      let sim = klTotal * Float(distill)
       out.terms["loss_sim"] = sim
       total = try total + sim
     }

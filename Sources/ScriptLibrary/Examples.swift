@@ -106,6 +106,7 @@ enum Examples {
     "decoder": "decoder(enc, depth=1, head=\"motion\")",
     "encoder": "encoder(dim=16, depth=2, heads=4, frames=30, flavor=\"skeleton2vec\")",
     "features": "features(enc, stack([s[\"x\"][:, 0:16]])).shape",
+    "gru_encoder": "g = gru_encoder(hidden=8, layers=1, frames=16)",
     "hidden": "len(hidden(enc, randn([2, 16, 25, 3])))",
     "info_nce": "info_nce(randn([4, 8]), randn([4, 8]), randn([16, 8]), temperature=0.07)",
     "kl_div": "kl_div(log_softmax(randn([2, 5])), softmax(randn([2, 5])))",
@@ -124,6 +125,9 @@ enum Examples {
     "mae": "mae(enc, decoder_depth=1)",
     "mamp": "mamp(enc, mask=mask(\"motion\", temperature=0.8))",
     "mask": "mask(\"tube\", ratio=0.9, length=5, motion=0.1)",
+    "pcm3": "p = pcm3(g, dim=4, queue=16, prompt=4, prediction=4, clip=0.5)",
+    "pcm3_distill": "fit(pcm3_distill(p), ds.train, epochs=1, batch=8, lr=0.002, warmup=0)",
+    "pcm3_views": "pcm3_views(p, stack([s[\"x\"], ds.train[1][\"x\"], ds.train[2][\"x\"]]), seed=1).shape",
     "plot": "plot(h, \"loss.svg\")",
     "skeleton2vec":
       "skeleton2vec(encoder(dim=8, depth=2, heads=2, frames=30, flavor=\"skeleton2vec\"))",

@@ -127,7 +127,8 @@ enum Examples {
     "mask": "mask(\"tube\", ratio=0.9, length=5, motion=0.1)",
     "pcm3": "p = pcm3(g, dim=4, queue=16, prompt=4, prediction=4, clip=0.5)",
     "pcm3_distill": "fit(pcm3_distill(p), ds.train, epochs=1, batch=8, lr=0.002, warmup=0)",
-    "pcm3_views": "pcm3_views(p, stack([s[\"x\"], ds.train[1][\"x\"], ds.train[2][\"x\"]]), seed=1).shape",
+    "pcm3_views":
+      "pcm3_views(p, stack([s[\"x\"], ds.train[1][\"x\"], ds.train[2][\"x\"]]), seed=1).shape",
     "plot": "plot(h, \"loss.svg\")",
     "skeleton2vec":
       "skeleton2vec(encoder(dim=8, depth=2, heads=2, frames=30, flavor=\"skeleton2vec\"))",

@@ -170,6 +170,28 @@ public struct RunFolder: Sendable {
     }
   }
 
+  /// The schedule values that decide which samples a step sees (the data's size, the batch,
+  /// the seed) must be the folder's too: a checkpoint of another dataset is not continued.
+  /// Keys the folder lacks are not compared.
+  public func checkSchedule(_ values: [(String, Double)]) throws {
+    guard let old = try readConfig() else { return }
+    let differences = values.compactMap { key, now -> String? in
+      guard let before = old.schedule[key], before != now else { return nil }
+      return "\(key): \(Self.number(before)) there, \(Self.number(now)) here"
+    }
+    guard differences.isEmpty else {
+      throw TensorError(
+        op,
+        "run folder \(path) holds a run on other data ("
+          + differences.joined(separator: "; ")
+          + "); resume=false starts this one over in it, or choose another run=")
+    }
+  }
+
+  static func number(_ x: Double) -> String {
+    x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x)
+  }
+
   public func write(_ config: Config) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]

@@ -278,6 +278,10 @@ public enum Fit {
       if continuing == nil {
         if options.resume, folder.hasCheckpoint {
           try folder.checkIdentity(identity)
+          try folder.checkSchedule([
+            ("samples", Double(data.count)), ("batch", Double(options.batch)),
+            ("seed", Double(options.seed)),
+          ])
           let metadata = try TrainingCheckpoint.restore(
             path: folder.checkpointPath, model: checkpointModel, optimizer: optimizer)
           // A checkpoint past a shorter schedule counts as finished.

@@ -235,6 +235,8 @@ public final class PCM3Trainer: Pretrainer {
   public let teacher: Module? = nil
 
   public var student: Module { model }
+  /// Every term of the last loss evaluation (`ce.base`, `kl.mix`, `loss_rec`, ...), by name.
+  public private(set) var lastTerms: [(String, Double)] = []
   public var backbone: any SequenceEncoder { model.query.backbone }
   public var optimizerKind: OptimizerKind { .sgd(momentum: 0.9) }
 
@@ -580,6 +582,7 @@ public final class PCM3Trainer: Pretrainer {
     }
     try model.enqueue(k)
     out.loss = total
+    lastTerms = try out.terms.keys.sorted().map { ($0, Double(try out.terms[$0]!.item())) }
     return out
   }
 

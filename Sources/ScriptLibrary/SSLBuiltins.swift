@@ -377,6 +377,18 @@ enum SSLBuiltins {
     r.registerAttribute(
       "Trainer",
       Attribute(
+        "terms",
+        doc: "the terms of its last loss, by name (PCM3: ce.base, ce.mask, ce.recons, ce.mix, "
+          + "kl.*, loss_sim, loss_rec, and ce.clip, kl.clip for PCM3++); nil for the others"
+      ) { o in
+        guard let trainer = (o as? TrainerObject)?.trainer as? PCM3Trainer,
+          !trainer.lastTerms.isEmpty
+        else { return .nil }
+        return .record(RecordBox(trainer.lastTerms.map { ($0.0, Value.float($0.1)) }))
+      })
+    r.registerAttribute(
+      "Trainer",
+      Attribute(
         "model",
         doc: "everything the trainer's optimiser trains, with its buffers, by the reference's "
           + "names (a Model: params(t.model), sgd(t.model, ...) for a step by hand)"

@@ -123,6 +123,12 @@ struct FitTests {
     #expect(config.identity["method"] == "mae")
     #expect(config.identity["encoder"]?.hasPrefix("skeleton2vec dim 8") == true)
     #expect(config.schedule["epochs"] == 1)
+    // A finished run on other data is not taken as this data's run.
+    let smaller = try data.subset(Array(0..<13))
+    let another = #expect(throws: TensorError.self) {
+      _ = try Fit.run(mae, data: smaller, options: options(root), state: &other)
+    }
+    #expect("\(another.map { "\($0)" } ?? "")".contains("samples: 17 there, 13 here"))
   }
 
   /// A kill can land between the metrics append and the checkpoint (the log then runs past the

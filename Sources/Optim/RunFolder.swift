@@ -157,17 +157,8 @@ public struct RunFolder: Sendable {
   /// ways out.
   public func checkIdentity(_ identity: [(String, String)]) throws {
     guard let old = try readConfig() else { return }
-    let differences = identity.compactMap { key, now -> String? in
-      guard let before = old.identity[key], before != now else { return nil }
-      return "\(key): \(before) there, \(now) here"
-    }
-    guard differences.isEmpty else {
-      throw TensorError(
-        op,
-        "run folder \(path) holds a run of another configuration ("
-          + differences.joined(separator: "; ")
-          + "); resume=false starts this one over in it, or choose another run=")
-    }
+    try refuse(
+      identity.map { key, now in (key, old.identity[key], now) }, "of another configuration")
   }
 
   /// The schedule values that decide which samples a step sees (the data's size, the batch,
@@ -175,15 +166,23 @@ public struct RunFolder: Sendable {
   /// Keys the folder lacks are not compared.
   public func checkSchedule(_ values: [(String, Double)]) throws {
     guard let old = try readConfig() else { return }
-    let differences = values.compactMap { key, now -> String? in
-      guard let before = old.schedule[key], before != now else { return nil }
-      return "\(key): \(Self.number(before)) there, \(Self.number(now)) here"
+    try refuse(
+      values.map { key, now in (key, old.schedule[key].map(Self.number), Self.number(now)) },
+      "on other data")
+  }
+
+  /// Throws naming the folder and every key whose saved value differs from this run's.
+  private func refuse(_ pairs: [(key: String, there: String?, here: String)], _ what: String)
+    throws
+  {
+    let differences = pairs.compactMap { key, there, here -> String? in
+      guard let there, there != here else { return nil }
+      return "\(key): \(there) there, \(here) here"
     }
     guard differences.isEmpty else {
       throw TensorError(
         op,
-        "run folder \(path) holds a run on other data ("
-          + differences.joined(separator: "; ")
+        "run folder \(path) holds a run \(what) (" + differences.joined(separator: "; ")
           + "); resume=false starts this one over in it, or choose another run=")
     }
   }

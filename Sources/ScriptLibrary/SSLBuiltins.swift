@@ -407,6 +407,15 @@ enum SSLBuiltins {
 }
 
 extension SSLBuiltins {
+  /// The argument `trainer` as a PCM3 trainer, or an error naming what it is.
+  static func pcm3Trainer(_ args: Arguments) throws -> PCM3Trainer {
+    let object = try args.required("trainer", as: TrainerObject.self, "a Trainer")
+    guard let trainer = object.trainer as? PCM3Trainer else {
+      throw args.error("trainer", "must be a pcm3 trainer, got \(object.trainer.name)")
+    }
+    return trainer
+  }
+
   /// `pcm3`, `pcm3_distill` and `pcm3_views` (methods.md §7).
   static func registerPCM3(_ r: Registry) {
     r.register(
@@ -494,10 +503,7 @@ extension SSLBuiltins {
         + "one-hot InfoNCE and no reconstruction. fit it after the pretraining fit (a lower lr "
         + "and a few epochs; the pcm3pp recipes show one)."
     ) { args, _ in
-      let object = try args.required("trainer", as: TrainerObject.self, "a Trainer")
-      guard let trainer = object.trainer as? PCM3Trainer else {
-        throw args.error("trainer", "must be a pcm3 trainer, got \(object.trainer.name)")
-      }
+      let trainer = try pcm3Trainer(args)
       guard trainer.stage == "pretrain" else {
         throw args.error("trainer", "is already the distillation stage")
       }
@@ -518,10 +524,7 @@ extension SSLBuiltins {
         + "joint corruption or shear; the view to mask: crop-resize, shear), stacked "
         + "view-major, [3·N, C, frames, V, M]; t(views) is one PCM3 loss on them."
     ) { args, _ in
-      let object = try args.required("trainer", as: TrainerObject.self, "a Trainer")
-      guard let trainer = object.trainer as? PCM3Trainer else {
-        throw args.error("trainer", "must be a pcm3 trainer, got \(object.trainer.name)")
-      }
+      let trainer = try pcm3Trainer(args)
       let x = try TensorBuiltins.tensor(args["x"], args, "x")
       guard x.rank == 5, x.shape[3] == trainer.layout.count, x.shape[0] > 0 else {
         throw args.error(

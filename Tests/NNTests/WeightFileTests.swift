@@ -18,6 +18,23 @@ struct WeightFileTests {
     try Encoder(flavor: flavor, dimension: 16, depth: 1, heads: 2, frames: 8, joints: 5, segment: 4)
   }
 
+  /// A PCM3 state dict (the official MoCo's names, from the pcm3_step_tiny fixture) gives its
+  /// query encoder to a GRU encoder: `encoder_q.` taken, the projector dropped, strictly.
+  @Test func aPCM3StateDictGivesItsQueryEncoder() throws {
+    let path = TestData.fixtures + "/pcm3_step_tiny.safetensors"
+    let encoder = try GRUEncoder(hidden: 8, layers: 2, frames: 8)
+    let contents = try WeightFile.read(path: path).fitted(to: encoder)
+    #expect(contents.notes.contains("took names under 'encoder_q.'"))
+    #expect(contents.notes.contains { $0.hasPrefix("dropped the projector fc.*") })
+    try encoder.loadWeights(path: path)
+    let fixture = try SafeTensors.read(path: path)
+    #expect(
+      try encoder.stateDict().first { $0.name == "encoder.gru.weight_hh_l1_reverse" }?.tensor
+        .scalars == fixture.tensor("encoder_q.encoder.gru.weight_hh_l1_reverse").scalars)
+    // A transformer has no such names: strict loading lists them.
+    #expect(throws: TensorError.self) { try tinyEncoder(.mamp).loadWeights(path: path) }
+  }
+
   @Test func officialMampLinearProbeCheckpointLoadsAndPredictsAsPyTorch() throws {
     let path = Self.folder + "/mamp_linear_tiny.pth"
     let contents = try WeightFile.read(path: path)

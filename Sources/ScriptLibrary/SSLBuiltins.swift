@@ -437,6 +437,7 @@ extension SSLBuiltins {
         BuiltinParameter("clip", .optional(.number), default: .nil),
         BuiltinParameter("clip_weight", .number, default: .float(1)),
         BuiltinParameter("mask_per_sample", .bool, default: .bool(false)),
+        BuiltinParameter("bodies", .optional(.int), default: .nil),
       ],
       doc: "PCM3 (methods.md §7) on a GRU encoder (gru_encoder, the reference) or a transformer: "
         + "MoCo v2 (queue keys of width dim, key branch updated with momentum, InfoNCE at "
@@ -447,7 +448,9 @@ extension SSLBuiltins {
         + "min(256, feature/2)). clip= (a fraction of the frames) adds PCM3++'s clip contrast: "
         + "a clip of clip/2 to clip of the frames of the query view against the key of the "
         + "whole view (clip_weight). fit trains it with SGD momentum 0.9 unless told otherwise; "
-        + "the batch must divide queue. The loader makes three views of every sample (§1.8)."
+        + "the batch must divide queue. The loader makes three views of every sample (§1.8). "
+        + "bodies: the data's bodies per frame (a GRU encoder's own; 2 by default for a "
+        + "transformer, 1 for MSR Action3D)."
     ) { args, _ in
       let encoder = try ModelBuiltins.encoder(args, "enc")
       try ModelBuiltins.positive(args, ["dim", "queue", "prediction"])
@@ -480,7 +483,11 @@ extension SSLBuiltins {
       guard let layout = JointLayout.forJointCount(encoder.joints) else {
         throw args.error("enc", JointLayout.describeMessage(encoder.joints))
       }
-      let bodies = (encoder as? GRUEncoder)?.bodies ?? 2
+      let bodies = (encoder as? GRUEncoder)?.bodies ?? args.optionalInt("bodies") ?? 2
+      if let given = args.optionalInt("bodies"), given != bodies || given < 1 {
+        throw args.error(
+          "bodies", "must be positive and the GRU encoder's \(bodies), got \(given)")
+      }
       do {
         let trainer = try PCM3Trainer(
           encoder: encoder, layout: layout, bodies: bodies, dimension: args.int("dim"),

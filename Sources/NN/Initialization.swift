@@ -41,6 +41,13 @@ public enum Initialization {
     try uniform(shape, bound: 1 / Float(fanIn).squareRoot())
   }
 
+  /// PyTorch's default initialisation of one `nn.Linear`: weight and bias from U(±1/√fan_in).
+  public static func torchDefault(_ linear: Linear) throws {
+    let fanIn = linear.weight.value.shape[1]
+    linear.weight.assign(try defaultUniform(linear.weight.value.shape, fanIn: fanIn))
+    linear.bias?.assign(try defaultUniform([linear.weight.value.shape[0]], fanIn: fanIn))
+  }
+
   /// Sets every `Linear` in `module` to Xavier-uniform weights and zero biases (MAMP).
   public static func xavierLinears(_ module: Module) throws {
     for (_, m) in module.namedModules() {

@@ -15,9 +15,9 @@ public final class PCM3Projector: Module {
     super.init()
     child("0", first)
     child("2", second)
-    // fc.0 keeps PyTorch's default; the original fc (now fc.2) is Xavier-uniform (§7.1).
-    first.weight.assign(try Initialization.defaultUniform([features, features], fanIn: features))
-    first.bias?.assign(try Initialization.defaultUniform([features], fanIn: features))
+    // fc.0 keeps PyTorch's default; the original fc (now fc.2) has a Xavier-uniform weight
+    // (§7.1) and the default bias (drawn in this order).
+    try Initialization.torchDefault(first)
     second.weight.assign(try Initialization.xavierUniform([dimension, features]))
     second.bias?.assign(try Initialization.defaultUniform([dimension], fanIn: features))
   }
@@ -54,12 +54,8 @@ public final class PCM3PredictionHead: Module {
     child("0", first)
     child("1", norm)
     child("3", second)
-    for (linear, fanIn) in [(first, features), (second, width)] {
-      linear.weight.assign(
-        try Initialization.defaultUniform(linear.weight.value.shape, fanIn: fanIn))
-      linear.bias?.assign(
-        try Initialization.defaultUniform([linear.weight.value.shape[0]], fanIn: fanIn))
-    }
+    try Initialization.torchDefault(first)
+    try Initialization.torchDefault(second)
   }
 
   /// `[R, F] -> [R, P]`.
@@ -78,9 +74,7 @@ public final class PCM3Decoder: Module {
     super.init()
     child("decoder", gru)
     child("reconstruction", reconstruction)
-    reconstruction.weight.assign(
-      try Initialization.defaultUniform([outputs, width], fanIn: width))
-    reconstruction.bias?.assign(try Initialization.defaultUniform([outputs], fanIn: width))
+    try Initialization.torchDefault(reconstruction)
   }
 
   /// `[N, T, P] -> [N, T, J·C·M]`.

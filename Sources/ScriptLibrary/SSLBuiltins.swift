@@ -545,11 +545,7 @@ extension SSLBuiltins {
           for i in 0..<x.shape[0] {
             let sample = SkeletonSample(data: try x[.index(i)], length: x.shape[2], label: 0)
             for (v, pipeline) in views.enumerated() {
-              var view = sample
-              for step in pipeline {
-                view = try step.apply(view, layout: trainer.layout, generator: &g)
-              }
-              out[v].append(view.data)
+              out[v].append(try pipeline.apply(sample, layout: trainer.layout, generator: &g).data)
             }
           }
           return try Tensor.stack(out.flatMap { $0 })

@@ -67,6 +67,17 @@ public enum Augmentation: Sendable, Equatable {
   }
 }
 
+extension Array where Element == Augmentation {
+  /// A sample after every step of the pipeline, in order, drawing from one generator.
+  public func apply(
+    _ sample: SkeletonSample, layout: JointLayout, generator g: inout RandomGenerator
+  ) throws -> SkeletonSample {
+    var s = sample
+    for step in self { s = try step.apply(s, layout: layout, generator: &g) }
+    return s
+  }
+}
+
 /// Batches of a dataset: seeded shuffling, per-epoch augmentation, a background prefetch thread;
 /// the same seed gives the same batches in the same order, also after resuming from `state`.
 ///
@@ -144,12 +155,8 @@ public final class Loader: @unchecked Sendable {
     _ dataset: SkeletonDataset, _ index: Int, augmentations: [Augmentation], seed: UInt64 = 0,
     epoch: Int = 0
   ) throws -> SkeletonSample {
-    var sample = try dataset.sample(index)
     var g = RandomGenerator(seed: mix(seed, UInt64(epoch), UInt64(index), 1))
-    for step in augmentations {
-      sample = try step.apply(sample, layout: dataset.layout, generator: &g)
-    }
-    return sample
+    return try augmentations.apply(dataset.sample(index), layout: dataset.layout, generator: &g)
   }
 
   /// Batch `b` of epoch `e`, built on the calling thread.
@@ -171,9 +178,8 @@ public final class Loader: @unchecked Sendable {
       }
       for (v, pipeline) in views.enumerated() {
         var g = RandomGenerator(seed: Self.mix(seed, UInt64(e), UInt64(p), 2 + UInt64(v)))
-        var view = sample
-        for step in pipeline { view = try step.apply(view, layout: dataset.layout, generator: &g) }
-        viewSamples[v].append(view.data)
+        viewSamples[v].append(
+          try pipeline.apply(sample, layout: dataset.layout, generator: &g).data)
       }
     }
     if !views.isEmpty { samples = viewSamples.flatMap { $0 } }

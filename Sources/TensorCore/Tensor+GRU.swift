@@ -120,7 +120,13 @@ private func gruForward(
 ) {
   let g3 = 3 * h
   let gh = UnsafeMutablePointer<Float>.allocate(capacity: b * g3)
-  defer { gh.deallocate() }
+  // The state before the first frame: zero.
+  let zero = UnsafeMutablePointer<Float>.allocate(capacity: h)
+  zero.initialize(repeating: 0, count: h)
+  defer {
+    gh.deallocate()
+    zero.deallocate()
+  }
   for step in 0..<t {
     let frame = reverse ? t - 1 - step : step
     let previous = reverse ? frame + 1 : frame - 1
@@ -134,26 +140,15 @@ private func gruForward(
       let giRow = gi + (i * t + frame) * g3
       let ghRow = gh + i * g3
       let hRow = out + (i * t + frame) * width + column
+      let hp = step > 0 ? out + (i * t + previous) * width + column : zero
       let s = saved + (i * t + frame) * 4 * h
-      if step > 0 {
-        let hp = out + (i * t + previous) * width + column
-        for j in 0..<h {
-          let r = 1 / (1 + Foundation.exp(-(giRow[j] + ghRow[j])))
-          let z = 1 / (1 + Foundation.exp(-(giRow[h + j] + ghRow[h + j])))
-          let ghn = ghRow[2 * h + j]
-          let n = Foundation.tanh(giRow[2 * h + j] + r * ghn)
-          hRow[j] = (1 - z) * n + z * hp[j]
-          (s[j], s[h + j], s[2 * h + j], s[3 * h + j]) = (r, z, n, ghn)
-        }
-      } else {
-        for j in 0..<h {
-          let r = 1 / (1 + Foundation.exp(-(giRow[j] + ghRow[j])))
-          let z = 1 / (1 + Foundation.exp(-(giRow[h + j] + ghRow[h + j])))
-          let ghn = ghRow[2 * h + j]
-          let n = Foundation.tanh(giRow[2 * h + j] + r * ghn)
-          hRow[j] = (1 - z) * n
-          (s[j], s[h + j], s[2 * h + j], s[3 * h + j]) = (r, z, n, ghn)
-        }
+      for j in 0..<h {
+        let r = 1 / (1 + Foundation.exp(-(giRow[j] + ghRow[j])))
+        let z = 1 / (1 + Foundation.exp(-(giRow[h + j] + ghRow[h + j])))
+        let ghn = ghRow[2 * h + j]
+        let n = Foundation.tanh(giRow[2 * h + j] + r * ghn)
+        hRow[j] = (1 - z) * n + z * hp[j]
+        (s[j], s[h + j], s[2 * h + j], s[3 * h + j]) = (r, z, n, ghn)
       }
     }
   }

@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import Foundation
 import PackageDescription
 
@@ -33,6 +33,12 @@ let package = Package(
     .executable(name: "skellab", targets: ["skellab"]),
     .executable(name: "skellab-bench", targets: ["SkellabBench"]),
   ],
+  traits: [
+    .trait(
+      name: "MPI",
+      description:
+        "Data-parallel runs under mpirun (Open MPI: scripts/setup.sh --mpi installs it)")
+  ],
   targets: [
     // System libraries, found through pkg-config (scripts/setup.sh installs them).
     .systemLibrary(
@@ -45,12 +51,21 @@ let package = Package(
     .systemLibrary(
       name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
+    .systemLibrary(
+      name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+      providers: [.apt(["libopenmpi-dev"])]),
+
+    // The process group of a run: one process, or the ranks of an MPI job (with the trait).
+    .target(
+      name: "Distributed",
+      dependencies: [.target(name: "CMPI", condition: .when(traits: ["MPI"]))]),
+
     // Thread affinity, which Swift's Glibc module does not expose.
     .target(name: "CSystem", path: "Sources/CSystem"),
 
     // The tensor engine: float32 tensors, reverse-mode autograd, BLAS-backed products.
     .target(
-      name: "TensorCore", dependencies: ["CBLAS", "CSystem", "CZlib"],
+      name: "TensorCore", dependencies: ["CBLAS", "CSystem", "CZlib", "Distributed"],
       swiftSettings: kernelSettings),
 
     // Layers and models over TensorCore, named as the PyTorch state dicts.
@@ -60,13 +75,16 @@ let package = Package(
     .target(name: "SkeletonData", dependencies: ["TensorCore"]),
 
     // Masking and the self-supervised methods (Skeleton2vec, MAMP, MAE).
-    .target(name: "SSL", dependencies: ["NN", "Optim", "SkeletonData", "TensorCore"]),
+    .target(
+      name: "SSL", dependencies: ["NN", "Optim", "SkeletonData", "TensorCore", "Distributed"]),
 
     // The evaluation protocols of methods.md §8 and the benchmark table.
-    .target(name: "Evaluation", dependencies: ["NN", "Optim", "SkeletonData", "TensorCore"]),
+    .target(
+      name: "Evaluation",
+      dependencies: ["NN", "Optim", "SkeletonData", "TensorCore", "Distributed"]),
 
     // Optimisers, schedules, EMA and checkpoints.
-    .target(name: "Optim", dependencies: ["NN", "TensorCore"]),
+    .target(name: "Optim", dependencies: ["NN", "TensorCore", "Distributed"]),
 
     // The SkelLab language: lexer, parser, evaluator, registry, diagnostics. No tensors here.
     .target(name: "ScriptCore", dependencies: ["CSystem"]),
@@ -76,12 +94,15 @@ let package = Package(
       name: "ScriptLibrary",
       dependencies: [
         "ScriptCore", "TensorCore", "NN", "Optim", "SkeletonData", "Evaluation", "SSL",
+        "Distributed",
       ]),
 
     // The command line and the REPL: thin, over ScriptLibrary.
     .executableTarget(
       name: "skellab",
-      dependencies: ["ScriptCore", "ScriptLibrary", "TensorCore", "CReadline", "CSystem"]),
+      dependencies: [
+        "ScriptCore", "ScriptLibrary", "TensorCore", "CReadline", "CSystem", "Distributed",
+      ]),
 
     // Release-mode benchmark of the kernels against raw OpenBLAS (and PyTorch, by ratio).
     .executableTarget(

@@ -259,14 +259,32 @@ public final class BatchNorm1d: Module {
     let statShape = x.rank == 2 ? [1, features] : [1, features, 1]
     let normalised: Tensor
     if training {
-      let n = axes.reduce(1) { $0 * x.shape[$1] }
-      guard n > 1 else {
+      var n = axes.reduce(1) { $0 * x.shape[$1] }
+      guard n > 1 || DataParallel.current != nil else {
         throw TensorError(
           "batch_norm",
           "needs more than 1 value per channel in training mode, got \(shapeString(x.shape))")
       }
-      let mean = try x.mean(axes: axes, keepDim: true)
-      let variance = try x.variance(axes: axes, keepDim: true)
+      let mean: Tensor
+      let variance: Tensor
+      if let context = DataParallel.current, context.group.size > 1 {
+        // The statistics of the global batch: every rank's sums, then the same on each.
+        var counts = [Float(n)]
+        try context.group.allReduceSum(&counts)
+        n = Int(counts[0])
+        guard n > 1 else {
+          throw TensorError(
+            "batch_norm", "needs more than 1 value per channel in training mode, got \(n)")
+        }
+        mean = try x.sum(axes: axes, keepDim: true).summedOverRanks() * (1 / Float(n))
+        let centered = try x - mean
+        variance =
+          try (centered * centered).sum(axes: axes, keepDim: true).summedOverRanks()
+          * (1 / Float(n))
+      } else {
+        mean = try x.mean(axes: axes, keepDim: true)
+        variance = try x.variance(axes: axes, keepDim: true)
+      }
       normalised = try (x - mean) / (variance + eps).sqrt()
       try Autograd.noGrad {
         let m = momentum

@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import TensorCore
 
@@ -99,9 +100,13 @@ public struct RunFolder: Sendable {
 
   /// Opens the folder, creating it when missing, and removes the temporaries a killed run left
   /// (`.NAME.tmp-PID`). Throws naming the path when it is a file or cannot be created.
+  ///
+  /// In an MPI job only rank 0 creates, cleans and writes the folder; on the other ranks the
+  /// writes return at once (their values are rank 0's).
   public init(_ path: String, op: String) throws {
     self.path = path
     self.op = op
+    guard World.current.rank == 0 else { return }
     let files = FileManager.default
     var isDirectory: ObjCBool = false
     if files.fileExists(atPath: path, isDirectory: &isDirectory) {
@@ -246,7 +251,7 @@ public struct RunFolder: Sendable {
 
   /// Appends lines to the metrics log (flushed to disk before it returns).
   public func append(_ metrics: [Metric]) throws {
-    guard !metrics.isEmpty else { return }
+    guard !metrics.isEmpty, World.current.rank == 0 else { return }
     let files = FileManager.default
     if !files.fileExists(atPath: metricsPath) {
       guard files.createFile(atPath: metricsPath, contents: nil) else {
@@ -266,6 +271,7 @@ public struct RunFolder: Sendable {
 
   /// Removes the run's files (resume=false over an old run).
   public func clear() throws {
+    guard World.current.rank == 0 else { return }
     for file in [metricsPath, checkpointPath, plotPath, resultPath, epochsPath]
     where FileManager.default.fileExists(atPath: file) {
       do {

@@ -11,6 +11,14 @@ public enum TrainingCheckpoint {
   public static func save(
     path: String, model: Module, optimizer: Optimizer? = nil, metadata: [String: String] = [:]
   ) throws {
+    try AtomicFile.write(
+      encode(model: model, optimizer: optimizer, metadata: metadata), to: path, op: "safetensors")
+  }
+
+  /// The bytes `save` writes.
+  public static func encode(
+    model: Module, optimizer: Optimizer? = nil, metadata: [String: String] = [:]
+  ) throws -> Data {
     var values: [String: SafeTensors.Value] = [:]
     for (name, tensor) in model.stateDict() { values[name] = .float32(tensor) }
     var meta = metadata
@@ -23,7 +31,7 @@ public enum TrainingCheckpoint {
       meta["optimizer"] = String(describing: type(of: optimizer))
       meta["optimizer_step"] = String(optimizer.stepCount)
     }
-    try SafeTensors.write(values, to: path, metadata: meta)
+    return try SafeTensors.encode(values, metadata: meta)
   }
 
   /// Restores `model` (strictly) and, when given, `optimizer` and the global random state from
@@ -32,7 +40,21 @@ public enum TrainingCheckpoint {
   public static func restore(path: String, model: Module, optimizer: Optimizer? = nil) throws
     -> [String: String]
   {
-    let file = try SafeTensors.read(path: path)
+    try restore(try SafeTensors.read(path: path), name: path, model: model, optimizer: optimizer)
+  }
+
+  /// `restore` from the bytes `encode` made.
+  @discardableResult
+  public static func restore(data: Data, model: Module, optimizer: Optimizer? = nil) throws
+    -> [String: String]
+  {
+    try restore(
+      try SafeTensors.parse(data), name: "the checkpoint", model: model, optimizer: optimizer)
+  }
+
+  static func restore(
+    _ file: SafeTensors.File, name path: String, model: Module, optimizer: Optimizer?
+  ) throws -> [String: String] {
     var weights: [String: Tensor] = [:]
     var state: [String: Tensor] = [:]
     for name in file.names {

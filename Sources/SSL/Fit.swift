@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import NN
 import Optim
@@ -10,6 +11,22 @@ public struct History: Sendable {
   public var epochs: [(epoch: Int, loss: Double, seconds: Double, samplesPerSecond: Double)] = []
 
   public init() {}
+
+  /// The steps as text (`step epoch loss lr` per line, exact), for sending between processes.
+  var text: String {
+    steps.map { "\($0.step) \($0.epoch) \($0.loss) \($0.lr)" }.joined(separator: "\n")
+  }
+
+  /// The steps `text` wrote (lines that do not hold four numbers are skipped).
+  init(text: String) {
+    for line in text.split(separator: "\n") {
+      let fields = line.split(separator: " ")
+      guard fields.count == 4, let step = Int(fields[0]), let epoch = Int(fields[1]),
+        let loss = Double(fields[2]), let lr = Double(fields[3])
+      else { continue }
+      steps.append((step, epoch, loss, lr))
+    }
+  }
 
   /// A one-line sparkline of the per-step loss (at most `width` characters).
   public func sparkline(width: Int = 40) -> String {
@@ -222,6 +239,7 @@ public enum Fit {
       dropLast: data.count > options.batch, augmentations: options.augmentations,
       views: trainer.views)
     try trainer.validate(data, batch: options.batch)
+    let group = World.current
     let perEpoch = loader.batchesPerEpoch
     guard perEpoch > 0 else {
       throw TensorError("fit", "no batches: \(data.count) samples, batch \(options.batch)")
@@ -246,8 +264,18 @@ public enum Fit {
       + "\(kind.description) \(milestones) " + (options.run ?? "")
     let continuing: FitState? =
       if let state, state.signature == signature, !state.finished { state } else { nil }
-    // The folder is opened (and checked) before any state changes.
-    let folder = try options.run.map { try RunFolder($0, op: "fit") }
+    if group.size > 1 {
+      // Every batch is shared by the ranks; a batch smaller than the job cannot be.
+      let samples = min(options.batch, data.count)
+      _ = try DataParallel.shares(batch: samples, group: group, op: "fit")
+      let counts = group.shares(of: samples).map(\.count)
+      if Set(counts).count > 1 {
+        progress(
+          "batch \(options.batch) does not divide by \(group.size) processes: they take "
+            + counts.map(String.init).joined(separator: ", ")
+            + " samples of each batch (the step is still the whole batch's)")
+      }
+    }
     func makeOptimizer() throws -> Optimizer {
       let groups = ParameterGroup.groups(
         trainer.student, weightDecay: options.weightDecay, exclusion: trainer.decayExclusion)
@@ -269,7 +297,9 @@ public enum Fit {
     if continuing != nil {
       progress("continuing \(trainer.name) at step \(step) of \(totalSteps)")
     }
-    if let folder {
+    var folder: RunFolder?
+    func prepareFolder() throws {
+      guard let folder else { return }
       // What the checkpoint belongs to (the encoder and the method); the schedule follows it.
       var identity = [("encoder", trainer.backbone.runIdentity)] + trainer.configuration
       // Recorded when they differ from the defaults (older run folders stay resumable).
@@ -312,6 +342,31 @@ public enum Fit {
             "seed": Double(options.seed), "samples": Double(data.count),
           ]))
     }
+    // The folder is opened (and checked) before any state changes; in an MPI job rank 0 alone
+    // opens it and resumes, then sends every rank its state (also the start of a new run: the
+    // ranks begin from rank 0's weights whatever their own start-up drew).
+    func prepare() throws {
+      folder = try options.run.map { try RunFolder($0, op: "fit") }
+      try prepareFolder()
+    }
+    if group.size == 1 {
+      try prepare()
+    } else {
+      let state = try DataParallel.fromRoot(group, op: "fit") {
+        try prepare()
+        return Array(
+          try TrainingCheckpoint.encode(
+            model: checkpointModel, optimizer: optimizer,
+            metadata: ["step": String(step), "history": current.history.text]))
+      }
+      if group.rank != 0 {
+        let metadata = try TrainingCheckpoint.restore(
+          data: Data(state), model: checkpointModel, optimizer: optimizer)
+        step = Int(metadata["step"] ?? "") ?? 0
+        current.history = History(text: metadata["history"] ?? "")
+        current.step = step
+      }
+    }
     state = current
     var pending: [RunFolder.Metric] = []
     /// The metrics up to the step, then the checkpoint of the step: a kill between the two
@@ -337,29 +392,48 @@ public enum Fit {
       var sequences = 0
       let batches = try loader.makeIterator()
       while let b = try batches.next() {
+        var stop: Error?
         do {
           try checkStop()
         } catch {
+          stop = error
+        }
+        if group.size > 1 {
+          // The ranks stop together, at the same step (one of them may have seen the signal).
+          var flag = [stop == nil ? 0.0 : 1]
+          try group.allReduceMax(&flag)
+          if flag[0] > 0, stop == nil {
+            stop = TensorError("fit", "another process of the job was stopped")
+          }
+        }
+        if let stop {
           // Ctrl-C, SIGTERM or SIGHUP: keep the steps done so far, then stop.
           if folder != nil {
             try save()
             progress("stopped at step \(step) of \(totalSteps); saved \(folder!.checkpointPath)")
           }
-          throw error
+          throw stop
         }
         let lr = schedule.learningRate(step: step, stepsPerEpoch: perEpoch)
         optimizer.learningRate = lr
         var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(step), 3))
-        let loss = try trainer.loss(b.x, generator: &generator)
-        let value = Double(try loss.item())
+        let value: Double
+        if group.size > 1 {
+          value = try parallelStep(trainer, batch: b.x, group: group, generator: &generator)
+        } else {
+          let loss = try trainer.loss(b.x, generator: &generator)
+          value = Double(try loss.item())
+          if value.isFinite {
+            optimizer.zeroGrad()
+            try loss.backward()
+          }
+        }
         guard value.isFinite else {
           throw TensorError(
             "fit",
             "the loss became \(value) at step \(step + 1) (epoch \(epoch + 1)); the last good checkpoint "
               + (folder.map { "is \($0.checkpointPath)" } ?? "was not kept (no run folder)"))
         }
-        optimizer.zeroGrad()
-        try loss.backward()
         if let clip = trainer.clipNorm {
           try clipGradientNorm(trainer.student.namedParameters().map(\.parameter), maxNorm: clip)
         }
@@ -390,6 +464,43 @@ public enum Fit {
     }
     try save()
     return current.history
+  }
+
+  /// This rank's part of one step of an MPI job: the whole batch's draws, this rank's samples'
+  /// loss and gradients (weighted by its share), then the sum over ranks, so that every rank
+  /// holds the gradients of the whole batch's loss. Returns the whole batch's loss.
+  static func parallelStep(
+    _ trainer: Pretrainer, batch: Tensor, group: any Communicator,
+    generator: inout RandomGenerator
+  ) throws -> Double {
+    let samples = batch.shape[0] / max(trainer.views.count, 1)
+    let context = DataParallel(
+      group: group, share: try DataParallel.shares(batch: samples, group: group, op: "fit"),
+      batch: samples)
+    let parameters = trainer.student.namedParameters().map(\.parameter)
+    for p in parameters { p.grad = nil }
+    var local = 0.0
+    try DataParallel.run(context) {
+      let loss = try trainer.loss(batch, generator: &generator)
+      local = Double(try loss.item())
+      // Every rank goes backward (the gradient buffers must line up); a non-finite loss on
+      // any rank makes the summed loss non-finite, which stops every rank.
+      try (loss * context.weight).backward()
+    }
+    // One buffer: every gradient, then this rank's share of the loss.
+    let withGradient = parameters.filter { $0.grad != nil }
+    let counts = withGradient.map { $0.value.count }
+    var buffer = [Float]()
+    buffer.reserveCapacity(counts.reduce(0, +) + 1)
+    for p in withGradient { buffer += p.grad!.contiguous().scalars }
+    buffer.append(local.isFinite ? Float(local) * context.weight : .nan)
+    try group.allReduceSum(&buffer)
+    var offset = 0
+    for (p, count) in zip(withGradient, counts) {
+      p.grad = try Tensor(shape: p.value.shape, scalars: Array(buffer[offset..<(offset + count)]))
+      offset += count
+    }
+    return Double(buffer[offset])
   }
 
   /// The most steps one `fit` may run (about 10^9: months of steps on any machine).

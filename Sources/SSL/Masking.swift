@@ -13,6 +13,14 @@ public struct TokenMask: Sendable {
 
   /// Visible tokens per sequence.
   public var visibleCount: Int { keep.shape[1] }
+
+  /// The masks of the sequences `rows`.
+  func rows(_ rows: [Int]) throws -> TokenMask {
+    TokenMask(
+      keep: try keep.indexSelect(axis: 0, indices: rows),
+      restore: try restore.indexSelect(axis: 0, indices: rows),
+      mask: try mask.indexSelect(axis: 0, indices: rows))
+  }
 }
 
 /// The maskings of methods.md §4 (MAE "argsort of scores" mechanics).

@@ -419,14 +419,31 @@ public final class PCM3Trainer: Pretrainer {
   /// One PCM3 loss evaluation on views `[N, C, T, V, M]` with given draws: also updates the
   /// key branch (before its pass), the BatchNorm statistics, and enqueues the keys, as the
   /// reference forward does.
-  public func step(_ v1: Tensor, _ v2: Tensor, _ v3: Tensor, draws: PCM3Draws) throws -> Outputs {
-    let (n, t) = (v1.shape[0], v1.shape[2])
-    guard queueSize % n == 0 else {
+  ///
+  /// In a data-parallel step (`DataParallel.current`) the views and draws are still the whole
+  /// batch's: this rank computes its samples' terms (means over them, as `fit` weights them),
+  /// mixes with partners on any rank, and enqueues the keys of every rank in batch order.
+  public func step(
+    _ fullV1: Tensor, _ fullV2: Tensor, _ fullV3: Tensor, draws fullDraws: PCM3Draws
+  ) throws -> Outputs {
+    let (batch, t) = (fullV1.shape[0], fullV1.shape[2])
+    guard queueSize % batch == 0 else {
       throw TensorError(
         name,
-        "the queue (\(queueSize) keys) must be divisible by the batch (\(n) clips): choose a "
-          + "batch that divides it")
+        "the queue (\(queueSize) keys) must be divisible by the batch (\(batch) clips): choose "
+          + "a batch that divides it")
     }
+    let parallel = DataParallel.current
+    let share = parallel?.share ?? 0..<batch
+    let rows = Array(share)
+    func mine(_ x: Tensor) throws -> Tensor {
+      parallel == nil ? x : try x.indexSelect(axis: 0, indices: rows)
+    }
+    let (v1, v2, v3) = (try mine(fullV1), try mine(fullV2), try mine(fullV3))
+    var draws = fullDraws
+    draws.mask = try mine(fullDraws.mask)
+    draws.clips = fullDraws.clips.isEmpty ? [] : rows.map { fullDraws.clips[$0] }
+    let n = share.count
     let query = model.query
     let encoder = query.backbone
     let st = draws.offsets
@@ -465,7 +482,14 @@ public final class PCM3Trainer: Pretrainer {
       queries.append(("mask", maskQ, false))
       let hidden = 1 - mask
       let error = try (recons - target) * hidden
-      lossRec = try (error * error).sum() / hidden.sum()
+      if let parallel {
+        // Σ error² / Σ hidden over the whole batch; `fit` weights this rank's terms by its
+        // share, which the division by the weight undoes.
+        lossRec =
+          try (error * error).sum() / hidden.sum().summedOverRanks() * (1 / parallel.weight)
+      } else {
+        lossRec = try (error * error).sum() / hidden.sum()
+      }
       if let reconsDetached {
         let predictedView = try reconsDetached * hidden + xMask * mask
         out.tensors["pred_view"] = predictedView
@@ -479,13 +503,15 @@ public final class PCM3Trainer: Pretrainer {
     }
     var mix: Transforms.Mix?
     if mixing {
-      let mixed = try Transforms.mix(v1.detached(), layout: layout, draw: draws.mix)
+      // Partners may be other ranks' samples: the whole batch is mixed.
+      let mixed = try Transforms.mix(fullV1.detached(), layout: layout, draw: draws.mix)
       mix = mixed
+      let mixedView = try mine(mixed.x)
       let featMix = try featurePrompt(
-        sequence(inputPrompt(flattenFrames(mixed.x), model.mixPrompt)).sequence, model.clPrompt,
+        sequence(inputPrompt(flattenFrames(mixedView), model.mixPrompt)).sequence, model.clPrompt,
         st[4])
       let pc = try Loss.normalized(query.projector(featMix))
-      out.tensors["mix_view"] = mixed.x
+      out.tensors["mix_view"] = mixedView
       out.tensors["feat.pc"] = featMix
       out.tensors["pc"] = pc
       queries.append(("mix", pc, true))
@@ -504,7 +530,7 @@ public final class PCM3Trainer: Pretrainer {
       out.tensors["clip_q"] = clipQuery
     }
     // The keys: momentum update first, then the key branch, without gradients.
-    let (k, kc, kClip): (Tensor, Tensor?, Tensor?) = try Autograd.noGrad {
+    let (k, kc, kClip, batchKeys): (Tensor, Tensor?, Tensor?, Tensor) = try Autograd.noGrad {
       try model.momentumUpdate(momentum)
       let keyEncoder = model.key.backbone
       func key(_ x: Tensor) throws -> Tensor {
@@ -516,13 +542,15 @@ public final class PCM3Trainer: Pretrainer {
           model.key.projector(featurePrompt(feature, model.clPrompt, st[5])))
       }
       let k = try key(v2)
+      let batchKeys = try allKeys(k, batch: batch)
       var kc: Tensor?
       if let mix {
         let lam = Float(mix.lam)
-        let partner = (0..<n).map { ($0 + mix.shift) % n }
-        kc = try Loss.normalized(k * (1 - lam) + k.indexSelect(axis: 0, indices: partner) * lam)
+        let partner = rows.map { ($0 + mix.shift) % batch }
+        kc = try Loss.normalized(
+          k * (1 - lam) + batchKeys.indexSelect(axis: 0, indices: partner) * lam)
       }
-      return (k, kc, clip == nil ? nil : try key(v1))
+      return (k, kc, clip == nil ? nil : try key(v1), batchKeys)
     }
     out.tensors["k"] = k
     if let kc { out.tensors["kc"] = kc }
@@ -574,10 +602,21 @@ public final class PCM3Trainer: Pretrainer {
       out.terms["loss_rec"] = lossRec
       if !distilling { total = try total + lossRec * Float(reconstruction) }
     }
-    try model.enqueue(k)
+    try model.enqueue(batchKeys)
     out.loss = total
-    lastTerms = try out.terms.keys.sorted().map { ($0, Double(try out.terms[$0]!.item())) }
+    let names = out.terms.keys.sorted()
+    var values = try names.map { try out.terms[$0]!.item() * (parallel?.weight ?? 1) }
+    try parallel?.group.allReduceSum(&values)
+    lastTerms = zip(names, values).map { ($0, Double($1)) }
     return out
+  }
+
+  /// The keys of the whole batch `[batch, dim]` from this rank's `[n, dim]` (every rank's, in
+  /// batch order, in a data-parallel step).
+  func allKeys(_ k: Tensor, batch: Int) throws -> Tensor {
+    guard let parallel = DataParallel.current, parallel.group.size > 1 else { return k }
+    let blocks = try parallel.group.allGather(k.contiguous().scalars)
+    return try Tensor(shape: [batch, k.shape[1]], scalars: blocks.flatMap { $0 })
   }
 
   public func loss(_ batch: Tensor, generator: inout RandomGenerator) throws -> Tensor {

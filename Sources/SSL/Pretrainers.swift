@@ -97,6 +97,7 @@ extension Pretrainer {
 /// The transformer trainers (Skeleton2vec, MAMP, MAE).
 protocol TransformerPretrainer: Pretrainer {
   var encoder: Encoder { get }
+  var mask: MaskConfig { get }
 }
 
 extension TransformerPretrainer {
@@ -118,6 +119,18 @@ extension TransformerPretrainer {
       batch.shape[0], batch.shape[1], batch.shape[2], batch.shape[3], batch.shape[4]
     )
     return try batch.permuted([0, 4, 2, 3, 1]).contiguous().reshaped([n * m, t, v, c])
+  }
+
+  /// The masks of the whole batch `x` `[N·M, T, V, C]` (drawn as one process draws them), then
+  /// the sequences and masks of this rank's samples when a data-parallel step runs.
+  func shard(
+    _ x: Tensor, bodies: Int, placement: Decoder.Restore, generator: inout RandomGenerator
+  ) throws -> (Tensor, TokenMask) {
+    let tokens = try mask.make(
+      x, segment: encoder.embedding.segment, placement: placement, generator: &generator)
+    guard let context = DataParallel.current else { return (x, tokens) }
+    let rows = Array((context.share.lowerBound * bodies)..<(context.share.upperBound * bodies))
+    return (try x.indexSelect(axis: 0, indices: rows), try tokens.rows(rows))
   }
 }
 
@@ -190,13 +203,12 @@ public final class Skeleton2vecTrainer: TransformerPretrainer {
   }
 
   public func loss(_ batch: Tensor, generator: inout RandomGenerator) throws -> Tensor {
-    let x = try sequences(batch)
+    let (x, tokens) = try shard(
+      sequences(batch), bodies: batch.shape[4], placement: placement, generator: &generator)
     let target = try Autograd.noGrad {
       try ContextualTarget.build(
         hidden: teacherEncoder.forwardWithHidden(x).hidden, topK: topK, perLayer: perLayer)
     }
-    let tokens = try mask.make(
-      x, segment: encoder.embedding.segment, placement: placement, generator: &generator)
     let visible = try encoder.forwardWithHidden(x, keep: tokens.keep).tokens
     return try MotionTarget.maskedLoss(
       decoder(visible, restore: tokens.restore), target, mask: tokens.mask)
@@ -250,12 +262,11 @@ public final class MaskedPredictionTrainer: TransformerPretrainer {
   }
 
   public func loss(_ batch: Tensor, generator: inout RandomGenerator) throws -> Tensor {
-    let x = try sequences(batch)
+    let (x, tokens) = try shard(
+      sequences(batch), bodies: batch.shape[4], placement: .intended, generator: &generator)
     let target = try Autograd.noGrad {
       try MotionTarget.target(x, segment: encoder.embedding.segment, motion: predictsMotion)
     }
-    let tokens = try mask.make(
-      x, segment: encoder.embedding.segment, placement: .intended, generator: &generator)
     let visible = try encoder.forwardWithHidden(x, keep: tokens.keep).tokens
     return try MotionTarget.maskedLoss(
       decoder(visible, restore: tokens.restore), target, mask: tokens.mask)

@@ -1,4 +1,5 @@
 import Evaluation
+import Distributed
 import Foundation
 import NN
 import Optim
@@ -27,7 +28,11 @@ final class ProgressBar: @unchecked Sendable {
 
   init(interval: Double = 10) { self.interval = interval }
 
-  func write(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
+  /// Only rank 0 of an MPI job shows progress (the ranks run in step).
+  func write(_ text: String) {
+    guard World.current.rank == 0 else { return }
+    FileHandle.standardError.write(Data(text.utf8))
+  }
 
   func batch(_ p: BatchProgress) {
     let now = DispatchTime.now().uptimeNanoseconds

@@ -127,6 +127,8 @@ enum Examples {
     "mask": "mask(\"tube\", ratio=0.9, length=5, motion=0.1)",
     "pcm3": "p = pcm3(g, dim=4, queue=16, prompt=4, prediction=4, clip=0.5)",
     "pcm3_distill": "fit(pcm3_distill(p), ds.train, epochs=1, batch=8, lr=0.002, warmup=0)",
+    "rank": "if rank() == 0\n  print(\"rank 0 of {world_size()}\")\nend",
+    "world_size": "world_size()",
     "pcm3_views":
       "pcm3_views(p, stack([s[\"x\"], ds.train[1][\"x\"], ds.train[2][\"x\"]]), seed=1).shape",
     "plot": "plot(h, \"loss.svg\")",

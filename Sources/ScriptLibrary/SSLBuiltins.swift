@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import NN
 import Optim
@@ -219,6 +220,17 @@ enum SSLBuiltins {
         encoder: encoder, motion: false, decoderDepth: args.int("decoder_depth"), mask: mask)
     }
     registerPCM3(r)
+    r.register(
+      "rank", [],
+      doc: "This process's index in an MPI job (mpirun -np N skellab run FILE): 0 ..< "
+        + "world_size(); 0 in an ordinary run. Every rank runs the whole script; print and "
+        + "files come from rank 0."
+    ) { _, _ in .int(World.current.rank) }
+    r.register(
+      "world_size", [],
+      doc: "The number of processes of the MPI job (1 in an ordinary run). fit shares each batch "
+        + "between them and sums their gradients, so results are those of one process."
+    ) { _, _ in .int(World.current.size) }
     r.register(
       "fit",
       [

@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 
 /// The safetensors format: an 8-byte little-endian header length, a JSON header mapping each
@@ -276,8 +277,10 @@ public enum AtomicFile {
     name.hasPrefix(".") && name.contains(temporaryMarker)
   }
 
-  /// Writes `data` to `path` through a temporary file and a rename.
+  /// Writes `data` to `path` through a temporary file and a rename. In an MPI job only rank 0
+  /// writes (every rank runs the same script and holds the same values); the others return.
   public static func write(_ data: Data, to path: String, op: String) throws {
+    guard World.current.rank == 0 else { return }
     let url = URL(fileURLWithPath: path)
     let temporary = url.deletingLastPathComponent().appendingPathComponent(
       temporaryName(url.lastPathComponent))

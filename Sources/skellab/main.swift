@@ -1,5 +1,6 @@
 // skellab: the REPL, batch mode and one-off commands of language.md §8–§9.
 import CSystem
+import Distributed
 import Foundation
 import ScriptCore
 import ScriptLibrary
@@ -22,10 +23,18 @@ func printable(_ text: String) -> String {
   text.contains("\0") ? text.replacingOccurrences(of: "\0", with: "\u{2400}") : text
 }
 
-func writeError(_ text: String) { skellab_write_stderr(printable(text)) }
+/// In an MPI job every rank runs the script; rank 0 prints, the others name themselves in what
+/// they report (an error only one rank meets, say).
+func writeError(_ text: String) {
+  let rank = World.current.rank
+  skellab_write_stderr(printable(rank == 0 ? text : "[rank \(rank)] " + text))
+}
 /// Results go through C's stdout stream, the one readline draws the prompt on, so the two
-/// never overtake each other.
-func writeOut(_ text: String) { skellab_write_stdout(printable(text)) }
+/// never overtake each other. Only rank 0 of an MPI job prints.
+func writeOut(_ text: String) {
+  guard World.current.rank == 0 else { return }
+  skellab_write_stdout(printable(text))
+}
 
 /// Exit statuses of §9: 128 + the signal's number when a signal stopped the run.
 enum Status: Int32 {
@@ -148,7 +157,19 @@ func runStandardInput() -> Status {
 
 func main(_ arguments: [String]) -> Status {
   Interrupt.installHandler()
+  do {
+    try World.start()
+  } catch {
+    writeError("skellab: \(error)\n")
+    return .usage
+  }
   guard let command = arguments.first else {
+    if World.current.size > 1 {
+      writeError(
+        "skellab: the REPL runs in one process; under mpirun run a script: "
+          + "mpirun -np \(World.current.size) skellab run FILE.skl\n")
+      return .usage
+    }
     if isatty(0) != 0 && isatty(1) != 0 {
       return REPL(session: Session(interpreter: makeInterpreter(), out: writeOut, err: writeError))
         .run()
@@ -157,7 +178,12 @@ func main(_ arguments: [String]) -> Status {
   }
   switch command {
   case "--version", "-V":
-    writeOut(version + "\n" + "BLAS kernels: OpenBLAS \(BLASCore.description)\n")
+    writeOut(
+      version + "\n" + "BLAS kernels: OpenBLAS \(BLASCore.description)\n"
+        + "MPI: "
+        + (World.mpiBuilt
+          ? "built in (\(World.current.transport))" : "not built (swift build --traits MPI)")
+        + "\n")
     return .success
   case "help", "--help", "-h":
     let registry = Library.registry()
@@ -215,6 +241,17 @@ let finished = DispatchSemaphore(value: 0)
 let worker = Thread {
   setInterruptsBlocked(false)
   exitStatus = main(Array(CommandLine.arguments.dropFirst()))
+  if World.current.size > 1 {
+    // A rank that failed alone would leave the others waiting in their next exchange: the job
+    // ends with it. After a clean run the ranks leave together.
+    if exitStatus == .success {
+      World.finish()
+    } else {
+      World.current.abort(
+        "skellab: rank \(World.current.rank) stopped (status \(exitStatus.rawValue)); ending the job",
+        status: exitStatus.rawValue)
+    }
+  }
   finished.signal()
 }
 worker.stackSize = 512 << 20

@@ -1,0 +1,91 @@
+import Distributed
+import Foundation
+
+/// The data-parallel part of one training step: the process group, and the samples of the
+/// global batch this rank computes. While a step runs under `DataParallel.run`, the ops whose
+/// result depends on other samples (BatchNorm's batch statistics, a MoCo queue's keys, a mixing
+/// partner) read it and combine the ranks' parts, so that N ranks compute what one process
+/// computes on the whole batch.
+public struct DataParallel: Sendable {
+  public let group: any Communicator
+  /// This rank's samples within the global batch.
+  public let share: Range<Int>
+  /// The samples of the global batch.
+  public let batch: Int
+
+  public init(group: any Communicator, share: Range<Int>, batch: Int) {
+    self.group = group
+    self.share = share
+    self.batch = batch
+  }
+
+  /// This rank's share of a mean over the batch: its samples over the batch's.
+  public var weight: Float { Float(share.count) / Float(batch) }
+
+  @TaskLocal static var active: DataParallel?
+
+  /// The step being run data-parallel, or nil (one process, or outside a step).
+  public static var current: DataParallel? { active }
+
+  /// Runs `body` as this rank's part of a data-parallel step (nil: as a single process).
+  public static func run<R>(_ context: DataParallel?, _ body: () throws -> R) rethrows -> R {
+    try $active.withValue(context) { try body() }
+  }
+
+  /// The ranks' shares of a global batch of `batch` samples, checked: every rank needs one.
+  public static func shares(batch: Int, group: any Communicator, op: String) throws -> Range<Int> {
+    guard batch >= group.size else {
+      throw TensorError(
+        op,
+        "a batch of \(batch) samples cannot be shared by \(group.size) processes (each needs at "
+          + "least one): use batch ≥ \(group.size) or fewer processes")
+    }
+    return group.share(of: batch)
+  }
+
+  /// Runs `body` on rank 0 alone and gives every rank its result (bytes), or the error it threw
+  /// (as the same message on every rank).
+  public static func fromRoot(
+    _ group: any Communicator, op: String, _ body: () throws -> [UInt8]
+  ) throws -> [UInt8] {
+    var message: [UInt8] = []
+    var failure: Error?
+    if group.rank == 0 {
+      do {
+        message = [0] + (try body())
+      } catch {
+        failure = error
+        message = [1] + Array("\(error)".utf8)
+      }
+    }
+    try group.broadcast(&message, root: 0)
+    if let failure { throw failure }
+    guard let flag = message.first else { throw TensorError(op, "rank 0 sent nothing") }
+    if flag == 1 { throw RootError(text: String(decoding: message.dropFirst(), as: UTF8.self)) }
+    return Array(message.dropFirst())
+  }
+
+  /// An error rank 0 met, as every rank reports it.
+  public struct RootError: Error, CustomStringConvertible {
+    public let text: String
+    public var description: String { text }
+  }
+}
+
+extension Tensor {
+  /// The element-wise sum of this tensor over the ranks of the running data-parallel step (the
+  /// tensor itself outside one). Differentiable: the gradient of each rank's input is the sum of
+  /// the ranks' output gradients.
+  public func summedOverRanks() throws -> Tensor {
+    guard let context = DataParallel.current, context.group.size > 1 else { return self }
+    let group = context.group
+    var values = contiguous().scalars
+    try group.allReduceSum(&values)
+    let output = try Tensor(shape: shape, scalars: values)
+    return Autograd.record("sum_over_ranks", output, [self]) { grad in
+      var g = grad.contiguous().scalars
+      try group.allReduceSum(&g)
+      return [try Tensor(shape: grad.shape, scalars: g)]
+    }
+  }
+}

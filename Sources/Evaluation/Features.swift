@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import NN
 import SkeletonData
@@ -22,7 +23,8 @@ public enum Features {
 
   /// The features `[N, D]` and labels of every sample of `dataset` after `augmentations`
   /// (their randomness keyed by `seed` and `epoch`), with the encoder in inference mode and no
-  /// gradients.
+  /// gradients. In an MPI job the ranks take a share of the batches each and every rank gets
+  /// all the features (the same batches as one process computes, so the same values).
   public static func extract(
     _ encoder: any SequenceEncoder, _ dataset: SkeletonDataset, augmentations: [Augmentation],
     batch: Int = 64,
@@ -33,16 +35,40 @@ public enum Features {
     defer { encoder.setTraining(wasTraining) }
     let loader = try Loader(
       dataset: dataset, batchSize: batch, shuffle: false, seed: seed, augmentations: augmentations)
-    try loader.resume(epoch: epoch, position: 0)
+    let group = World.current
+    let mine = group.share(of: loader.batchesPerEpoch)
     var chunks: [Tensor] = []
     var labels: [Int] = []
-    let batches = try loader.makeIterator()
-    while let b = try batches.next() {
-      try context.checkStop()
-      chunks.append(try Autograd.noGrad { try encoder.features(b.x) })
-      labels += b.labels
+    if !mine.isEmpty {
+      try loader.resume(epoch: epoch, position: mine.lowerBound)
+      let batches = try loader.makeIterator()
+      for _ in mine {
+        guard let b = try batches.next() else { break }
+        try context.checkStop()
+        chunks.append(try Autograd.noGrad { try encoder.features(b.x) })
+        labels += b.labels
+      }
     }
-    return (try Tensor.concat(chunks, axis: 0), labels)
+    guard group.size > 1 else { return (try Tensor.concat(chunks, axis: 0), labels) }
+    // Each rank's block: its feature width, its features `[n, D]`, then its labels.
+    let local = chunks.isEmpty ? nil : try Tensor.concat(chunks, axis: 0)
+    let width = local?.shape[1] ?? 0
+    let block = [Float(width)] + (local?.contiguous().scalars ?? []) + labels.map(Float.init)
+    var features: [Float] = []
+    var all: [Int] = []
+    var widths = Set<Int>()
+    for block in try group.allGather(block) {
+      let d = Int(block.first ?? 0)
+      guard d > 0 else { continue }
+      widths.insert(d)
+      let n = (block.count - 1) / (d + 1)
+      features += block[1..<(1 + n * d)]
+      all += block[(1 + n * d)...].map { Int($0) }
+    }
+    guard let d = widths.first, widths.count == 1 else {
+      throw TensorError("features", "the ranks' features differ in width: \(widths.sorted())")
+    }
+    return (try Tensor(shape: [all.count, d], scalars: features), all)
   }
 }
 

@@ -219,7 +219,7 @@ public enum Detection {
         let rows = Array(order[start..<min(start + batch, order.count)])
         start += batch
         guard rows.count > 1 else { continue }
-        try step {
+        try step(nil) {
           try Loss.crossEntropy(
             head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(ys[$0]) }))
         }

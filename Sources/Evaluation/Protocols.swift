@@ -106,7 +106,7 @@ public enum Protocols {
         let rows = Array(order[start..<min(start + options.batch, order.count)])
         start += options.batch
         guard rows.count > 1 else { continue }  // BatchNorm needs two samples
-        try step {
+        try step(nil) {
           try Loss.crossEntropy(
             head(x.indexSelect(axis: 0, indices: rows)), labels: Tensor(rows.map { Float(y[$0]) }))
         }
@@ -250,9 +250,13 @@ public enum Protocols {
         let batches = try loader.makeIterator()
         while let b = try batches.next() {
           guard b.x.shape[0] > 1 else { continue }
-          try step {
-            try Loss.crossEntropy(
-              model(b.x), labels: Tensor(b.labels.map(Float.init)), smoothing: options.smoothing)
+          // In an MPI job each rank computes its share of the batch (`step` shares it out).
+          try step(b.x.shape[0]) {
+            let rows = DataParallel.current.map { Array($0.share) }
+            let x = try rows.map { try b.x.indexSelect(axis: 0, indices: $0) } ?? b.x
+            let labels = rows.map { $0.map { b.labels[$0] } } ?? b.labels
+            return try Loss.crossEntropy(
+              model(x), labels: Tensor(labels.map(Float.init)), smoothing: options.smoothing)
           }
         }
       }

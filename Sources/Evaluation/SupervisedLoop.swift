@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import NN
 import Optim
@@ -60,13 +61,16 @@ public struct SupervisedLoop {
     var random: [UInt64]?
   }
 
-  /// Runs the epochs. `train(epoch, first, step)` calls `step { loss }` once per batch of that
-  /// epoch (`batchesPerEpoch` of them), skipping its `first` batches (done before a resume) by
-  /// their order alone; `step` checks for a stop before it computes the loss.
+  /// Runs the epochs. `train(epoch, first, step)` calls `step(samples) { loss }` once per batch
+  /// of that epoch (`batchesPerEpoch` of them), skipping its `first` batches (done before a
+  /// resume) by their order alone; `step` checks for a stop before it computes the loss. With
+  /// `samples` (the batch's) in an MPI job, the ranks share the batch out: `loss` computes this
+  /// rank's share (`DataParallel.current`) and the gradients are summed over ranks; with nil,
+  /// every rank computes the whole batch.
   /// `evaluate(epoch)` gives (top-1, top-5), or nil to skip.
   public func run(
     batchesPerEpoch: Int,
-    train: (Int, Int, (() throws -> Tensor) throws -> Void) throws -> Void,
+    train: (Int, Int, (Int?, () throws -> Tensor) throws -> Void) throws -> Void,
     evaluate: (Int) throws -> (top1: Double, top5: Double)?
   ) throws -> EvaluationResult {
     var at = try start()
@@ -80,23 +84,34 @@ public struct SupervisedLoop {
     do {
       while at.epoch < epochs {
         let epoch = at.epoch
-        try train(epoch, at.batch) { loss in
+        try train(epoch, at.batch) { samples, loss in
           try context.checkStop()
           if let random = resumedRandom {  // the first batch after a resume mid-epoch
             Random.state = random
             resumedRandom = nil
           }
           optimizer.learningRate = schedule(at.step, max(batchesPerEpoch, 1))
-          let loss = try loss()
-          let value = Double(try loss.item())
+          let group = World.current
+          let value: Double
+          if let samples, group.size > 1 {
+            value = try GradientExchange.step(
+              parameters: optimizer.groups.flatMap(\.parameters), samples: samples, group: group,
+              op: name,
+              loss: loss)
+          } else {
+            let loss = try loss()
+            value = Double(try loss.item())
+            if value.isFinite {
+              optimizer.zeroGrad()
+              try loss.backward()
+            }
+          }
           guard value.isFinite else {
             throw TensorError(
               name,
               "the loss became \(value) at epoch \(epoch + 1), batch \(at.batch + 1): lower the "
                 + "learning rate or check the data for NaN/inf")
           }
-          optimizer.zeroGrad()
-          try loss.backward()
           try optimizer.step()
           at.step += 1
           at.total += value

@@ -209,11 +209,13 @@ public final class DropPath: Module {
     let keep = 1 - probability
     var shape = [Int](repeating: 1, count: x.rank)
     shape[0] = x.shape[0]
-    let mask = try Tensor(shape: shape, op: "drop_path") { values in
-      Random.withGenerator { generator in
-        for i in values.indices { values[i] = generator.nextFloat() < keep ? 1 / keep : 0 }
-      }
+    // In a data-parallel step, the draws of the whole batch (as one process draws them), of
+    // which this rank takes its samples' rows.
+    let whole = DataParallel.wholeBatch(rows: x.shape[0])
+    let all = Random.withGenerator { generator in
+      (0..<whole.rows).map { _ in generator.nextFloat() < keep ? 1 / keep : Float(0) }
     }
+    let mask = try Tensor(shape: shape, scalars: Array(all[whole.mine]))
     return try x * mask
   }
 }

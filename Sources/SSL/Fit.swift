@@ -419,7 +419,11 @@ public enum Fit {
         var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(step), 3))
         let value: Double
         if group.size > 1 {
-          value = try parallelStep(trainer, batch: b.x, group: group, generator: &generator)
+          // This rank's samples of the whole batch's draws; the gradients summed over ranks.
+          value = try GradientExchange.step(
+            parameters: trainer.student.namedParameters().map(\.parameter),
+            samples: b.x.shape[0] / max(trainer.views.count, 1), group: group, op: "fit"
+          ) { try trainer.loss(b.x, generator: &generator) }
         } else {
           let loss = try trainer.loss(b.x, generator: &generator)
           value = Double(try loss.item())
@@ -464,43 +468,6 @@ public enum Fit {
     }
     try save()
     return current.history
-  }
-
-  /// This rank's part of one step of an MPI job: the whole batch's draws, this rank's samples'
-  /// loss and gradients (weighted by its share), then the sum over ranks, so that every rank
-  /// holds the gradients of the whole batch's loss. Returns the whole batch's loss.
-  static func parallelStep(
-    _ trainer: Pretrainer, batch: Tensor, group: any Communicator,
-    generator: inout RandomGenerator
-  ) throws -> Double {
-    let samples = batch.shape[0] / max(trainer.views.count, 1)
-    let context = DataParallel(
-      group: group, share: try DataParallel.shares(batch: samples, group: group, op: "fit"),
-      batch: samples)
-    let parameters = trainer.student.namedParameters().map(\.parameter)
-    for p in parameters { p.grad = nil }
-    var local = 0.0
-    try DataParallel.run(context) {
-      let loss = try trainer.loss(batch, generator: &generator)
-      local = Double(try loss.item())
-      // Every rank goes backward (the gradient buffers must line up); a non-finite loss on
-      // any rank makes the summed loss non-finite, which stops every rank.
-      try (loss * context.weight).backward()
-    }
-    // One buffer: every gradient, then this rank's share of the loss.
-    let withGradient = parameters.filter { $0.grad != nil }
-    let counts = withGradient.map { $0.value.count }
-    var buffer = [Float]()
-    buffer.reserveCapacity(counts.reduce(0, +) + 1)
-    for p in withGradient { buffer += p.grad!.contiguous().scalars }
-    buffer.append(local.isFinite ? Float(local) * context.weight : .nan)
-    try group.allReduceSum(&buffer)
-    var offset = 0
-    for (p, count) in zip(withGradient, counts) {
-      p.grad = try Tensor(shape: p.value.shape, scalars: Array(buffer[offset..<(offset + count)]))
-      offset += count
-    }
-    return Double(buffer[offset])
   }
 
   /// The most steps one `fit` may run (about 10^9: months of steps on any machine).

@@ -32,6 +32,21 @@ public struct DataParallel: Sendable {
     try $active.withValue(context) { try body() }
   }
 
+  /// Randomness drawn per row of a tensor whose first axis holds this rank's samples (each as
+  /// the same number of rows): how many rows the whole batch has, and which are this rank's. A
+  /// draw for all of them, of which the rank keeps its rows, is the draw one process makes.
+  /// Outside a data-parallel step: all `rows`, all this process's.
+  public static func wholeBatch(rows: Int) -> (rows: Int, mine: Range<Int>) {
+    guard let context = current, context.share.count > 0, rows % context.share.count == 0 else {
+      return (rows, 0..<rows)
+    }
+    let perSample = rows / context.share.count
+    return (
+      context.batch * perSample,
+      (context.share.lowerBound * perSample)..<(context.share.upperBound * perSample)
+    )
+  }
+
   /// The ranks' shares of a global batch of `batch` samples, checked: every rank needs one.
   public static func shares(batch: Int, group: any Communicator, op: String) throws -> Range<Int> {
     guard batch >= group.size else {

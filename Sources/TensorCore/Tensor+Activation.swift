@@ -284,10 +284,19 @@ extension Tensor {
     }
     if !training || p == 0 { return self }
     if p == 1 { return try self * Tensor.zeros(shape) }
+    // In a data-parallel step, the whole batch's draws (one process's), of which this rank's
+    // rows are kept.
+    let whole: (rows: Int, mine: Range<Int>) =
+      rank > 0 ? DataParallel.wholeBatch(rows: shape[0]) : (1, 0..<1)
+    let perRow = rank > 0 && shape[0] > 0 ? count / shape[0] : count
+    let skipped = whole.mine.lowerBound * perRow
+    let after = (whole.rows - whole.mine.upperBound) * perRow
+    let scale = 1 / (1 - p)
+    for _ in 0..<skipped { _ = generator.nextFloat() }
     let keep = try Tensor(shape: shape, op: "dropout") { mask in
-      let scale = 1 / (1 - p)
       for i in mask.indices { mask[i] = generator.nextFloat() < p ? 0 : scale }
     }
+    for _ in 0..<after { _ = generator.nextFloat() }
     return try self * keep
   }
 

@@ -1,0 +1,45 @@
+import Distributed
+import NN
+import TensorCore
+
+/// One data-parallel training step's exchange: each rank computes the loss of its share of the
+/// global batch (inside `DataParallel.run`, so that BatchNorm and the methods' cross-sample parts
+/// see the whole batch), goes backward with the loss weighted by its share, and the ranks sum
+/// their gradients and losses (in rank order, reproducibly). Afterwards every rank holds the
+/// gradients of the whole batch's mean loss, as one process computes them, and takes the same
+/// optimiser step.
+public enum GradientExchange {
+  /// Runs `loss` for this rank's part of a batch of `samples` samples and returns the whole
+  /// batch's loss; `parameters` then hold the summed gradients.
+  public static func step(
+    parameters: [Parameter], samples: Int, group: any Communicator, op: String,
+    loss: () throws -> Tensor
+  ) throws -> Double {
+    let context = DataParallel(
+      group: group, share: try DataParallel.shares(batch: samples, group: group, op: op),
+      batch: samples)
+    for p in parameters { p.grad = nil }
+    var local = 0.0
+    try DataParallel.run(context) {
+      let value = try loss()
+      local = Double(try value.item())
+      // Every rank goes backward (the gradient buffers must line up); a non-finite loss on
+      // any rank makes the summed loss non-finite, which stops every rank.
+      try (value * context.weight).backward()
+    }
+    // One buffer: every gradient, then this rank's share of the loss.
+    let withGradient = parameters.filter { $0.grad != nil }
+    let counts = withGradient.map { $0.value.count }
+    var buffer = [Float]()
+    buffer.reserveCapacity(counts.reduce(0, +) + 1)
+    for p in withGradient { buffer += p.grad!.contiguous().scalars }
+    buffer.append(Float(local) * context.weight)
+    try group.allReduceSum(&buffer)
+    var offset = 0
+    for (p, count) in zip(withGradient, counts) {
+      p.grad = try Tensor(shape: p.value.shape, scalars: Array(buffer[offset..<(offset + count)]))
+      offset += count
+    }
+    return Double(buffer[offset])
+  }
+}

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+# Open MPI too: the release pass builds the MPI trait and runs the 2-rank tests.
+scripts/setup.sh --mpi
 
 echo "== swift format lint" >&2
 swift format lint --strict --recursive Package.swift Sources Tests
@@ -34,10 +35,12 @@ swift build --build-tests -Xswiftc -warnings-as-errors
 echo "== swift test (debug)" >&2
 SKELLAB_TEST_PASS=debug swift test --skip-build --disable-xctest
 
-echo "== swift build (release)" >&2
-swift build -c release --build-tests -Xswiftc -warnings-as-errors
-echo "== swift test (release)" >&2
-swift test -c release --skip-build --disable-xctest
+# The release build has the MPI trait (the debug build has not: both configurations build), and
+# its pass runs the MPI tests under mpirun with 2 ranks (SKELLAB_TEST_MPI makes them required).
+echo "== swift build (release, --traits MPI)" >&2
+swift build -c release --traits MPI --build-tests -Xswiftc -warnings-as-errors
+echo "== swift test (release, MPI tests with 2 ranks)" >&2
+SKELLAB_TEST_MPI=1 swift test -c release --traits MPI --skip-build --disable-xctest
 
 # CI also builds and tests the portable release build (no -target-cpu: SKELLAB_TARGET_CPU=generic),
 # in its own folder so that the manifest is evaluated afresh.

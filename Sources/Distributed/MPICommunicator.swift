@@ -42,7 +42,9 @@
       var length: Int32 = 0
       MPI_Get_library_version(&name, &length)
       let library =
-        String(decoding: name.prefix(Int(max(length, 0))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        String(
+          decoding: name.prefix(Int(max(length, 0))).map { UInt8(bitPattern: $0) }, as: UTF8.self
+        )
         .split(separator: ",").first.map(String.init) ?? "MPI"
       return MPICommunicator(
         rank: Int(rank), size: Int(size), transport: "\(library), \(size) processes")

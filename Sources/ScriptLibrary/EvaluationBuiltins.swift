@@ -1,5 +1,5 @@
-import Evaluation
 import Distributed
+import Evaluation
 import Foundation
 import NN
 import Optim

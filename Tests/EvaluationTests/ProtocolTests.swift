@@ -170,7 +170,9 @@ struct LoopTests {
     }
     let error = #expect(throws: TensorError.self) {
       _ = try loop.run(batchesPerEpoch: 1) { epoch, _, step in
-        try step { epoch == 0 ? try (w.value * w.value).sum() : try (w.value * Float.nan).sum() }
+        try step(nil) {
+          epoch == 0 ? try (w.value * w.value).sum() : try (w.value * Float.nan).sum()
+        }
       } evaluate: { _ in
         nil
       }

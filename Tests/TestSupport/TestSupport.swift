@@ -187,6 +187,10 @@ public struct SkellabRun: Sendable {
   public let status: Int32
   public let stdout: String
   public let stderr: String
+
+  public init(status: Int32, stdout: String, stderr: String) {
+    (self.status, self.stdout, self.stderr) = (status, stdout, stderr)
+  }
 }
 
 /// Runs the built `skellab` binary with `arguments` (and `stdin`, extra `environment`, a

@@ -1,0 +1,353 @@
+import Foundation
+import TensorCore
+import TestSupport
+import Testing
+
+/// Runs of the `skellab` binary under `mpirun`: what N ranks compute against one process.
+enum MPI {
+  /// Whether the binary was built with the MPI trait.
+  static let built: Bool = {
+    (try? runSkellab(["--version"]))?.stdout.contains("MPI: built in") ?? false
+  }()
+
+  /// `mpirun`, when on PATH.
+  static let launcher: String? = {
+    let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
+    return paths.map { "\($0)/mpirun" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+  }()
+
+  /// Whether the MPI tests run: with the trait and mpirun, or required by scripts/test.sh.
+  static let available = built && launcher != nil
+  static let required = ProcessInfo.processInfo.environment["SKELLAB_TEST_MPI"] == "1"
+
+  /// The environment of a launch: root allowed (CI containers), one BLAS thread per rank.
+  static var environment: [String: String] {
+    ProcessInfo.processInfo.environment.merging([
+      "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+      "OPENBLAS_NUM_THREADS": "1", "SKELLAB_THREADS": "1",
+    ]) { $1 }
+  }
+
+  /// The command line of `ranks` processes running `arguments` (1: the binary alone).
+  static func command(_ ranks: Int, _ arguments: [String]) -> (String, [String]) {
+    guard ranks > 1, let launcher else { return (skellabBinary, arguments) }
+    return (
+      launcher,
+      ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", skellabBinary] + arguments
+    )
+  }
+
+  /// Starts `ranks` processes; standard output and error go to files in `folder`.
+  static func start(_ ranks: Int, _ arguments: [String], folder: String, name: String) throws
+    -> Process
+  {
+    let (executable, argv) = command(ranks, arguments)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = argv
+    process.currentDirectoryURL = URL(fileURLWithPath: folder)
+    process.environment = environment
+    for (path, assign) in [
+      ("\(folder)/\(name).out", { (h: FileHandle) in process.standardOutput = h }),
+      ("\(folder)/\(name).err", { (h: FileHandle) in process.standardError = h }),
+    ] {
+      _ = FileManager.default.createFile(atPath: path, contents: nil)
+      assign(FileHandle(forWritingAtPath: path)!)
+    }
+    try process.run()
+    return process
+  }
+
+  /// Runs `ranks` processes to their end (at most `limit` seconds: a hang fails the test
+  /// instead of stalling the suite).
+  static func run(
+    _ ranks: Int, _ arguments: [String], folder: String, name: String, limit: Double = 300
+  ) throws -> SkellabRun {
+    let process = try start(ranks, arguments, folder: folder, name: name)
+    let deadline = Date().addingTimeInterval(limit)
+    while process.isRunning, Date() < deadline { usleep(20_000) }
+    if process.isRunning {
+      process.terminate()
+      process.waitUntilExit()
+      fail("\(name): still running after \(limit) s; stopped")
+    }
+    process.waitUntilExit()
+    return SkellabRun(
+      status: process.terminationStatus,
+      stdout: (try? String(contentsOfFile: "\(folder)/\(name).out", encoding: .utf8)) ?? "",
+      stderr: (try? String(contentsOfFile: "\(folder)/\(name).err", encoding: .utf8)) ?? "")
+  }
+
+  /// The losses of a run folder's metrics.jsonl, in step order.
+  static func losses(_ folder: String) throws -> [Double] {
+    try String(contentsOfFile: folder + "/metrics.jsonl", encoding: .utf8)
+      .split(separator: "\n").map { line in
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        return object?["loss"] as? Double ?? .nan
+      }
+  }
+
+  /// Every tensor of a safetensors file.
+  static func tensors(_ path: String) throws -> [String: [Float]] {
+    let file = try SafeTensors.read(path: path)
+    var all: [String: [Float]] = [:]
+    for name in file.names { all[name] = try file.tensor(name).scalars }
+    return all
+  }
+
+  /// The largest difference between the same tensors of two files, relative to the largest
+  /// magnitude of the first file's tensor, and where it is. The key third of a transformer's
+  /// `qkv.bias` is left out and returned apart (its largest absolute difference): its exact
+  /// gradient is zero (softmax ignores a shift of every score), so AdamW turns the rounding
+  /// noise of its gradient into steps of up to the learning rate, in one process as in many.
+  static func largestDifference(_ a: String, _ b: String) throws -> (
+    relative: Double, name: String, keyBias: Double
+  ) {
+    let (x, y) = (try tensors(a), try tensors(b))
+    #expect(Set(x.keys) == Set(y.keys))
+    var worst = (0.0, "")
+    var keyBias = 0.0
+    for (name, u) in x {
+      guard let v = y[name], v.count == u.count else {
+        fail("\(name): missing or of another size in \(b)")
+        continue
+      }
+      var differences = zip(u, v).map { Double(abs($0 - $1)) }
+      if name.hasSuffix("attn.qkv.bias") {
+        let d = u.count / 3
+        keyBias = max(keyBias, differences[d..<(2 * d)].max() ?? 0)
+        differences.replaceSubrange(d..<(2 * d), with: repeatElement(0, count: d))
+      }
+      let scale = Double(u.map { abs($0) }.max() ?? 0)
+      let relative = (differences.max() ?? 0) / (scale > 0 ? scale : 1)
+      if relative > worst.0 { worst = (relative, name) }
+    }
+    return (worst.0, worst.1, keyBias)
+  }
+
+  /// The pid of rank `rank` among the processes `mpirun` (pid `launcher`) started.
+  static func pid(ofRank rank: Int, under launcher: Int32) -> Int32? {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    for entry in entries {
+      guard let pid = Int32(entry), pid != launcher,
+        let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ"),
+        let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+      else { continue }
+      let variables = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+      let command = String(decoding: cmdline, as: UTF8.self)
+      if command.hasPrefix(skellabBinary), variables.contains("OMPI_COMM_WORLD_RANK=\(rank)"),
+        isDescendant(pid, of: launcher)
+      {
+        return pid
+      }
+    }
+    return nil
+  }
+
+  static func isDescendant(_ pid: Int32, of ancestor: Int32) -> Bool {
+    var current = pid
+    for _ in 0..<16 {
+      guard let stat = try? String(contentsOfFile: "/proc/\(current)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+      else { return false }
+      let fields = stat[stat.index(after: close)...].split(separator: " ")
+      guard fields.count > 1, let parent = Int32(fields[1]) else { return false }
+      if parent == ancestor { return true }
+      if parent <= 1 { return false }
+      current = parent
+    }
+    return false
+  }
+}
+
+/// The pretraining script of these tests: a tiny encoder, a few steps on synthetic data.
+private func fitScript() -> String {
+  """
+  method = param("method", "mamp")
+  seed(0)
+  data = dataset("synthetic", subjects=1, frames=16)
+  if method == "pcm3" or method == "pcm3pp"
+    enc = gru_encoder(hidden=16, layers=1, joints=25, bodies=2, frames=16)
+    clip = nil
+    if method == "pcm3pp"
+      clip = 0.5
+    end
+    t = pcm3(enc, queue=48, dim=8, prediction=16, clip=clip)
+    lr = 0.01
+  else
+    enc = encoder(dim=16, depth=2, heads=2, frames=16)
+    lr = 0.001
+    if method == "skeleton2vec"
+      t = skeleton2vec(enc)
+    end
+    if method == "mamp"
+      t = mamp(enc)
+    end
+    if method == "mae"
+      t = mae(enc)
+    end
+  end
+  run = param("run", "run")
+  h = fit(t, data, epochs=int(param("epochs", 1)), batch=int(param("batch", 8)), lr=lr, run=run, checkpoint_every=int(param("every", 4)))
+  print(h)
+  save(run + "/final.safetensors", enc)
+  """
+}
+
+@Suite("MPI", .timed, .heavy, .serialized)
+struct MPITests {
+  @Test func theRequiredMPIBuildIsHere() {
+    guard MPI.required else { return }
+    #expect(MPI.built, "scripts/test.sh builds the release pass with --traits MPI")
+    #expect(MPI.launcher != nil, "mpirun is not on PATH (scripts/setup.sh --mpi installs it)")
+  }
+
+  /// Two ranks against one process with the same global batch: the same loss curve and final
+  /// weights up to float summation order (the ranks' gradients are summed instead of computed in
+  /// one product), and two 2-rank runs give the same bits.
+  @Test(
+    .enabled(if: MPI.available, "needs the MPI build and mpirun"),
+    arguments: ["skeleton2vec", "mamp", "mae", "pcm3", "pcm3pp"])
+  func twoRanksTrainAsOneProcess(method: String) throws {
+    let folder = try temporaryFolder("mpi-fit-\(method)")
+    let script = folder + "/fit.skl"
+    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    var runs: [String: SkellabRun] = [:]
+    for (name, ranks) in [("one", 1), ("two", 2), ("again", 2)] {
+      runs[name] = try MPI.run(
+        ranks, ["run", script, "--set", "method=\(method)", "--set", "run=\(name)"],
+        folder: folder, name: name)
+      #expect(runs[name]?.status == 0, "\(name): \(runs[name]?.stderr ?? "")")
+    }
+    guard runs.values.allSatisfy({ $0.status == 0 }) else { return }
+    // print prints once, from rank 0.
+    #expect(runs["two"]!.stdout.components(separatedBy: "History ").count == 2)
+    let one = try MPI.losses(folder + "/one")
+    let two = try MPI.losses(folder + "/two")
+    #expect(one.count == two.count && one.count >= 10)
+    let worst = zip(one, two).map { abs($0 - $1) / max(abs($0), 1e-6) }.max() ?? .infinity
+    #expect(worst <= 2e-5, "largest relative loss difference \(worst)")
+    let weights = try MPI.largestDifference(
+      folder + "/one/final.safetensors", folder + "/two/final.safetensors")
+    #expect(
+      weights.relative <= 1e-5,
+      "largest weight difference \(weights.relative) (relative), in \(weights.name)")
+    // The key bias: at most the learning rate (1e-3) per step on rounding noise.
+    #expect(weights.keyBias <= 1e-3 * Double(one.count), "key bias \(weights.keyBias)")
+    // Two 2-rank runs: the same bits (the sums go in rank order).
+    #expect(try MPI.losses(folder + "/again") == two)
+    #expect(
+      FileManager.default.contents(atPath: folder + "/again/checkpoint.safetensors")
+        == FileManager.default.contents(atPath: folder + "/two/checkpoint.safetensors"))
+  }
+
+  /// A rank killed mid-run ends the job within seconds; its checkpoint resumes on one process
+  /// and on two, and a 2-rank resume ends bit-identical to a 2-rank run never stopped.
+  @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
+  func aKilledRankEndsTheJobAndItsRunResumes() throws {
+    let folder = try temporaryFolder("mpi-kill")
+    let script = folder + "/fit.skl"
+    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let settings = ["--set", "method=mamp", "--set", "epochs=12", "--set", "every=5"]
+    let whole = try MPI.run(
+      2, ["run", script, "--set", "run=whole"] + settings, folder: folder, name: "whole")
+    #expect(whole.status == 0, "\(whole.stderr)")
+    let stopped = try MPI.start(
+      2, ["run", script, "--set", "run=killed"] + settings, folder: folder, name: "killed")
+    // Kill rank 1 once a few checkpoints are written.
+    var victim: Int32?
+    let started = Date()
+    while stopped.isRunning, Date().timeIntervalSince(started) < 120 {
+      let lines =
+        (try? String(contentsOfFile: folder + "/killed/metrics.jsonl", encoding: .utf8))?
+        .split(separator: "\n").count ?? 0
+      if lines >= 10, let pid = MPI.pid(ofRank: 1, under: stopped.processIdentifier) {
+        victim = pid
+        kill(pid, SIGKILL)
+        break
+      }
+      usleep(10_000)
+    }
+    #expect(victim != nil, "rank 1 was not found running with 10 steps logged")
+    let killedAt = Date()
+    while stopped.isRunning, Date().timeIntervalSince(killedAt) < 60 { usleep(20_000) }
+    let seconds = Date().timeIntervalSince(killedAt)
+    #expect(!stopped.isRunning && seconds < 15, "the job still ran \(seconds) s after the kill")
+    if stopped.isRunning { stopped.terminate() }
+    stopped.waitUntilExit()
+    #expect(stopped.terminationStatus != 0)
+    let lines = try MPI.losses(folder + "/killed").count
+    let total = try MPI.losses(folder + "/whole").count
+    #expect(lines >= 10 && lines < total, "the kill came at \(lines) of \(total) steps")
+    // Resume the same folder on one process and on two (copies of it).
+    let files = FileManager.default
+    try files.copyItem(atPath: folder + "/killed", toPath: folder + "/resumed1")
+    try files.copyItem(atPath: folder + "/killed", toPath: folder + "/resumed2")
+    for (name, ranks) in [("resumed1", 1), ("resumed2", 2)] {
+      let run = try MPI.run(
+        ranks, ["run", script, "--set", "run=\(name)"] + settings, folder: folder, name: name)
+      #expect(run.status == 0, "\(name): \(run.stderr)")
+      #expect(run.stderr.contains("resumed mamp from"), "\(name): \(run.stderr)")
+    }
+    #expect(try MPI.losses(folder + "/resumed2") == MPI.losses(folder + "/whole"))
+    #expect(
+      files.contents(atPath: folder + "/resumed2/final.safetensors")
+        == files.contents(atPath: folder + "/whole/final.safetensors"))
+    let difference = try MPI.largestDifference(
+      folder + "/whole/final.safetensors", folder + "/resumed1/final.safetensors")
+    #expect(
+      difference.relative <= 1e-5,
+      "one-process resume: \(difference.relative) (relative) in \(difference.name)")
+    #expect(difference.keyBias <= 1e-3 * Double(total), "key bias \(difference.keyBias)")
+  }
+
+  /// Feature extraction shares its batches between the ranks: KNN, the linear probe and
+  /// fine-tuning give what one process gives.
+  @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
+  func evaluationMatchesOneProcess() throws {
+    let folder = try temporaryFolder("mpi-eval")
+    let script = folder + "/eval.skl"
+    try """
+    seed(0)
+    data = dataset("synthetic", subjects=2, frames=16, split="xsub")
+    enc = encoder(dim=16, depth=2, heads=2, frames=16)
+    k = knn(enc, data, k=1)
+    p = linear_probe(enc, data, epochs=3, batch=8)
+    f = finetune(enc, data, epochs=1, batch=8, hidden=16)
+    print("knn {k.accuracy:.10f} probe {p.accuracy:.10f} finetune {f.accuracy:.10f} loss {f.epochs[0].loss:.5f}")
+    print("ranks {world_size()}")
+    """.write(toFile: script, atomically: true, encoding: .utf8)
+    let one = try MPI.run(1, ["run", script], folder: folder, name: "one")
+    let two = try MPI.run(2, ["run", script], folder: folder, name: "two")
+    #expect(one.status == 0 && two.status == 0, "\(one.stderr)\n\(two.stderr)")
+    let first = { (text: String) in text.split(separator: "\n").first { $0.hasPrefix("knn") } }
+    #expect(first(one.stdout) != nil && first(one.stdout) == first(two.stdout))
+    #expect(one.stdout.contains("ranks 1") && two.stdout.contains("ranks 2"))
+  }
+
+  /// A batch the ranks cannot share is refused before any work, naming both numbers.
+  @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
+  func aBatchSmallerThanTheJobIsRefused() throws {
+    let folder = try temporaryFolder("mpi-batch")
+    let script = folder + "/fit.skl"
+    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let run = try MPI.run(
+      3, ["run", script, "--set", "batch=2", "--set", "run=small"], folder: folder, name: "small")
+    #expect(run.status != 0)
+    #expect(
+      run.stderr.contains("a batch of 2 samples cannot be shared by 3 processes"), "\(run.stderr)")
+  }
+}
+
+/// A binary without the trait, started by mpirun as one of several processes, says so instead
+/// of running the script alone on every rank.
+@Suite("MPI launch", .timed)
+struct MPILaunchTests {
+  @Test func aBuildWithoutMPIRefusesAnMPIJob() throws {
+    guard !MPI.built else { return }
+    let run = try runSkellab(["-e", "1"], environment: ["OMPI_COMM_WORLD_SIZE": "2"])
+    #expect(run.status == 2)
+    #expect(run.stderr.contains("built without MPI"), "\(run.stderr)")
+    #expect(run.stderr.contains("--traits MPI"))
+  }
+}

@@ -108,7 +108,7 @@ let package = Package(
     .executableTarget(
       name: "SkellabBench",
       dependencies: [
-        "TensorCore", "NN", "Optim", "SkeletonData", "Evaluation", "SSL", "CBLAS",
+        "TensorCore", "NN", "Optim", "SkeletonData", "Evaluation", "SSL", "CBLAS", "Distributed",
       ],
       path: "Sources/SkellabBench"),
 

@@ -151,6 +151,9 @@ func run(_ options: Options) throws {
 if CommandLine.arguments.dropFirst().first == "data" {
   exit(runDataBench(Array(CommandLine.arguments.dropFirst(2))))
 }
+if CommandLine.arguments.dropFirst().first == "distributed" {
+  exit(runDistributedBench(Array(CommandLine.arguments.dropFirst(2))))
+}
 if CommandLine.arguments.dropFirst().first == "model" {
   exit(runModelBench(Array(CommandLine.arguments.dropFirst(2))))
 }

@@ -23,11 +23,18 @@ func printable(_ text: String) -> String {
   text.contains("\0") ? text.replacingOccurrences(of: "\0", with: "\u{2400}") : text
 }
 
-/// In an MPI job every rank runs the script; rank 0 prints, the others name themselves in what
-/// they report (an error only one rank meets, say).
+/// In an MPI job every rank runs the script and meets the same errors; rank 0 reports them. The
+/// other ranks keep what they would report and show it only when they fail and rank 0 has not
+/// ended the job first (an error only that rank met: a file missing on its machine, say).
+nonisolated(unsafe) var heldErrors = ""
 func writeError(_ text: String) {
   let rank = World.current.rank
-  skellab_write_stderr(printable(rank == 0 ? text : "[rank \(rank)] " + text))
+  guard rank == 0 else {
+    heldErrors += text.split(separator: "\n", omittingEmptySubsequences: false)
+      .map { $0.isEmpty ? "" : "[rank \(rank)] " + $0 }.joined(separator: "\n")
+    return
+  }
+  skellab_write_stderr(printable(text))
 }
 /// Results go through C's stdout stream, the one readline draws the prompt on, so the two
 /// never overtake each other. Only rank 0 of an MPI job prints.
@@ -247,6 +254,17 @@ let worker = Thread {
     if exitStatus == .success {
       World.finish()
     } else {
+      // Rank 0 ends the job at once; another rank waits a little, so that an error every rank
+      // met is reported once (rank 0's abort ends this process first).
+      if World.current.rank != 0 {
+        // A signal (the job being ended, or rank 0's report) ends this rank quietly.
+        let deadline = DispatchTime.now().uptimeNanoseconds + 3_000_000_000
+        while !terminationRequested, DispatchTime.now().uptimeNanoseconds < deadline {
+          usleep(20_000)
+        }
+        if terminationRequested { exit(exitStatus.rawValue) }
+      }
+      skellab_write_stderr(printable(heldErrors))
       World.current.abort(
         "skellab: rank \(World.current.rank) stopped (status \(exitStatus.rawValue)); ending the job",
         status: exitStatus.rawValue)

@@ -46,9 +46,11 @@ static int interrupt_pipe[2] = {-1, -1};
 
 static void on_interrupt(int signal_number) {
   atomic_store(&interrupt_flag, 1);
-  // A termination request outranks Ctrl-C: once SIGTERM or SIGHUP came, it stays the cause.
+  // A termination request outranks Ctrl-C: once SIGTERM, SIGHUP or SIGUSR1 came, it stays the
+  // cause.
   int previous = atomic_load(&interrupt_signal);
-  if (previous != SIGTERM && previous != SIGHUP) atomic_store(&interrupt_signal, signal_number);
+  if (previous != SIGTERM && previous != SIGHUP && previous != SIGUSR1)
+    atomic_store(&interrupt_signal, signal_number);
   if (interrupt_pipe[1] >= 0) {
     int saved = errno;
     ssize_t written = write(interrupt_pipe[1], "!", 1);  // async-signal-safe
@@ -70,10 +72,13 @@ int skellab_install_interrupt_handler(void) {
   sigemptyset(&action.sa_mask);
   action.sa_flags = 0;  // no SA_RESTART: a blocking read returns EINTR so the REPL sees it
   // SIGTERM and SIGHUP stop the running statement as Ctrl-C does (so a fit saves its
-  // checkpoint), and then end the process with 128 + the signal's number.
+  // checkpoint), and then end the process with 128 + the signal's number. SIGUSR1 does the same:
+  // mpirun passes it on to every rank without ending the job itself (its SIGTERM kills the
+  // ranks a second later), and batch schedulers send it ahead of a time limit.
   int status = sigaction(SIGINT, &action, NULL);
   if (status == 0) status = sigaction(SIGTERM, &action, NULL);
   if (status == 0) status = sigaction(SIGHUP, &action, NULL);
+  if (status == 0) status = sigaction(SIGUSR1, &action, NULL);
   return status;
 }
 

@@ -69,7 +69,9 @@
 
     func allReduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
       guard size > 1, let base = values.baseAddress else { return }
-      var scratch = [Float](repeating: 0, count: min(values.count, Self.segment))
+      // Every rank's values of my slice: `size` slices of at most ⌈segment / size⌉ values.
+      let longest = min(values.count, Self.segment) / size + 1
+      var scratch = [Float](repeating: 0, count: size * longest)
       var start = 0
       while start < values.count {
         let count = min(Self.segment, values.count - start)

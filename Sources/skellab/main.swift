@@ -46,13 +46,14 @@ func writeOut(_ text: String) {
 /// Exit statuses of §9: 128 + the signal's number when a signal stopped the run.
 enum Status: Int32 {
   case success = 0, scriptError = 1, usage = 2, hungUp = 129, interrupted = 130
-  case terminated = 143
+  case userSignal = 138, terminated = 143
 
   /// The status for a run stopped by the last interrupting signal.
   nonisolated static var ofInterruption: Status {
     switch skellab_interrupt_signal() {
     case SIGTERM: .terminated
     case SIGHUP: .hungUp
+    case SIGUSR1: .userSignal
     default: .interrupted
     }
   }
@@ -61,7 +62,7 @@ enum Status: Int32 {
 /// Whether SIGTERM or SIGHUP asked the process to end (a Ctrl-C only stops a statement).
 nonisolated var terminationRequested: Bool {
   let signal = skellab_interrupt_signal()
-  return signal == SIGTERM || signal == SIGHUP
+  return signal == SIGTERM || signal == SIGHUP || signal == SIGUSR1
 }
 
 func makeInterpreter(parameters: [String: String] = [:]) -> Interpreter {
@@ -257,12 +258,21 @@ let worker = Thread {
       // Rank 0 ends the job at once; another rank waits a little, so that an error every rank
       // met is reported once (rank 0's abort ends this process first).
       if World.current.rank != 0 {
-        // A signal (the job being ended, or rank 0's report) ends this rank quietly.
-        let deadline = DispatchTime.now().uptimeNanoseconds + 3_000_000_000
-        while !terminationRequested, DispatchTime.now().uptimeNanoseconds < deadline {
+        // Rank 0 ends the job: after its report of an error every rank met (wait 3 s), or after
+        // saving the step every rank stopped at when the job was interrupted (wait as long as
+        // it takes, up to 10 minutes; this rank must not end the job first, or mpirun kills
+        // rank 0 in the middle of its checkpoint). A signal that comes while waiting means the
+        // job is being interrupted.
+        let stops: [Status] = [.interrupted, .hungUp, .terminated, .userSignal]
+        let start = DispatchTime.now().uptimeNanoseconds
+        var interrupted = false
+        while true {
+          interrupted = stops.contains(exitStatus) || terminationRequested
+          let limit: UInt64 = interrupted ? 600_000_000_000 : 3_000_000_000
+          if DispatchTime.now().uptimeNanoseconds - start >= limit { break }
           usleep(20_000)
         }
-        if terminationRequested { exit(exitStatus.rawValue) }
+        if interrupted { exit(exitStatus.rawValue) }
       }
       skellab_write_stderr(printable(heldErrors))
       World.current.abort(

@@ -37,25 +37,80 @@ enum MPI {
     )
   }
 
-  /// Starts `ranks` processes; standard output and error go to files in `folder`.
+  /// A job started in the background: its launcher's pid.
+  struct Job {
+    let pid: pid_t
+    /// Whether it still runs (reaps it when it has ended).
+    var isRunning: Bool { mutating get { poll() } }
+    private(set) var status: Int32?
+    /// Whether `wait` had to kill it.
+    private(set) var timedOut = false
+
+    init(pid: pid_t) { self.pid = pid }
+
+    private mutating func poll() -> Bool {
+      guard status == nil else { return false }
+      var raw: Int32 = 0
+      guard waitpid(pid, &raw, WNOHANG) == pid else { return true }
+      // The exit status, or 128 + the signal that ended it.
+      status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+      return false
+    }
+
+    /// Waits for the end (at most `limit` seconds, then SIGKILL) and returns the status.
+    mutating func wait(limit: Double) -> Int32 {
+      let deadline = Date().addingTimeInterval(limit)
+      while isRunning, Date() < deadline { usleep(20_000) }
+      if isRunning {
+        timedOut = true
+        kill(pid, SIGKILL)
+        while isRunning { usleep(20_000) }
+      }
+      return status ?? -1
+    }
+  }
+
+  /// Starts `ranks` processes; standard output and error go to files in `folder`. Spawned with
+  /// an empty signal mask and default dispositions: the test runner's threads block signals,
+  /// and a launcher that inherited that mask would never see a SIGTERM.
   static func start(_ ranks: Int, _ arguments: [String], folder: String, name: String) throws
-    -> Process
+    -> Job
   {
     let (executable, argv) = command(ranks, arguments)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = argv
-    process.currentDirectoryURL = URL(fileURLWithPath: folder)
-    process.environment = environment
-    for (path, assign) in [
-      ("\(folder)/\(name).out", { (h: FileHandle) in process.standardOutput = h }),
-      ("\(folder)/\(name).err", { (h: FileHandle) in process.standardError = h }),
-    ] {
-      _ = FileManager.default.createFile(atPath: path, contents: nil)
-      assign(FileHandle(forWritingAtPath: path)!)
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(
+      &actions, 1, "\(folder)/\(name).out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(
+      &actions, 2, "\(folder)/\(name).err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var none = sigset_t()
+    sigemptyset(&none)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    // The shell changes to `folder`, then becomes the launcher (keeping the mask).
+    let all = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", folder, executable] + argv
+    let environment = MPI.environment.map { "\($0)=\($1)" }
+    var cArguments = all.map { strdup($0) } + [nil]
+    var cEnvironment = environment.map { strdup($0) } + [nil]
+    defer {
+      for p in cArguments { free(p) }
+      for p in cEnvironment { free(p) }
     }
-    try process.run()
-    return process
+    var pid: pid_t = 0
+    let status = posix_spawn(&pid, "/bin/sh", &actions, &attributes, &cArguments, &cEnvironment)
+    guard status == 0 else {
+      throw CocoaError(.executableLoad, userInfo: [NSFilePathErrorKey: executable])
+    }
+    return Job(pid: pid)
   }
 
   /// Runs `ranks` processes to their end (at most `limit` seconds: a hang fails the test
@@ -63,17 +118,11 @@ enum MPI {
   static func run(
     _ ranks: Int, _ arguments: [String], folder: String, name: String, limit: Double = 300
   ) throws -> SkellabRun {
-    let process = try start(ranks, arguments, folder: folder, name: name)
-    let deadline = Date().addingTimeInterval(limit)
-    while process.isRunning, Date() < deadline { usleep(20_000) }
-    if process.isRunning {
-      process.terminate()
-      process.waitUntilExit()
-      fail("\(name): still running after \(limit) s; stopped")
-    }
-    process.waitUntilExit()
+    var job = try start(ranks, arguments, folder: folder, name: name)
+    let status = job.wait(limit: limit)
+    if job.timedOut { fail("\(name): still running after \(limit) s; killed") }
     return SkellabRun(
-      status: process.terminationStatus,
+      status: status,
       stdout: (try? String(contentsOfFile: "\(folder)/\(name).out", encoding: .utf8)) ?? "",
       stderr: (try? String(contentsOfFile: "\(folder)/\(name).err", encoding: .utf8)) ?? "")
   }
@@ -252,7 +301,7 @@ struct MPITests {
     let whole = try MPI.run(
       2, ["run", script, "--set", "run=whole"] + settings, folder: folder, name: "whole")
     #expect(whole.status == 0, "\(whole.stderr)")
-    let stopped = try MPI.start(
+    var stopped = try MPI.start(
       2, ["run", script, "--set", "run=killed"] + settings, folder: folder, name: "killed")
     // Kill rank 1 once a few checkpoints are written.
     var victim: Int32?
@@ -261,7 +310,7 @@ struct MPITests {
       let lines =
         (try? String(contentsOfFile: folder + "/killed/metrics.jsonl", encoding: .utf8))?
         .split(separator: "\n").count ?? 0
-      if lines >= 10, let pid = MPI.pid(ofRank: 1, under: stopped.processIdentifier) {
+      if lines >= 10, let pid = MPI.pid(ofRank: 1, under: stopped.pid) {
         victim = pid
         kill(pid, SIGKILL)
         break
@@ -272,10 +321,9 @@ struct MPITests {
     let killedAt = Date()
     while stopped.isRunning, Date().timeIntervalSince(killedAt) < 60 { usleep(20_000) }
     let seconds = Date().timeIntervalSince(killedAt)
-    #expect(!stopped.isRunning && seconds < 15, "the job still ran \(seconds) s after the kill")
-    if stopped.isRunning { stopped.terminate() }
-    stopped.waitUntilExit()
-    #expect(stopped.terminationStatus != 0)
+    let ended = !stopped.isRunning
+    #expect(ended && seconds < 15, "the job still ran \(seconds) s after the kill")
+    #expect(stopped.wait(limit: 1) != 0)
     let lines = try MPI.losses(folder + "/killed").count
     let total = try MPI.losses(folder + "/whole").count
     #expect(lines >= 10 && lines < total, "the kill came at \(lines) of \(total) steps")
@@ -299,6 +347,75 @@ struct MPITests {
       difference.relative <= 1e-5,
       "one-process resume: \(difference.relative) (relative) in \(difference.name)")
     #expect(difference.keyBias <= 1e-3 * Double(total), "key bias \(difference.keyBias)")
+  }
+
+  /// Three ranks share a batch of 8 as 3, 3 and 2 samples: the step is still the whole batch's
+  /// (each rank's loss weighted by its share), and the job says how the batch was shared.
+  @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
+  func unevenSharesTrainAsOneProcess() throws {
+    let folder = try temporaryFolder("mpi-uneven")
+    let script = folder + "/fit.skl"
+    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let one = try MPI.run(1, ["run", script, "--set", "run=one"], folder: folder, name: "one")
+    let three = try MPI.run(
+      3, ["run", script, "--set", "run=three"], folder: folder, name: "three")
+    #expect(one.status == 0 && three.status == 0, "\(three.stderr)")
+    #expect(three.stderr.contains("they take 3, 3, 2 samples of each batch"), "\(three.stderr)")
+    let (a, b) = (try MPI.losses(folder + "/one"), try MPI.losses(folder + "/three"))
+    #expect(a.count == b.count && !a.isEmpty)
+    let worst = zip(a, b).map { abs($0 - $1) / max(abs($0), 1e-6) }.max() ?? .infinity
+    #expect(worst <= 2e-5, "largest relative loss difference \(worst)")
+    let weights = try MPI.largestDifference(
+      folder + "/one/final.safetensors", folder + "/three/final.safetensors")
+    #expect(weights.relative <= 1e-5, "\(weights.relative) (relative) in \(weights.name)")
+  }
+
+  /// SIGTERM or SIGUSR1 to mpirun stops every rank at the same step; rank 0 saves that step, as
+  /// a single process does, and the run resumes from it.
+  @Test(
+    .enabled(if: MPI.available, "needs the MPI build and mpirun"), arguments: [SIGTERM, SIGUSR1])
+  func aSignalToMpirunSavesTheStepReached(signal: Int32) throws {
+    let folder = try temporaryFolder("mpi-signal-\(signal)")
+    let script = folder + "/fit.skl"
+    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    // No periodic checkpoint: the only one can be the stop's.
+    let settings = ["--set", "method=mamp", "--set", "epochs=100", "--set", "every=100000"]
+    var job = try MPI.start(
+      2, ["run", script, "--set", "run=term"] + settings, folder: folder, name: "term")
+    // Two epochs are done: the run is well under way.
+    let started = Date()
+    while job.isRunning, Date().timeIntervalSince(started) < 120,
+      !((try? String(contentsOfFile: folder + "/term.err", encoding: .utf8))?
+        .contains("epoch 2/100") ?? false)
+    {
+      usleep(10_000)
+    }
+    let running = job.isRunning
+    #expect(running, "the run ended before it could be stopped")
+    kill(job.pid, signal)
+    let signalled = Date()
+    while job.isRunning, Date().timeIntervalSince(signalled) < 60 { usleep(20_000) }
+    let stopped = !job.isRunning
+    #expect(stopped, "mpirun still ran a minute after signal \(signal)")
+    let status = job.wait(limit: 1)
+    #expect(status != 0)
+    // The checkpoint is the step the ranks stopped at (its metrics with it), not the last
+    // periodic one. (mpirun may drop what the ranks print once it is ending the job, so the
+    // files tell.)
+    let logged = try MPI.losses(folder + "/term").count
+    let saved = try SafeTensors.read(path: folder + "/term/checkpoint.safetensors")
+      .metadata["step"]
+    #expect(saved == "\(logged)" && logged >= 24, "saved \(saved ?? "-"), logged \(logged)")
+    if signal == SIGUSR1 {
+      // mpirun passes SIGUSR1 on and lets the job end by itself: exit 138, the message kept.
+      let errors = (try? String(contentsOfFile: folder + "/term.err", encoding: .utf8)) ?? ""
+      #expect(status == 138)
+      #expect(errors.contains("stopped at step \(logged) of"), "\(errors)")
+    }
+    let resumed = try MPI.run(
+      2, ["run", script, "--set", "run=term"] + settings, folder: folder, name: "resumed")
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(resumed.stderr.contains("resumed mamp from"), "\(resumed.stderr)")
   }
 
   /// Feature extraction shares its batches between the ranks: KNN, the linear probe and

@@ -181,8 +181,30 @@ public struct SupervisedLoop {
 
   /// The position to start from: the folder's checkpoint when there is one to resume (its
   /// model and optimiser restored), else the beginning (the folder's old files removed).
+  ///
+  /// In an MPI job rank 0 alone reads the folder and sends the other ranks the checkpoint it
+  /// resumed from (they need no shared file system).
   func start() throws -> Position {
     guard let checkpoint else { return Position() }
+    let group = World.current
+    guard group.size > 1 else { return try startHere(checkpoint) }
+    var position = Position()
+    let resumed = try DataParallel.fromRoot(group, op: name) {
+      position = try startHere(checkpoint)
+      guard checkpoint.folder.hasCheckpoint, position.step > 0 || position.epoch > 0 else {
+        return []
+      }
+      return Array(try Data(contentsOf: URL(fileURLWithPath: checkpoint.folder.checkpointPath)))
+    }
+    guard group.rank != 0, !resumed.isEmpty else { return position }
+    let metadata = try Random.withSeed(0) {
+      try TrainingCheckpoint.restore(
+        data: Data(resumed), model: checkpoint.model, optimizer: optimizer)
+    }
+    return try Self.position(metadata, path: "rank 0's checkpoint")
+  }
+
+  func startHere(_ checkpoint: Checkpoint) throws -> Position {
     let folder = checkpoint.folder
     if checkpoint.resume, folder.hasCheckpoint {
       try folder.checkIdentity(checkpoint.identity)

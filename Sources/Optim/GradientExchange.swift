@@ -34,6 +34,16 @@ public enum GradientExchange {
     buffer.reserveCapacity(counts.reduce(0, +) + 1)
     for p in withGradient { buffer += p.grad!.contiguous().scalars }
     buffer.append(Float(local) * context.weight)
+    // Every rank must send the same layout; a rank whose graph reached other parameters would
+    // otherwise pair its values with the wrong ones.
+    var sizes = [Double(buffer.count), -Double(buffer.count)]
+    try group.allReduceMax(&sizes)
+    guard sizes[0] == -sizes[1] else {
+      throw TensorError(
+        op,
+        "the ranks' gradients differ in size (\(Int(-sizes[1])) to \(Int(sizes[0])) values): "
+          + "the step reached different parameters on different ranks")
+    }
     try group.allReduceSum(&buffer)
     var offset = 0
     for (p, count) in zip(withGradient, counts) {

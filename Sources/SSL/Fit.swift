@@ -403,7 +403,14 @@ public enum Fit {
           var flag = [stop == nil ? 0.0 : 1]
           try group.allReduceMax(&flag)
           if flag[0] > 0, stop == nil {
-            stop = TensorError("fit", "another process of the job was stopped")
+            // mpirun signals every rank: this rank's signal may still be on its way (then it
+            // stops as interrupted, like the others).
+            let deadline = DispatchTime.now().uptimeNanoseconds + 2_000_000_000
+            while stop == nil, DispatchTime.now().uptimeNanoseconds < deadline {
+              do { try checkStop() } catch { stop = error }
+              if stop == nil { usleep(10_000) }
+            }
+            if stop == nil { stop = TensorError("fit", "another process of the job was stopped") }
           }
         }
         if let stop {

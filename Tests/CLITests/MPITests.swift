@@ -209,6 +209,13 @@ enum MPI {
   }
 }
 
+/// A new folder holding the pretraining script of these tests, and the script's path.
+private func fitFolder(_ name: String) throws -> (folder: String, script: String) {
+  let folder = try temporaryFolder(name)
+  try fitScript().write(toFile: folder + "/fit.skl", atomically: true, encoding: .utf8)
+  return (folder, folder + "/fit.skl")
+}
+
 /// The pretraining script of these tests: a tiny encoder, a few steps on synthetic data.
 private func fitScript() -> String {
   """
@@ -258,9 +265,7 @@ struct MPITests {
     .enabled(if: MPI.available, "needs the MPI build and mpirun"),
     arguments: ["skeleton2vec", "mamp", "mae", "pcm3", "pcm3pp"])
   func twoRanksTrainAsOneProcess(method: String) throws {
-    let folder = try temporaryFolder("mpi-fit-\(method)")
-    let script = folder + "/fit.skl"
-    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let (folder, script) = try fitFolder("mpi-fit-\(method)")
     var runs: [String: SkellabRun] = [:]
     for (name, ranks) in [("one", 1), ("two", 2), ("again", 2)] {
       runs[name] = try MPI.run(
@@ -294,9 +299,7 @@ struct MPITests {
   /// and on two, and a 2-rank resume ends bit-identical to a 2-rank run never stopped.
   @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
   func aKilledRankEndsTheJobAndItsRunResumes() throws {
-    let folder = try temporaryFolder("mpi-kill")
-    let script = folder + "/fit.skl"
-    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let (folder, script) = try fitFolder("mpi-kill")
     let settings = ["--set", "method=mamp", "--set", "epochs=12", "--set", "every=5"]
     let whole = try MPI.run(
       2, ["run", script, "--set", "run=whole"] + settings, folder: folder, name: "whole")
@@ -353,9 +356,7 @@ struct MPITests {
   /// (each rank's loss weighted by its share), and the job says how the batch was shared.
   @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
   func unevenSharesTrainAsOneProcess() throws {
-    let folder = try temporaryFolder("mpi-uneven")
-    let script = folder + "/fit.skl"
-    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let (folder, script) = try fitFolder("mpi-uneven")
     let one = try MPI.run(1, ["run", script, "--set", "run=one"], folder: folder, name: "one")
     let three = try MPI.run(
       3, ["run", script, "--set", "run=three"], folder: folder, name: "three")
@@ -375,9 +376,7 @@ struct MPITests {
   @Test(
     .enabled(if: MPI.available, "needs the MPI build and mpirun"), arguments: [SIGTERM, SIGUSR1])
   func aSignalToMpirunSavesTheStepReached(signal: Int32) throws {
-    let folder = try temporaryFolder("mpi-signal-\(signal)")
-    let script = folder + "/fit.skl"
-    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let (folder, script) = try fitFolder("mpi-signal-\(signal)")
     // No periodic checkpoint: the only one can be the stop's.
     let settings = ["--set", "method=mamp", "--set", "epochs=100", "--set", "every=100000"]
     var job = try MPI.start(
@@ -445,9 +444,7 @@ struct MPITests {
   /// A batch the ranks cannot share is refused before any work, naming both numbers.
   @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
   func aBatchSmallerThanTheJobIsRefused() throws {
-    let folder = try temporaryFolder("mpi-batch")
-    let script = folder + "/fit.skl"
-    try fitScript().write(toFile: script, atomically: true, encoding: .utf8)
+    let (folder, script) = try fitFolder("mpi-batch")
     let run = try MPI.run(
       3, ["run", script, "--set", "batch=2", "--set", "run=small"], folder: folder, name: "small")
     #expect(run.status != 0)

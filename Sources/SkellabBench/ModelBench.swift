@@ -1,3 +1,4 @@
+import CBLAS
 import Evaluation
 // skellab-bench model: whole-model steps against shared/bench/bench.py.
 //
@@ -183,27 +184,62 @@ func timedTrainingStep(
   }
 }
 
-/// PyTorch's median ms per (config, mode, attn) from bench.py's JSON lines.
-func loadTorchSteps(_ path: String) throws -> [String: (ms: Double, rss: Double, floor: Double)] {
-  var result: [String: (Double, Double, Double)] = [:]
-  for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
-    guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-      let config = o["config"] as? String, let mode = o["mode"] as? String,
-      let attn = o["attn"] as? String, let ms = o["median_ms"] as? Double
-    else { continue }
-    result["\(config)/\(mode)/\(attn)"] = (
-      ms, o["peak_rss_mb"] as? Double ?? 0, o["rss_after_import_mb"] as? Double ?? 0
-    )
+/// One bench.py measurement: median ms per step, peak RSS and the RSS after `import torch`,
+/// and the GFLOP its FlopCounterMode counted for the step.
+struct TorchStep {
+  let ms: Double
+  let rss: Double
+  let floor: Double
+  let gflop: Double?
+  let attention: String
+  let policy: String
+}
+
+/// bench.py's JSON lines from one or more files, by "config/mode".
+func loadTorchSteps(_ paths: [String]) throws -> [String: [TorchStep]] {
+  var result: [String: [TorchStep]] = [:]
+  for path in paths {
+    for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+      guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let config = o["config"] as? String, let mode = o["mode"] as? String,
+        let ms = o["median_ms"] as? Double
+      else { continue }
+      result["\(config)/\(mode)", default: []].append(
+        TorchStep(
+          ms: ms, rss: o["peak_rss_mb"] as? Double ?? 0,
+          floor: o["rss_after_import_mb"] as? Double ?? 0, gflop: o["gflop_per_step"] as? Double,
+          attention: o["attn"] as? String ?? "-",
+          policy: o["omp_wait_policy"] as? String ?? "default"))
+    }
   }
   return result
 }
 
+/// The machine's sgemm ceiling in GFLOP/s: the median of square 1024³ products with `threads`
+/// BLAS threads (SkelLab's matrix products all go through the same OpenBLAS).
+func sgemmCeiling(threads: Int) -> Double {
+  let n = 1024
+  var a = [Float](repeating: 0, count: n * n)
+  var b = [Float](repeating: 0, count: n * n)
+  var c = [Float](repeating: 0, count: n * n)
+  for i in 0..<(n * n) {
+    a[i] = Float(i % 7) * 0.1
+    b[i] = Float(i % 5) * 0.1
+  }
+  let ms = medianMilliseconds(10) {
+    cblas_sgemm(
+      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, &a, Int32(n),
+      &b, Int32(n), 0, &c, Int32(n))
+  }
+  return 2 * Double(n * n * n) / (ms / 1000) / 1e9
+}
+
 func runModelBench(_ arguments: [String]) -> Int32 {
-  var configs = ["tiny", "small"]
-  var modes = ["s2v_train", "mamp_train", "encode"]
+  var configs = ["tiny", "small", "paper"]
+  var modes = ["s2v_train", "mamp_train", "pcm3_train", "encode"]
   var threads = 2
   var iterations: Int?
-  var torchPath: String?
+  var torchPaths: [String] = []
   var single: (String, String)?
   var rest = arguments[...]
   while let flag = rest.popFirst() {
@@ -212,7 +248,7 @@ func runModelBench(_ arguments: [String]) -> Int32 {
     case "--modes": modes = rest.popFirst()?.split(separator: ",").map(String.init) ?? []
     case "--threads": threads = rest.popFirst().flatMap(Int.init) ?? 2
     case "--iters": iterations = rest.popFirst().flatMap(Int.init)
-    case "--torch": torchPath = rest.popFirst()
+    case "--torch": torchPaths = rest.popFirst()?.split(separator: ",").map(String.init) ?? []
     case "--pieces":
       try? Threading.setThreadCount(threads)
       try? profileAttentionPieces()
@@ -243,7 +279,9 @@ func runModelBench(_ arguments: [String]) -> Int32 {
       print(String(decoding: json, as: UTF8.self))
       return 0
     }
-    let torch = try torchPath.map(loadTorchSteps) ?? [:]
+    let torch = try loadTorchSteps(torchPaths)
+    let ceiling = sgemmCeiling(threads: threads)
+    print(String(format: "sgemm ceiling: %.0f GFLOP/s (1024³, %d threads)", ceiling, threads))
     var rows: [String] = []
     for config in configs {
       for mode in modes {
@@ -264,21 +302,19 @@ func runModelBench(_ arguments: [String]) -> Int32 {
           let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
           let ms = o["median_ms"] as? Double, let rss = o["peak_rss_mb"] as? Double
         else { continue }
-        var row = String(format: "%-6@ %-11@ %9.1f ms %7.0f MB", config, mode, ms, rss)
-        for attn in ["sdpa", "math"] {
-          if let t = torch["\(config)/\(mode)/\(attn)"] {
-            row += String(
-              format: "   %@ %8.1f ms ratio %.2f (torch RSS %4.0f MB, %4.0f over import)", attn,
-              t.ms, ms / t.ms, t.rss, t.rss - t.floor)
-          }
-        }
-        rows.append(row)
+        rows.append(
+          ratioRow(config, mode, ms: ms, rss: rss, torch[config + "/" + mode] ?? [], ceiling))
       }
     }
-    if !rows.isEmpty {
-      print("\nconfig mode        SkelLab      peak RSS   vs PyTorch (ratio = SkelLab/PyTorch)")
-      rows.forEach { print($0) }
-    }
+    print(
+      "\nratio = SkelLab / PyTorch's fastest path (the best of its default thread-wait policy and "
+        + "OMP_WAIT_POLICY=PASSIVE, sdpa and math attention); GFLOP/s = PyTorch's counted "
+        + "GFLOP of the step / SkelLab's time; memory = SkelLab's peak RSS / PyTorch's peak over "
+        + "its import")
+    print(
+      "config mode         SkelLab ms  default ms  PASSIVE ms  ratio   GFLOP/s  of sgemm  "
+        + "RSS MB  torch MB  memory")
+    rows.forEach { print($0) }
     return 0
   } catch {
     FileHandle.standardError.write(Data("skellab-bench model: \(error)\n".utf8))
@@ -347,4 +383,30 @@ func profileAttentionPieces() throws {
     String(
       format: "q·kᵀ %.1f ms, p·v %.1f ms, softmax %.1f ms, fused %.1f ms", gemm, pv, softmax, fused)
   )
+}
+
+/// One row of the ratio table.
+func ratioRow(
+  _ config: String, _ mode: String, ms: Double, rss: Double, _ torch: [TorchStep],
+  _ ceiling: Double
+) -> String {
+  func best(_ policy: String?) -> TorchStep? {
+    torch.filter { policy == nil || $0.policy == policy }.min { $0.ms < $1.ms }
+  }
+  func cell(_ step: TorchStep?) -> String {
+    step.map { String(format: "%10.1f", $0.ms) } ?? String(repeating: " ", count: 9) + "-"
+  }
+  var row = String(format: "%-6@ %-11@ %11.1f ", config, mode, ms)
+  row += cell(best("default")) + "  " + cell(best("PASSIVE"))
+  guard let fastest = best(nil) else { return row }
+  row += String(format: "  %5.2f", ms / fastest.ms)
+  if let gflop = fastest.gflop {
+    let rate = gflop / (ms / 1000)
+    row += String(format: "  %8.1f  %7.0f%%", rate, 100 * rate / ceiling)
+  } else {
+    row += String(repeating: " ", count: 19)
+  }
+  let over = fastest.rss - fastest.floor
+  row += String(format: "  %6.0f  %8.0f  %6.2f", rss, over, over > 0 ? rss / over : 0)
+  return row
 }

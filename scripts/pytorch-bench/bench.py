@@ -95,6 +95,7 @@ def run_single(config: str, mode: str, attn: str, batch: int | None, warmup: int
     x = torch.randn(b, t, v, 3)
     tokens = (t // cfg["patch"]) * v
     res = {"config": config, "mode": mode, "attn": attn, "threads": torch.get_num_threads(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
            "batch": b, "frames": t, "joints": v, "tokens_per_seq": tokens,
            "visible_tokens_per_seq": int(tokens * (1 - 0.9)), **{k: cfg[k] for k in
                                                                ("dim", "depth", "heads",

@@ -169,6 +169,16 @@ public final class Encoder: Module {
   public func forwardWithHidden(_ x: Tensor, keep: Tensor? = nil) throws -> (
     tokens: Tensor, hidden: [Tensor]
   ) {
+    let run = try blocksRun(x, keep: keep)
+    return (try norm(run.last), run.hidden)
+  }
+
+  /// Every block's output, without the final norm (what Skeleton2vec's teacher targets use).
+  public func hiddenStates(_ x: Tensor, keep: Tensor? = nil) throws -> [Tensor] {
+    try blocksRun(x, keep: keep).hidden
+  }
+
+  private func blocksRun(_ x: Tensor, keep: Tensor?) throws -> (last: Tensor, hidden: [Tensor]) {
     var h = try embed(x)
     if let keep { h = try Tokens.select(h, keep) }
     var hidden: [Tensor] = []
@@ -176,7 +186,7 @@ public final class Encoder: Module {
       h = try block(h)
       hidden.append(h)
     }
-    return (try norm(h), hidden)
+    return (h, hidden)
   }
 
   /// Final-norm tokens: `[B, T, J, C] -> [B, TP·J, D]`.

@@ -207,7 +207,7 @@ public final class Skeleton2vecTrainer: TransformerPretrainer {
       sequences(batch), bodies: batch.shape[4], placement: placement, generator: &generator)
     let target = try Autograd.noGrad {
       try ContextualTarget.build(
-        hidden: teacherEncoder.forwardWithHidden(x).hidden, topK: topK, perLayer: perLayer)
+        hidden: teacherEncoder.hiddenStates(x), topK: topK, perLayer: perLayer)
     }
     let visible = try encoder.forwardWithHidden(x, keep: tokens.keep).tokens
     return try MotionTarget.maskedLoss(

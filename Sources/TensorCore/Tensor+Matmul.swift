@@ -136,9 +136,47 @@ package func sgemm(
   c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
 ) {
   Threading.prepare()
-  cblas_sgemm(
-    CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+  let threads = Threading.threadCount
+  // Up to a few hundred MFLOP, one thread pool for everything: BLAS runs on one thread and
+  // SkelLab's workers share the product out by rows of C (or by columns when C has few rows), so
+  // BLAS's own threads never spin beside SkelLab's. Larger products go to BLAS's threads, which
+  // split them better. Each element of C is still one BLAS sum over all of k, so the bits do not
+  // depend on the split.
+  let work = 2 * m * n * k
+  // (Inside a region that already runs BLAS on one thread per worker, such as the two
+  // directions of a GRU layer, the product stays whole on the calling thread.)
+  guard threads > 1, work >= 1 << 20, work < 1 << 28, Swift.max(m, n) >= 2 * threads,
+    openblas_get_num_threads() > 1
+  else {
+    cblas_sgemm(
+      CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+      Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    return
+  }
+  let (pa, pb, pc) = (
+    SendablePointer(UnsafeMutablePointer(mutating: a)),
+    SendablePointer(UnsafeMutablePointer(mutating: b)), SendablePointer(c)
+  )
+  let byRows = m >= n
+  let count = byRows ? m : n
+  Threading.withSingleThreadedBLAS(true) {
+    parallelChunks(count, grain: Swift.max(1, (count + threads - 1) / threads)) { range in
+      let (start, size) = (range.lowerBound, range.count)
+      if byRows {
+        let aStart = transA ? pa.base + start : pa.base + start * lda
+        cblas_sgemm(
+          CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+          Int32(size), Int32(n), Int32(k), 1, aStart, Int32(lda), pb.base, Int32(ldb), beta,
+          pc.base + start * ldc, Int32(ldc))
+      } else {
+        let bStart = transB ? pb.base + start * ldb : pb.base + start
+        cblas_sgemm(
+          CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+          Int32(m), Int32(size), Int32(k), 1, pa.base, Int32(lda), bStart, Int32(ldb), beta,
+          pc.base + start, Int32(ldc))
+      }
+    }
+  }
 }
 
 extension Tensor {

@@ -1,14 +1,17 @@
-import CBLAS
-import Evaluation
-// skellab-bench model: whole-model steps against shared/bench/bench.py.
+// skellab-bench model: whole-model steps against scripts/pytorch-bench/bench.py.
 //
-//   skellab-bench model [--configs tiny,small] [--modes s2v_train,mamp_train,pcm3_train,encode] [--threads 2]
-//                       [--iters N] [--torch torch.jsonl]
+//   skellab-bench model [--configs tiny,small,paper] [--modes s2v_train,mamp_train,pcm3_train,encode]
+//                       [--threads 2] [--iters N] [--torch default.jsonl,passive.jsonl]
 //
 // Each (config, mode) runs in a fresh child process so that its peak RSS is its own, and prints
-// one JSON line (median ms per step, sequences/s, peak RSS). With --torch (bench.py's --out
-// file from the same session), a table of the ratios SkelLab/PyTorch for PyTorch's `sdpa` and
-// `math` attention follows (below 1 means SkelLab is faster).
+// one JSON line (median ms per step, sequences/s, peak RSS). The machine's sgemm ceiling is
+// measured first. With --torch (bench.py's --out files from the same session, any number: its
+// default thread-wait policy and OMP_WAIT_POLICY=PASSIVE), a table follows: PyTorch's best time
+// under each policy, the ratio SkelLab / PyTorch's fastest path (below 1: SkelLab is faster),
+// SkelLab's GFLOP/s (PyTorch's counted GFLOP of the step over SkelLab's time) and its share of
+// the sgemm ceiling, and peak RSS against PyTorch's increase over its import.
+import CBLAS
+import Evaluation
 import Foundation
 import NN
 import Optim
@@ -396,7 +399,10 @@ func ratioRow(
   func cell(_ step: TorchStep?) -> String {
     step.map { String(format: "%10.1f", $0.ms) } ?? String(repeating: " ", count: 9) + "-"
   }
-  var row = String(format: "%-6@ %-11@ %11.1f ", config, mode, ms)
+  func padded(_ text: String, _ width: Int) -> String {
+    text + String(repeating: " ", count: max(0, width - text.count))
+  }
+  var row = padded(config, 7) + padded(mode, 11) + String(format: "%11.1f ", ms)
   row += cell(best("default")) + "  " + cell(best("PASSIVE"))
   guard let fastest = best(nil) else { return row }
   row += String(format: "  %5.2f", ms / fastest.ms)

@@ -6,5 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== swift build (release)" >&2
-swift build -c release --product skellab
+# The MPI trait when Open MPI is installed: the same build as scripts/test.sh and scripts/skellab.
+traits=()
+if pkg-config --exists ompi-c 2>/dev/null; then traits=(--traits MPI); fi
+swift build -c release "${traits[@]}" --product skellab
 exec .build/release/skellab run scripts/pretrain-synthetic.skl "$@"

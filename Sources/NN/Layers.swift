@@ -120,12 +120,19 @@ public final class MLP: Module {
     child("fc2", fc2)
   }
 
-  public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(fc1(x).gelu()) }
+  public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(activated(x)) }
 
   /// `residual + scale ⊙ mlp(x)`, the second product fused with the residual connection.
   public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
   {
-    try fc2(fc1(x).gelu(), scale: scale, adding: residual)
+    try fc2(activated(x), scale: scale, adding: residual)
+  }
+
+  /// GELU of fc1's output; without gradients it overwrites that output in place.
+  func activated(_ x: Tensor) throws -> Tensor {
+    var h = try fc1(x)
+    h.applyGELU()
+    return h
   }
 }
 

@@ -92,6 +92,17 @@ package enum Kernels {
     }
   }
 
+  /// `x[i] = f(x[i])` over `count` contiguous elements, in place, split across threads (one
+  /// pointer, so the loop vectorises; `map` with the same source and target would not).
+  package static func apply<F: UnaryFunction>(_ x: UnsafeMutablePointer<Float>, count: Int, _ f: F)
+  {
+    let data = SendablePointer(x)
+    parallelChunks(count) { range in
+      let p = data.base
+      for i in range { p[i] = f(p[i]) }
+    }
+  }
+
   /// `out[i] = f(x[i], y[i])` over `count` contiguous elements, split across threads.
   package static func zip<F: BinaryFunction>(
     _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,

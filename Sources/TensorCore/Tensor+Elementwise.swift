@@ -240,6 +240,19 @@ extension Tensor {
     unary("gelu", GeluFunction(), GeluGradient())
   }
 
+  /// GELU written over this tensor's own buffer when no gradient is recorded through it and the
+  /// buffer is its alone (a product's fresh output in inference or a teacher's pass): one
+  /// buffer instead of two, the same values as `gelu()`. Otherwise `self = gelu()`.
+  public mutating func applyGELU() {
+    guard node == nil, isContiguous, offset == 0, storage.count == count,
+      isKnownUniquelyReferenced(&storage)
+    else {
+      self = gelu()
+      return
+    }
+    Kernels.apply(storage.base, count: count, GeluFunction())
+  }
+
   // MARK: Comparisons (results are 0/1 tensors; no gradient)
 
   /// 1 where `a == b`, else 0 (broadcasting).

@@ -66,4 +66,25 @@ struct ActivationTests {
     try leaf.dropout(probability: 0.25, generator: &g3).sum().backward()
     #expect(leaf.grad?.scalars == a.scalars)
   }
+
+  /// In-place GELU gives `gelu()`'s bits, never writes a buffer another tensor shares, and with
+  /// gradients recorded it is `gelu()` with its gradient.
+  @Test func inPlaceGELUIsGELU() throws {
+    let x = try sampleTensor([300, 70], seed: 90, scale: 3)
+    let expected = x.gelu().scalars
+    var fresh = Autograd.noGrad { x * 1 }
+    fresh.applyGELU()
+    #expect(fresh.scalars.map(\.bitPattern) == expected.map(\.bitPattern))
+    var shared = x
+    shared.applyGELU()
+    #expect(shared.scalars.map(\.bitPattern) == expected.map(\.bitPattern))
+    #expect(x.scalars == (try sampleTensor([300, 70], seed: 90, scale: 3)).scalars)
+    let leaf = x.requiringGrad()
+    var recorded = leaf * 1
+    recorded.applyGELU()
+    try recorded.sum().backward()
+    let reference = x.requiringGrad()
+    try reference.gelu().sum().backward()
+    #expect(leaf.grad?.scalars == reference.grad?.scalars)
+  }
 }

@@ -153,17 +153,14 @@
 
     func broadcast(_ bytes: inout [UInt8], root: Int) throws {
       guard size > 1 else { return }
-      var count = [Double(bytes.count)]
       // The root's length first, so that every rank holds a buffer of its size.
-      var lengths = [Double](repeating: 0, count: 1)
-      if rank == root { lengths = count }
-      try lengths.withUnsafeMutableBufferPointer { buffer in
+      var rootLength = [Double(rank == root ? bytes.count : 0)]
+      try rootLength.withUnsafeMutableBufferPointer { buffer in
         try check(
           MPI_Bcast(buffer.baseAddress, 1, skellab_mpi_double(), Int32(root), world),
           "MPI_Bcast (length)")
       }
-      count = lengths
-      let length = Int(count[0])
+      let length = Int(rootLength[0])
       guard length < Int(Int32.max) else {
         throw CommunicationError("a broadcast of \(length) bytes is too large")
       }

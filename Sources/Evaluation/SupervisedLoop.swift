@@ -91,21 +91,9 @@ public struct SupervisedLoop {
             resumedRandom = nil
           }
           optimizer.learningRate = schedule(at.step, max(batchesPerEpoch, 1))
-          let group = World.current
-          let value: Double
-          if let samples, group.size > 1 {
-            value = try GradientExchange.step(
-              parameters: optimizer.groups.flatMap(\.parameters), samples: samples, group: group,
-              op: name,
-              loss: loss)
-          } else {
-            let loss = try loss()
-            value = Double(try loss.item())
-            if value.isFinite {
-              optimizer.zeroGrad()
-              try loss.backward()
-            }
-          }
+          let value = try GradientExchange.step(
+            parameters: optimizer.groups.flatMap(\.parameters), samples: samples,
+            group: World.current, op: name, loss: loss)
           guard value.isFinite else {
             throw TensorError(
               name,

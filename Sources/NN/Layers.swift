@@ -269,17 +269,19 @@ public final class BatchNorm1d: Module {
     let normalised: Tensor
     if training {
       var n = axes.reduce(1) { $0 * x.shape[$1] }
-      guard n > 1 || DataParallel.current != nil else {
+      // In a data-parallel step of several ranks, the statistics of the global batch.
+      let group = DataParallel.current.map(\.group).flatMap { $0.size > 1 ? $0 : nil }
+      guard n > 1 || group != nil else {
         throw TensorError(
           "batch_norm",
           "needs more than 1 value per channel in training mode, got \(shapeString(x.shape))")
       }
       let mean: Tensor
       let variance: Tensor
-      if let context = DataParallel.current, context.group.size > 1 {
-        // The statistics of the global batch: every rank's sums, then the same on each.
+      if let group {
+        // Every rank's sums, then the same statistics on each.
         var counts = [Float(n)]
-        try context.group.allReduceSum(&counts)
+        try group.allReduceSum(&counts)
         n = Int(counts[0])
         guard n > 1 else {
           throw TensorError(

@@ -2,23 +2,32 @@ import Distributed
 import NN
 import TensorCore
 
-/// One data-parallel training step's exchange: each rank computes the loss of its share of the
-/// global batch (inside `DataParallel.run`, so that BatchNorm and the methods' cross-sample parts
-/// see the whole batch), goes backward with the loss weighted by its share, and the ranks sum
-/// their gradients and losses (in rank order, reproducibly). Afterwards every rank holds the
+/// The gradients of one training step, for `fit` and the supervised loop alike.
+///
+/// In one process (or with no batch to share) the loss is computed and, when finite, back-
+/// propagated. In an MPI job each rank computes the loss of its share of the global batch
+/// (inside `DataParallel.run`, so that BatchNorm and the methods' cross-sample parts see the
+/// whole batch), goes backward with the loss weighted by its share, and the ranks sum their
+/// gradients and losses (in rank order, reproducibly). Afterwards every rank holds the
 /// gradients of the whole batch's mean loss, as one process computes them, and takes the same
 /// optimiser step.
 public enum GradientExchange {
-  /// Runs `loss` for this rank's part of a batch of `samples` samples and returns the whole
-  /// batch's loss; `parameters` then hold the summed gradients.
+  /// Clears the gradients of `parameters` and runs `loss`: for this rank's part of a batch of
+  /// `samples` samples when the group has several ranks, else for the whole batch. Returns the
+  /// whole batch's loss (a non-finite one leaves the gradients unspecified); `parameters` then
+  /// hold the gradients of it.
   public static func step(
-    parameters: [Parameter], samples: Int, group: any Communicator, op: String,
+    parameters: [Parameter], samples: Int?, group: any Communicator, op: String,
     loss: () throws -> Tensor
   ) throws -> Double {
-    let context = DataParallel(
-      group: group, share: try DataParallel.shares(batch: samples, group: group, op: op),
-      batch: samples)
     for p in parameters { p.grad = nil }
+    guard let samples, group.size > 1 else {
+      let value = try loss()
+      let total = Double(try value.item())
+      if total.isFinite { try value.backward() }
+      return total
+    }
+    let context = try DataParallel(group: group, batch: samples, op: op)
     var local = 0.0
     try DataParallel.run(context) {
       let value = try loss()

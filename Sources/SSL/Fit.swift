@@ -267,7 +267,7 @@ public enum Fit {
     if group.size > 1 {
       // Every batch is shared by the ranks; a batch smaller than the job cannot be.
       let samples = min(options.batch, data.count)
-      _ = try DataParallel.shares(batch: samples, group: group, op: "fit")
+      _ = try DataParallel(group: group, batch: samples, op: "fit")
       let counts = group.shares(of: samples).map(\.count)
       if Set(counts).count > 1 {
         progress(
@@ -424,21 +424,12 @@ public enum Fit {
         let lr = schedule.learningRate(step: step, stepsPerEpoch: perEpoch)
         optimizer.learningRate = lr
         var generator = RandomGenerator(seed: Loader.mix(options.seed, UInt64(step), 3))
-        let value: Double
-        if group.size > 1 {
-          // This rank's samples of the whole batch's draws; the gradients summed over ranks.
-          value = try GradientExchange.step(
-            parameters: trainer.student.namedParameters().map(\.parameter),
-            samples: b.x.shape[0] / max(trainer.views.count, 1), group: group, op: "fit"
-          ) { try trainer.loss(b.x, generator: &generator) }
-        } else {
-          let loss = try trainer.loss(b.x, generator: &generator)
-          value = Double(try loss.item())
-          if value.isFinite {
-            optimizer.zeroGrad()
-            try loss.backward()
-          }
-        }
+        // In an MPI job: this rank's samples of the whole batch's draws, the gradients summed
+        // over ranks.
+        let value = try GradientExchange.step(
+          parameters: optimizer.groups.flatMap(\.parameters),
+          samples: b.x.shape[0] / max(trainer.views.count, 1), group: group, op: "fit"
+        ) { try trainer.loss(b.x, generator: &generator) }
         guard value.isFinite else {
           throw TensorError(
             "fit",

@@ -87,15 +87,9 @@ func runDistributedBench(_ arguments: [String]) -> Int32 {
     var generator = RandomGenerator(seed: 1)
     var count = 0
     func step() throws {
-      if group.size > 1 {
-        _ = try GradientExchange.step(
-          parameters: parameters, samples: c.batch, group: group, op: "bench"
-        ) { try trainer.loss(x, generator: &generator) }
-      } else {
-        let loss = try trainer.loss(x, generator: &generator)
-        optimizer.zeroGrad()
-        try loss.backward()
-      }
+      _ = try GradientExchange.step(
+        parameters: parameters, samples: c.batch, group: group, op: "bench"
+      ) { try trainer.loss(x, generator: &generator) }
       try optimizer.step()
       count += 1
       try trainer.afterStep(count, of: 1_000_000)

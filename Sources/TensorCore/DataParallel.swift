@@ -47,15 +47,16 @@ public struct DataParallel: Sendable {
     )
   }
 
-  /// The ranks' shares of a global batch of `batch` samples, checked: every rank needs one.
-  public static func shares(batch: Int, group: any Communicator, op: String) throws -> Range<Int> {
+  /// This rank's part of a global batch of `batch` samples; throws (naming `op`) when the
+  /// batch is smaller than the group: every rank needs a sample.
+  public init(group: any Communicator, batch: Int, op: String) throws {
     guard batch >= group.size else {
       throw TensorError(
         op,
         "a batch of \(batch) samples cannot be shared by \(group.size) processes (each needs at "
           + "least one): use batch ≥ \(group.size) or fewer processes")
     }
-    return group.share(of: batch)
+    self.init(group: group, share: group.share(of: batch), batch: batch)
   }
 
   /// Runs `body` on rank 0 alone and gives every rank its result (bytes), or the error it threw

@@ -143,14 +143,15 @@ package func sgemm(
   // split them better. Each element of C is still one BLAS sum over all of k, so the bits do not
   // depend on the split.
   let work = 2 * m * n * k
+  let (opA, opB) = (transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans)
   // (Inside a region that already runs BLAS on one thread per worker, such as the two
   // directions of a GRU layer, the product stays whole on the calling thread.)
   guard threads > 1, work >= 1 << 20, work < 1 << 28, Swift.max(m, n) >= 2 * threads,
     openblas_get_num_threads() > 1
   else {
     cblas_sgemm(
-      CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-      Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+      CblasRowMajor, opA, opB, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb),
+      beta, c, Int32(ldc))
     return
   }
   let (pa, pb, pc) = (
@@ -165,15 +166,13 @@ package func sgemm(
       if byRows {
         let aStart = transA ? pa.base + start : pa.base + start * lda
         cblas_sgemm(
-          CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-          Int32(size), Int32(n), Int32(k), 1, aStart, Int32(lda), pb.base, Int32(ldb), beta,
-          pc.base + start * ldc, Int32(ldc))
+          CblasRowMajor, opA, opB, Int32(size), Int32(n), Int32(k), 1, aStart, Int32(lda),
+          pb.base, Int32(ldb), beta, pc.base + start * ldc, Int32(ldc))
       } else {
         let bStart = transB ? pb.base + start * ldb : pb.base + start
         cblas_sgemm(
-          CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-          Int32(m), Int32(size), Int32(k), 1, pa.base, Int32(lda), bStart, Int32(ldb), beta,
-          pc.base + start, Int32(ldc))
+          CblasRowMajor, opA, opB, Int32(m), Int32(size), Int32(k), 1, pa.base, Int32(lda),
+          bStart, Int32(ldb), beta, pc.base + start, Int32(ldc))
       }
     }
   }

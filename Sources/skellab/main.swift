@@ -48,6 +48,9 @@ enum Status: Int32 {
   case success = 0, scriptError = 1, usage = 2, hungUp = 129, interrupted = 130
   case userSignal = 138, terminated = 143
 
+  /// Whether a signal stopped the run (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1).
+  var stoppedBySignal: Bool { [.interrupted, .hungUp, .terminated, .userSignal].contains(self) }
+
   /// The status for a run stopped by the last interrupting signal.
   nonisolated static var ofInterruption: Status {
     switch skellab_interrupt_signal() {
@@ -59,7 +62,8 @@ enum Status: Int32 {
   }
 }
 
-/// Whether SIGTERM or SIGHUP asked the process to end (a Ctrl-C only stops a statement).
+/// Whether SIGTERM, SIGHUP or SIGUSR1 asked the process to end (a Ctrl-C only stops a
+/// statement).
 nonisolated var terminationRequested: Bool {
   let signal = skellab_interrupt_signal()
   return signal == SIGTERM || signal == SIGHUP || signal == SIGUSR1
@@ -255,19 +259,16 @@ let worker = Thread {
     if exitStatus == .success {
       World.finish()
     } else {
-      // Rank 0 ends the job at once; another rank waits a little, so that an error every rank
-      // met is reported once (rank 0's abort ends this process first).
+      // Rank 0 ends the job at once. Another rank leaves that to rank 0: after its report of an
+      // error every rank met (wait 3 s, so that it is reported once), or after saving the step
+      // every rank stopped at when the job was interrupted (wait as long as it takes, up to 10
+      // minutes; ending the job first would make mpirun kill rank 0 in the middle of its
+      // checkpoint). A signal that comes while waiting means the job is being interrupted.
       if World.current.rank != 0 {
-        // Rank 0 ends the job: after its report of an error every rank met (wait 3 s), or after
-        // saving the step every rank stopped at when the job was interrupted (wait as long as
-        // it takes, up to 10 minutes; this rank must not end the job first, or mpirun kills
-        // rank 0 in the middle of its checkpoint). A signal that comes while waiting means the
-        // job is being interrupted.
-        let stops: [Status] = [.interrupted, .hungUp, .terminated, .userSignal]
         let start = DispatchTime.now().uptimeNanoseconds
         var interrupted = false
         while true {
-          interrupted = stops.contains(exitStatus) || terminationRequested
+          interrupted = exitStatus.stoppedBySignal || terminationRequested
           let limit: UInt64 = interrupted ? 600_000_000_000 : 3_000_000_000
           if DispatchTime.now().uptimeNanoseconds - start >= limit { break }
           usleep(20_000)

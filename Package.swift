@@ -4,9 +4,13 @@ import PackageDescription
 
 /// Release flags for TensorCore's kernels: the optimised, checked build (`-O`, which
 /// `swift build -c release` already uses) plus the host's vector instructions. On x86-64 the
-/// building machine's CPU is detected (AVX2 and FMA give `haswell`; SkelLab is built where it
-/// runs); `SKELLAB_TARGET_CPU` overrides it (`generic` for none, or any `-target-cpu` name).
-/// Other architectures get no CPU flag unless `SKELLAB_TARGET_CPU` names one.
+/// building machine's CPU is detected (SkelLab is built where it runs):
+/// - AVX-512 (F, CD, BW, DQ, VL) gives `skylake-avx512` with 512-bit vectors preferred. Without
+///   `-mprefer-vector-width=512` LLVM keeps loops at 256 bits on that CPU, and the element-wise
+///   kernels (exp of the attention probabilities, GELU, norms) would gain nothing;
+/// - AVX2 and FMA give `haswell`.
+/// `SKELLAB_TARGET_CPU` overrides it (`generic` for none, or any `-target-cpu` name). Other
+/// architectures get no CPU flag unless `SKELLAB_TARGET_CPU` names one.
 func kernelFlags() -> [String] {
   let override = ProcessInfo.processInfo.environment["SKELLAB_TARGET_CPU"] ?? ""
   if !override.isEmpty {
@@ -14,9 +18,15 @@ func kernelFlags() -> [String] {
   }
   #if arch(x86_64)
     if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-      info.contains(" avx2"), info.contains(" fma")
+      let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
     {
-      return ["-target-cpu", "haswell"]
+      let has = Set(flags.split(separator: " ").map(String.init))
+      if has.isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]) {
+        return ["-target-cpu", "skylake-avx512", "-Xcc", "-mprefer-vector-width=512"]
+      }
+      if has.isSuperset(of: ["avx2", "fma"]) {
+        return ["-target-cpu", "haswell"]
+      }
     }
   #endif
   return []

@@ -10,36 +10,28 @@ extension Kernels {
   ) {
     var peak = rowMax(x, n)
     if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
-    for j in 0..<n { y[j] = VectorMath.exp(x[j] - peak) }
+    for j in 0..<n { y[j] = VectorMath.expNonPositive(x[j] - peak) }
     let scale = Float(1 / sum(y, n))
     for j in 0..<n { y[j] *= scale }
   }
 
-  /// The largest of `n` contiguous floats, with eight independent partial maxima. NaNs are
+  /// The largest of `n` contiguous floats, with 16 float lanes of partial maxima. NaNs are
   /// not looked for: a NaN input turns the softmax row NaN through exp and the sum anyway.
   package static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    var m = (
-      -Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity, -Float.infinity,
-      -Float.infinity, -Float.infinity, -Float.infinity
-    )
+    var lanes = SIMD16<Float>(repeating: -.infinity)
     var i = 0
-    while i + 8 <= n {
-      m.0 = x[i] > m.0 ? x[i] : m.0
-      m.1 = x[i + 1] > m.1 ? x[i + 1] : m.1
-      m.2 = x[i + 2] > m.2 ? x[i + 2] : m.2
-      m.3 = x[i + 3] > m.3 ? x[i + 3] : m.3
-      m.4 = x[i + 4] > m.4 ? x[i + 4] : m.4
-      m.5 = x[i + 5] > m.5 ? x[i + 5] : m.5
-      m.6 = x[i + 6] > m.6 ? x[i + 6] : m.6
-      m.7 = x[i + 7] > m.7 ? x[i + 7] : m.7
-      i += 8
+    while i &+ 16 <= n {
+      let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+      lanes.replace(with: v, where: v .> lanes)
+      i &+= 16
     }
-    var peak = Swift.max(
-      Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)),
-      Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+    // (`pointwiseMax` and `SIMD.max()` compile to a scalar loop through memory, ten times
+    // slower than this compare-and-blend and lane-by-lane reduction.)
+    var peak = lanes[0]
+    for lane in 1..<16 { peak = lanes[lane] > peak ? lanes[lane] : peak }
     while i < n {
       peak = x[i] > peak ? x[i] : peak
-      i += 1
+      i &+= 1
     }
     return peak
   }
@@ -142,14 +134,14 @@ extension Tensor {
       forward: { x, y, n in
         var peak = Kernels.rowMax(x, n)
         if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
-        for j in 0..<n { y[j] = VectorMath.exp(x[j] - peak) }
+        for j in 0..<n { y[j] = VectorMath.expNonPositive(x[j] - peak) }
         let shift = peak + Float(Foundation.log(Kernels.sum(y, n)))
         for j in 0..<n { y[j] = x[j] - shift }
       },
       backward: { y, g, dx, n in
         // dx = g − softmax · Σ g
         let total = Float(Kernels.sum(g, n))
-        for j in 0..<n { dx[j] = g[j] - VectorMath.exp(y[j]) * total }
+        for j in 0..<n { dx[j] = g[j] - VectorMath.expNonPositive(y[j]) * total }
       })
   }
 

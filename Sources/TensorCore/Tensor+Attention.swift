@@ -61,7 +61,7 @@ extension Tensor {
               let row = logits + r * n
               var peak = Kernels.rowMax(row, n)
               if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
-              for j in 0..<n { row[j] = VectorMath.exp(row[j] - peak) }
+              for j in 0..<n { row[j] = VectorMath.expNonPositive(row[j] - peak) }
               let total = Kernels.sum(row, n)
               inverse[r] = Float(1 / total)
               lsePointer.base[pair * n + r0 + r] = peak + Float(Foundation.log(total))
@@ -110,7 +110,7 @@ extension Tensor {
               for r in 0..<rows {
                 let row = p + r * n
                 let shift = lsePointer.base[pair * n + r0 + r]
-                for j in 0..<n { row[j] = VectorMath.exp(row[j] - shift) }
+                for j in 0..<n { row[j] = VectorMath.expNonPositive(row[j] - shift) }
               }
               // dv += pᵀ · dO
               cblas_sgemm(

@@ -349,7 +349,7 @@ struct GeluFunction: UnaryFunction {
 struct GeluGradient: GradientFunction {
   @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float {
     let cdf = 0.5 * (1 + VectorMath.erf(x * 0.707_106_781_186_547_5))
-    let pdf = VectorMath.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
+    let pdf = VectorMath.expNonPositive(-0.5 * x * x) * 0.398_942_280_401_432_7
     return g * (cdf + x * pdf)
   }
 }

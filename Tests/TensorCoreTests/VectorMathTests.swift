@@ -33,4 +33,40 @@ struct VectorMathTests {
     // Absolute error relative to the magnitude of the inputs (|x| ≤ 10).
     #expect(worst < 5e-6, "max absolute error \(worst)")
   }
+
+  /// The softmax's exp (arguments after the row maximum is subtracted, and -x²/2) gives the
+  /// same bits as `exp` wherever 2^n stays a normal number, and 0 below.
+  @Test func expNonPositiveIsExpWhereItCanBe() throws {
+    var x: Float = 88
+    var compared = 0
+    while x >= -86.6 {
+      let (general, fast) = (VectorMath.exp(x), VectorMath.expNonPositive(x))
+      #expect(general.bitPattern == fast.bitPattern, "x = \(x): \(general) against \(fast)")
+      compared += 1
+      x -= Float.random(in: 0.000_01...0.002)
+    }
+    #expect(compared > 50_000)
+    for below: Float in [-86.61, -87, -87.4, -100, -.infinity] {
+      #expect(VectorMath.expNonPositive(below) == 0)
+    }
+    #expect(VectorMath.expNonPositive(.nan).isNaN)
+    #expect(VectorMath.expNonPositive(0) == 1)
+  }
+
+  /// The 16-lane maximum equals a plain scan for every length around the lane width, with
+  /// -inf entries and the largest value in the tail or in any lane.
+  @Test func rowMaxIsTheLargest() throws {
+    var generator = SystemRandomNumberGenerator()
+    for n in Array(0...40) + [255, 400, 401] {
+      for position in 0..<Swift.max(n, 1) {
+        var values = (0..<n).map { _ in Float.random(in: -5...5, using: &generator) }
+        if n > 0 {
+          values[position] = 7
+          values[(position + 1) % n] = -.infinity
+        }
+        let peak = values.withUnsafeBufferPointer { Kernels.rowMax($0.baseAddress!, n) }
+        #expect(peak == (values.max() ?? -.infinity), "n = \(n), largest at \(position)")
+      }
+    }
+  }
 }

@@ -25,12 +25,23 @@ public final class Linear: Module {
   /// folded into the weight rows and the bias, the residual into the output buffer.
   public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
   {
-    guard let scale else {
-      return try Tensor.linear(x, weight: weight.value, bias: bias?.value, adding: residual)
-    }
-    let scaledWeight = try weight.value * scale.reshaped([-1, 1])
-    let scaledBias = try bias.map { try $0.value * scale }
-    return try Tensor.linear(x, weight: scaledWeight, bias: scaledBias, adding: residual)
+    let (w, b) = try scaled(scale)
+    return try Tensor.linear(x, weight: w, bias: b, adding: residual)
+  }
+
+  /// `residual + scale ⊙ (gelu(x) · weightᵀ + bias)`: the layer after a GELU, which backward
+  /// recomputes instead of keeping (`Tensor.linear(gelu:weight:bias:adding:)`).
+  public func callAsFunction(gelu x: Tensor, scale: Tensor? = nil, adding residual: Tensor? = nil)
+    throws -> Tensor
+  {
+    let (w, b) = try scaled(scale)
+    return try Tensor.linear(gelu: x, weight: w, bias: b, adding: residual)
+  }
+
+  /// The weight and bias with their rows scaled by `scale` (none: as they are).
+  private func scaled(_ scale: Tensor?) throws -> (weight: Tensor, bias: Tensor?) {
+    guard let scale else { return (weight.value, bias?.value) }
+    return (try weight.value * scale.reshaped([-1, 1]), try bias.map { try $0.value * scale })
   }
 }
 
@@ -120,19 +131,12 @@ public final class MLP: Module {
     child("fc2", fc2)
   }
 
-  public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(activated(x)) }
+  public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(gelu: fc1(x)) }
 
   /// `residual + scale ⊙ mlp(x)`, the second product fused with the residual connection.
   public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
   {
-    try fc2(activated(x), scale: scale, adding: residual)
-  }
-
-  /// GELU of fc1's output; without gradients it overwrites that output in place.
-  func activated(_ x: Tensor) throws -> Tensor {
-    var h = try fc1(x)
-    h.applyGELU()
-    return h
+    try fc2(gelu: fc1(x), scale: scale, adding: residual)
   }
 }
 

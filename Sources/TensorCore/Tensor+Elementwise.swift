@@ -339,6 +339,32 @@ struct ReluGradient: GradientFunction {
     x > 0 ? g : 0
   }
 }
+extension Kernels {
+  /// GELU's backward with its forward recomputed in the same pass, from one erf per element:
+  /// `activation[i] = gelu(x[i])` and `gradient[i] *= gelu'(x[i])`, in place. The expressions
+  /// are `GeluFunction`'s and `GeluGradient`'s, so the bits are theirs.
+  package static func geluBackward(
+    _ x: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>,
+    activation: UnsafeMutablePointer<Float>, count: Int
+  ) {
+    let (px, pg, pa) = (
+      SendablePointer(UnsafeMutablePointer(mutating: x)), SendablePointer(gradient),
+      SendablePointer(activation)
+    )
+    parallelChunks(count) { range in
+      let (x, g, a) = (px.base, pg.base, pa.base)
+      for i in range {
+        let v = x[i]
+        let e = VectorMath.erf(v * 0.707_106_781_186_547_5)
+        a[i] = 0.5 * v * (1 + e)
+        let cdf = 0.5 * (1 + e)
+        let pdf = VectorMath.expNonPositive(-0.5 * v * v) * 0.398_942_280_401_432_7
+        g[i] = g[i] * (cdf + v * pdf)
+      }
+    }
+  }
+}
+
 /// Exact GELU, `0.5·x·(1 + erf(x/√2))`.
 struct GeluFunction: UnaryFunction {
   @inline(__always) func callAsFunction(_ x: Float) -> Float {

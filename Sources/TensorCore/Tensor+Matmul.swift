@@ -192,6 +192,32 @@ extension Tensor {
   public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor?)
     throws -> Tensor
   {
+    try linear(x, weight: weight, bias: bias, adding: residual, activated: false)
+  }
+
+  /// `residual + gelu(x) · weightᵀ + bias`: an MLP's second product over the GELU of the first
+  /// one's output. With a gradient recorded, backward keeps `x` alone, not gelu(x) as well
+  /// (the block's widest activation: `ratio·D` floats a token); it recomputes gelu(x) in the
+  /// same pass that applies GELU's derivative, which needs the same erf. Forward and backward
+  /// give the bits of `linear(x.gelu(), ...)`. Without a gradient, GELU overwrites `x`'s
+  /// buffer when `x` holds it alone (a fresh product in inference or in a teacher's pass).
+  public static func linear(
+    gelu x: consuming Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor?
+  ) throws -> Tensor {
+    guard Autograd.isRecording, x.node != nil || weight.node != nil || bias?.node != nil
+    else {
+      var activation = x
+      activation.applyGELU()
+      return try linear(activation, weight: weight, bias: bias, adding: residual, activated: false)
+    }
+    return try linear(x, weight: weight, bias: bias, adding: residual, activated: true)
+  }
+
+  /// The product of `linear`; with `activated`, the input is GELU's argument (see
+  /// `linear(gelu:weight:bias:adding:)`).
+  private static func linear(
+    _ x: Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor?, activated: Bool
+  ) throws -> Tensor {
     guard x.rank >= 1, weight.rank == 2, x.shape[x.rank - 1] == weight.shape[1],
       bias.map({ $0.shape == [weight.shape[0]] }) ?? true
     else {
@@ -231,18 +257,22 @@ extension Tensor {
         let source = b.storage.base + b.offset
         for row in 0..<rows { (dst + row * outputs).update(from: source, count: outputs) }
       }
+      // The product's input: x, or gelu(x) in a buffer that lives only for this product.
+      let input = activated ? dense.detached().gelu() : dense
       sgemm(
         transA: false, transB: true, m: rows, n: outputs, k: inputs,
-        a: dense.storage.base + dense.offset, lda: inputs, b: w.storage.base + w.offset,
+        a: input.storage.base + input.offset, lda: inputs, b: w.storage.base + w.offset,
         ldb: inputs, c: dst, ldc: outputs, beta: b == nil && r == nil ? 0 : 1)
     }
     let inputShape = x.shape
     var recorded: [Tensor] = [x, weight]
     if let bias { recorded.append(bias) }
     if let residual { recorded.append(residual) }
-    return Autograd.record("linear", out, recorded) { g in
+    return Autograd.record(activated ? "gelu_linear" : "linear", out, recorded) { g in
       let gc = g.contiguous()
       let gp = gc.storage.base + gc.offset
+      // dx = g · weight, then, with the activation, ⊙ gelu'(x) in the pass that recomputes
+      // gelu(x) for the weight's gradient.
       let dx =
         x.requiresGrad
         ? Tensor(validShape: inputShape) { dst in
@@ -250,12 +280,24 @@ extension Tensor {
             transA: false, transB: false, m: rows, n: inputs, k: outputs, a: gp, lda: outputs,
             b: w.storage.base + w.offset, ldb: inputs, c: dst, ldc: inputs)
         } : nil
+      var input = dense
+      if activated {
+        let argument = dense.storage.base + dense.offset
+        if let dx {
+          input = Tensor(validShape: inputShape) { activation in
+            Kernels.geluBackward(
+              argument, gradient: dx.storage.base, activation: activation, count: rows * inputs)
+          }
+        } else {
+          input = dense.detached().gelu()
+        }
+      }
       let dw =
         weight.requiresGrad
         ? Tensor(validShape: [outputs, inputs]) { dst in
           sgemm(
             transA: true, transB: false, m: outputs, n: inputs, k: rows, a: gp, lda: outputs,
-            b: dense.storage.base + dense.offset, ldb: inputs, c: dst, ldc: inputs)
+            b: input.storage.base + input.offset, ldb: inputs, c: dst, ldc: inputs)
         } : nil
       var grads: [Tensor?] = [dx, dw]
       if let bias {

@@ -87,4 +87,47 @@ struct ActivationTests {
     try reference.gelu().sum().backward()
     #expect(leaf.grad?.scalars == reference.grad?.scalars)
   }
+
+  /// The product over GELU's output that recomputes it in backward gives the bits of GELU
+  /// then `linear`: the output, and the gradients of the input, weight, bias and residual,
+  /// with and without each of bias and residual, and when only the weight needs a gradient.
+  @Test func geluLinearIsGELUThenLinear() throws {
+    let x = try sampleTensor([3, 37, 24], seed: 91, scale: 3)
+    let weight = try sampleTensor([10, 24], seed: 92)
+    let bias = try sampleTensor([10], seed: 93)
+    let residual = try sampleTensor([3, 37, 10], seed: 94)
+    let upstream = try sampleTensor([3, 37, 10], seed: 95)
+    func bits(_ t: Tensor?) -> [UInt32] { t?.scalars.map(\.bitPattern) ?? [] }
+    for (withBias, withResidual, inputGrad) in [
+      (true, true, true), (true, false, true), (false, true, true), (false, false, true),
+      (true, true, false),
+    ] {
+      var runs: [[[UInt32]]] = []
+      for fused in [true, false] {
+        let (xl, wl, bl, rl) = (
+          inputGrad ? x.requiringGrad() : x, weight.requiringGrad(), bias.requiringGrad(),
+          residual.requiringGrad()
+        )
+        let (b, r) = (withBias ? bl : nil, withResidual ? rl : nil)
+        let y =
+          fused
+          ? try Tensor.linear(gelu: xl, weight: wl, bias: b, adding: r)
+          : try Tensor.linear(xl.gelu(), weight: wl, bias: b, adding: r)
+        try (y * upstream).sum().backward()
+        runs.append([
+          bits(y), bits(xl.grad), bits(wl.grad), withBias ? bits(bl.grad) : [],
+          withResidual ? bits(rl.grad) : [],
+        ])
+      }
+      #expect(runs[0] == runs[1], "bias \(withBias), residual \(withResidual), dx \(inputGrad)")
+      #expect(runs[0][2].count == 240)
+    }
+    // Without gradients: the same values, and a shared input is left as it was.
+    let plain = try Tensor.linear(x.gelu(), weight: weight, bias: bias, adding: residual)
+    let fused = try Autograd.noGrad {
+      try Tensor.linear(gelu: x, weight: weight, bias: bias, adding: residual)
+    }
+    #expect(bits(fused) == bits(plain))
+    #expect(x.scalars == (try sampleTensor([3, 37, 24], seed: 91, scale: 3)).scalars)
+  }
 }

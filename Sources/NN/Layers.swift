@@ -31,11 +31,11 @@ public final class Linear: Module {
 
   /// `residual + scale ⊙ (gelu(x) · weightᵀ + bias)`: the layer after a GELU, which backward
   /// recomputes instead of keeping (`Tensor.linear(gelu:weight:bias:adding:)`).
-  public func callAsFunction(gelu x: Tensor, scale: Tensor? = nil, adding residual: Tensor? = nil)
-    throws -> Tensor
-  {
+  public func callAsFunction(
+    gelu x: consuming Tensor, scale: Tensor? = nil, adding residual: Tensor? = nil
+  ) throws -> Tensor {
     let (w, b) = try scaled(scale)
-    return try Tensor.linear(gelu: x, weight: w, bias: b, adding: residual)
+    return try Tensor.linear(gelu: consume x, weight: w, bias: b, adding: residual)
   }
 
   /// The weight and bias with their rows scaled by `scale` (none: as they are).

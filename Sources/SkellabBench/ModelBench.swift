@@ -119,6 +119,7 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     throw TensorError("bench", "unknown mode \(mode)")
   }
   for _ in 0..<warmup { try step() }
+  BufferCache.resetPeak()
   var times: [Double] = []
   for _ in 0..<iters {
     let start = DispatchTime.now().uptimeNanoseconds
@@ -139,6 +140,9 @@ func runSingle(config: String, mode: String, iterations: Int?) throws -> [String
     "min_ms": (times[0] * 1000).rounded() / 1000, "n": iters,
     "seq_per_s": (Double(batchSize) / median * 1e5).rounded() / 100,
     "peak_rss_mb": (peakRSSMegabytes() * 10).rounded() / 10,
+    // Large tensor buffers at their peak over the timed steps: in use, and in use plus cached.
+    "peak_tensor_mb": Double(BufferCache.peakBytes.used >> 20),
+    "peak_tensor_cached_mb": Double(BufferCache.peakBytes.usedAndCached >> 20),
   ]
 }
 

@@ -206,7 +206,7 @@ extension Tensor {
   ) throws -> Tensor {
     guard Autograd.isRecording, x.node != nil || weight.node != nil || bias?.node != nil
     else {
-      var activation = x
+      var activation = consume x
       activation.applyGELU()
       return try linear(activation, weight: weight, bias: bias, adding: residual, activated: false)
     }

@@ -46,6 +46,9 @@ public enum BufferCache {
   private static let lock = NSLock()
   nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]
   nonisolated(unsafe) private static var cachedBytes = 0
+  /// Bytes of large buffers in use by tensors, and the most that were in use plus cached.
+  nonisolated(unsafe) private static var usedBytes = 0
+  nonisolated(unsafe) private static var peak = (used: 0, usedAndCached: 0)
   private static let smallest = 1 << 18  // 256 KiB: below this, malloc is fast enough
   private static let limit: Int = {
     if let text = ProcessInfo.processInfo.environment["SKELLAB_CACHE_MB"], let mb = Int(text),
@@ -68,12 +71,14 @@ public enum BufferCache {
     let bytes = sizeClass(Swift.max(floats, 1) * MemoryLayout<Float>.stride)
     if bytes >= smallest {
       lock.lock()
+      defer { lock.unlock() }
+      usedBytes += bytes
+      peak.used = Swift.max(peak.used, usedBytes)
       if let pointer = free[bytes]?.popLast() {
         cachedBytes -= bytes
-        lock.unlock()
         return (pointer, bytes)
       }
-      lock.unlock()
+      peak.usedAndCached = Swift.max(peak.usedAndCached, usedBytes + cachedBytes)
     }
     return (UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes)
   }
@@ -81,6 +86,7 @@ public enum BufferCache {
   static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
     if bytes >= smallest {
       lock.lock()
+      usedBytes -= bytes
       if cachedBytes + bytes <= limit {
         free[bytes, default: []].append(pointer)
         cachedBytes += bytes
@@ -97,6 +103,22 @@ public enum BufferCache {
     lock.lock()
     defer { lock.unlock() }
     return cachedBytes
+  }
+
+  /// The most bytes of large buffers (256 KiB and up) that tensors used at once, and that
+  /// they used plus the cache held, since the last `resetPeak()`: the memory a computation's
+  /// tensors need, and what the cache added to it.
+  public static var peakBytes: (used: Int, usedAndCached: Int) {
+    lock.lock()
+    defer { lock.unlock() }
+    return peak
+  }
+
+  /// Starts a new `peakBytes` measurement from the bytes in use and cached now.
+  public static func resetPeak() {
+    lock.lock()
+    peak = (usedBytes, usedBytes + cachedBytes)
+    lock.unlock()
   }
 
   /// Returns every cached buffer to the system (after a large computation).

@@ -196,6 +196,29 @@ package enum VectorMath {
     return x < -86.6 ? 0 : result
   }
 
+  /// tanh(x): Cephes' odd polynomial x + x³·P(x²) below |x| = 0.625, and
+  /// (1 − e)/(1 + e) with e = e^(−2|x|) (at most 0.29, so nothing overflows) above it; within a
+  /// few ulp of the C library's `tanhf`, which is a call per element (the PCM3 GRU's gates
+  /// spent a fifth of a training step in `tanhf` and `expf`).
+  @inline(__always)
+  package static func tanh(_ x: Float) -> Float {
+    let a = Swift.abs(x)
+    let e = expNonPositive(-2 * a)
+    let large = (1 - e) / (1 + e)
+    let z = x * x
+    var p: Float = -5.704_988_727_45e-3
+    p = (2.063_908_879_54e-2 as Float).addingProduct(p, z)
+    p = (-5.373_971_555_31e-2 as Float).addingProduct(p, z)
+    p = (1.333_144_220_36e-1 as Float).addingProduct(p, z)
+    p = (-3.333_328_194_22e-1 as Float).addingProduct(p, z)
+    let small = x.addingProduct(p * z, x)
+    return a < 0.625 ? small : (x < 0 ? -large : large)
+  }
+
+  /// The logistic function 1/(1 + e^−x) (`exp` overflows to +inf for x below −88.7, giving 0).
+  @inline(__always)
+  package static func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
+
   /// erf(x) as x·P(x²)/Q(x²) on [-4, 4] (±1 outside), accurate to a few float32 ulp.
   @inline(__always)
   package static func erf(_ x: Float) -> Float {

@@ -206,7 +206,7 @@ extension Tensor {
   }
   /// Hyperbolic tangent, element-wise.
   public func tanh() -> Tensor {
-    unary("tanh", { Foundation.tanh($0) }, backward: { _, y, g in g * (1 - y * y) })
+    unary("tanh", TanhFunction(), TanhGradient())
   }
   /// Logistic sigmoid 1/(1+e^-x), element-wise.
   public func sigmoid() -> Tensor {
@@ -322,6 +322,14 @@ package struct ExpFunction: UnaryFunction {
 }
 struct ExpGradient: GradientFunction {
   @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float { g * y }
+}
+struct TanhFunction: UnaryFunction {
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { VectorMath.tanh(x) }
+}
+struct TanhGradient: GradientFunction {
+  @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float {
+    g * (1 - y * y)
+  }
 }
 struct SigmoidFunction: UnaryFunction {
   @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / (1 + VectorMath.exp(-x)) }

@@ -2,7 +2,7 @@ import Foundation
 
 // The recurrence of one GRU layer as one op, for all its directions. The input-side products
 // of every frame are matrix products done before (`inputGates`, one per direction); here each
-// frame costs one `h·W_hhᵀ` product per direction and one fused pass over the gates. The
+// frame costs one `h·W_hhᵀ` product per direction and vectorised passes over the gates. The
 // directions of a layer are independent (both in a true bidirectional GRU and in PCM3's
 // stepwise form), so they run concurrently, each with single-threaded BLAS: a [B, H]·[H, 3H]
 // product is too small to split across threads, and two of them fill two cores. The backward
@@ -141,15 +141,17 @@ private func gruForward(
       let ghRow = gh + i * g3
       let hRow = out + (i * t + frame) * width + column
       let hp = step > 0 ? out + (i * t + previous) * width + column : zero
+      // The gates go in passes of at most three pointers each, over the saved row
+      // [r | z | n | gh_n], so that each loop vectorises (one loop with five pointers and
+      // four stores stays scalar).
       let s = saved + (i * t + frame) * 4 * h
-      for j in 0..<h {
-        let r = 1 / (1 + Foundation.exp(-(giRow[j] + ghRow[j])))
-        let z = 1 / (1 + Foundation.exp(-(giRow[h + j] + ghRow[h + j])))
-        let ghn = ghRow[2 * h + j]
-        let n = Foundation.tanh(giRow[2 * h + j] + r * ghn)
-        hRow[j] = (1 - z) * n + z * hp[j]
-        (s[j], s[h + j], s[2 * h + j], s[3 * h + j]) = (r, z, n, ghn)
-      }
+      let (rz, n, ghn) = (s, s + 2 * h, s + 3 * h)
+      for j in 0..<(2 * h) { rz[j] = giRow[j] + ghRow[j] }
+      for j in 0..<(2 * h) { rz[j] = VectorMath.sigmoid(rz[j]) }
+      ghn.update(from: ghRow + 2 * h, count: h)
+      for j in 0..<h { n[j] = giRow[2 * h + j] + rz[j] * ghn[j] }
+      for j in 0..<h { n[j] = VectorMath.tanh(n[j]) }
+      for j in 0..<h { hRow[j] = (1 - rz[h + j]) * n[j] + rz[h + j] * hp[j] }
     }
   }
 }

@@ -69,4 +69,26 @@ struct VectorMathTests {
       }
     }
   }
+
+  /// tanh and the logistic function stay within a few float32 ulp (relative error, and an
+  /// absolute floor for values near 0) of double-precision references over the whole range,
+  /// including both sides of tanh's switch at |x| = 0.625.
+  @Test func tanhAndSigmoidAreWithinAFewUlp() throws {
+    let x = grid(-20, 20, count: 400_001)
+    var (worstTanh, worstSigmoid) = (0.0, 0.0)
+    for v in x.scalars + [0.624_999, 0.625, 0.625_001, -0.625, 1e-6, -1e-30] {
+      let exactTanh = Foundation.tanh(Double(v))
+      let errorTanh = Swift.abs(Double(VectorMath.tanh(v)) - exactTanh)
+      worstTanh = Swift.max(worstTanh, errorTanh / Swift.max(Swift.abs(exactTanh), 1e-30))
+      let exactSigmoid = 1 / (1 + Foundation.exp(-Double(v)))
+      let errorSigmoid = Swift.abs(Double(VectorMath.sigmoid(v)) - exactSigmoid)
+      worstSigmoid = Swift.max(worstSigmoid, errorSigmoid / exactSigmoid)
+    }
+    #expect(worstTanh < 5e-7, "tanh: max relative error \(worstTanh)")
+    #expect(worstSigmoid < 5e-7, "sigmoid: max relative error \(worstSigmoid)")
+    #expect(VectorMath.tanh(.infinity) == 1 && VectorMath.tanh(-.infinity) == -1)
+    #expect(VectorMath.tanh(.nan).isNaN && VectorMath.tanh(0) == 0)
+    #expect(VectorMath.sigmoid(-100) == 0 && VectorMath.sigmoid(100) == 1)
+    #expect(Tensor([-3, 0.1, 2]).tanh().scalars == [-3, 0.1, 2].map { VectorMath.tanh($0) })
+  }
 }

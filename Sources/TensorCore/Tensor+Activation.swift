@@ -51,7 +51,7 @@ extension Kernels {
       tail += a[i] * b[i]
       i += 1
     }
-    return lanes.sum() + tail
+    return laneSum(lanes) + tail
   }
 
   /// Runs `body(row)` for each of `rows` rows of `n` floats, split across threads.

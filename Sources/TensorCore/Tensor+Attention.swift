@@ -34,10 +34,11 @@ extension Tensor {
     let hd = d / heads
     let alpha = scale ?? Float(1 / Double(hd).squareRoot())
     let packed = qkv.contiguous()
-    var logSumExp = [Float](repeating: 0, count: b * heads * n)
+    // Each row's log-sum-exp, for the backward: only when one will run.
+    let keepLogSumExp = Autograd.isRecording && qkv.requiresGrad
+    var logSumExp = [Float](repeating: 0, count: Swift.max(keepLogSumExp ? b * heads * n : 0, 1))
     let out = logSumExp.withUnsafeMutableBufferPointer { lse in
-      let lsePointer = SendablePointer(
-        lse.baseAddress ?? UnsafeMutablePointer<Float>.allocate(capacity: 1))
+      let lsePointer = SendablePointer(lse.baseAddress!)
       return Tensor(validShape: [b, n, d]) { dst in
         let source = SendablePointer(
           UnsafeMutablePointer(mutating: packed.storage.base + packed.offset))
@@ -64,7 +65,9 @@ extension Tensor {
               for j in 0..<n { row[j] = VectorMath.expNonPositive(row[j] - peak) }
               let total = Kernels.sum(row, n)
               inverse[r] = Float(1 / total)
-              lsePointer.base[pair * n + r0 + r] = peak + Float(Foundation.log(total))
+              if keepLogSumExp {
+                lsePointer.base[pair * n + r0 + r] = peak + Float(Foundation.log(total))
+              }
             }
             // out[r0.., head h] = p · v
             cblas_sgemm(

@@ -169,28 +169,38 @@ public final class Encoder: Module {
   public func forwardWithHidden(_ x: Tensor, keep: Tensor? = nil) throws -> (
     tokens: Tensor, hidden: [Tensor]
   ) {
-    let run = try blocksRun(x, keep: keep)
+    let run = try blocksRun(x, keep: keep, keepingLast: blocks.count)
     return (try norm(run.last), run.hidden)
   }
 
-  /// Every block's output, without the final norm (what Skeleton2vec's teacher targets use).
-  public func hiddenStates(_ x: Tensor, keep: Tensor? = nil) throws -> [Tensor] {
-    try blocksRun(x, keep: keep).hidden
+  /// The raw output of the last `last` blocks (all when nil), without the final norm: what
+  /// Skeleton2vec's teacher targets use. The others are freed as the pass goes on.
+  public func hiddenStates(_ x: Tensor, keep: Tensor? = nil, last: Int? = nil) throws -> [Tensor] {
+    try blocksRun(x, keep: keep, keepingLast: last ?? blocks.count).hidden
   }
 
-  private func blocksRun(_ x: Tensor, keep: Tensor?) throws -> (last: Tensor, hidden: [Tensor]) {
+  /// Runs the blocks, keeping the outputs of the last `keepingLast` of them.
+  private func blocksRun(_ x: Tensor, keep: Tensor?, keepingLast: Int) throws -> (
+    last: Tensor, hidden: [Tensor]
+  ) {
     var h = try embed(x)
     if let keep { h = try Tokens.select(h, keep) }
     var hidden: [Tensor] = []
-    for block in blocks {
+    for (index, block) in blocks.enumerated() {
       h = try block(h)
-      hidden.append(h)
+      if index >= blocks.count - keepingLast { hidden.append(h) }
     }
     return (h, hidden)
   }
 
   /// Final-norm tokens: `[B, T, J, C] -> [B, TP·J, D]`.
-  public func callAsFunction(_ x: Tensor) throws -> Tensor { try forwardWithHidden(x).tokens }
+  public func callAsFunction(_ x: Tensor) throws -> Tensor { try tokens(x) }
+
+  /// Final-norm tokens, with `keep` as in `forwardWithHidden`, without keeping the blocks'
+  /// outputs (in inference each is freed once the next block has it).
+  public func tokens(_ x: Tensor, keep: Tensor? = nil) throws -> Tensor {
+    try norm(blocksRun(x, keep: keep, keepingLast: 0).last)
+  }
 
   /// Final-norm tokens of an `[N, C, T, J, M]` batch with bodies folded into the batch:
   /// `[N, M, TP, J, D]`.

@@ -207,9 +207,9 @@ public final class Skeleton2vecTrainer: TransformerPretrainer {
       sequences(batch), bodies: batch.shape[4], placement: placement, generator: &generator)
     let target = try Autograd.noGrad {
       try ContextualTarget.build(
-        hidden: teacherEncoder.hiddenStates(x), topK: topK, perLayer: perLayer)
+        hidden: teacherEncoder.hiddenStates(x, last: topK), topK: topK, perLayer: perLayer)
     }
-    let visible = try encoder.forwardWithHidden(x, keep: tokens.keep).tokens
+    let visible = try encoder.tokens(x, keep: tokens.keep)
     return try MotionTarget.maskedLoss(
       decoder(visible, restore: tokens.restore), target, mask: tokens.mask)
   }
@@ -267,7 +267,7 @@ public final class MaskedPredictionTrainer: TransformerPretrainer {
     let target = try Autograd.noGrad {
       try MotionTarget.target(x, segment: encoder.embedding.segment, motion: predictsMotion)
     }
-    let visible = try encoder.forwardWithHidden(x, keep: tokens.keep).tokens
+    let visible = try encoder.tokens(x, keep: tokens.keep)
     return try MotionTarget.maskedLoss(
       decoder(visible, restore: tokens.restore), target, mask: tokens.mask)
   }

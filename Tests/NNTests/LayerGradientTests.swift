@@ -52,6 +52,24 @@ struct LayerGradientTests {
     }
   }
 
+  /// The passes that keep fewer block outputs give the same tokens and the same last hidden
+  /// states as the pass that keeps them all.
+  @Test func passesKeepingFewerBlockOutputsAgree() throws {
+    let encoder = try Encoder(dimension: 8, depth: 3, heads: 2, segment: 2, frames: 4, joints: 3)
+    try randomize(encoder, seed: 21)
+    let x = try sampleTensor([2, 4, 3, 3], seed: 22)
+    let keep = try Tensor(shape: [2, 3], scalars: [5, 0, 2, 1, 4, 3])
+    let full = try encoder.forwardWithHidden(x, keep: keep)
+    #expect(full.hidden.count == 3)
+    #expect(try encoder.tokens(x, keep: keep).scalars == full.tokens.scalars)
+    #expect(try encoder(x).scalars == encoder.forwardWithHidden(x).tokens.scalars)
+    for last in 1...3 {
+      let tail = try encoder.hiddenStates(x, keep: keep, last: last)
+      #expect(tail.map(\.scalars) == full.hidden.suffix(last).map(\.scalars))
+    }
+    #expect(try encoder.hiddenStates(x, last: 5).count == 3)
+  }
+
   @Test func batchNormTrainsOnBatchStatisticsAndEvaluatesOnRunningOnes() throws {
     let bn = BatchNorm1d(3, eps: 1e-5)
     try randomize(bn, seed: 15)

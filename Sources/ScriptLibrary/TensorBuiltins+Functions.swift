@@ -402,11 +402,16 @@ extension TensorBuiltins {
 
   static func registerAutograd(_ r: Registry) {
     r.register(
-      "backward", [BuiltinParameter("loss", .object("Tensor"))],
+      "backward",
+      [
+        BuiltinParameter("loss", .object("Tensor")),
+        BuiltinParameter("retain_graph", .bool, default: .bool(false)),
+      ],
       doc: "Back-propagates from a one-element tensor, adding to the .grad of every leaf with "
-        + "requires_grad set."
+        + "requires_grad set. As in PyTorch, the graph's saved tensors are freed on the way "
+        + "(a second backward through it is an error) unless retain_graph=true."
     ) { args, _ in
-      try tensor(args["loss"], args, "loss").backward()
+      try tensor(args["loss"], args, "loss").backward(retainGraph: args.bool("retain_graph"))
       return .nil
     }
     r.register(

@@ -15,6 +15,31 @@ struct AutogradTests {
     #expect(w.grad == nil)
   }
 
+  /// As in PyTorch: backward frees what the graph saved, so going through it again is a clear
+  /// error, unless the first backward retained the graph; leaves stay usable either way.
+  @Test func aSecondBackwardThroughTheSameGraphNeedsRetainGraph() throws {
+    let w = try Tensor(shape: [2], scalars: [1, 2]).requiringGrad()
+    let y = try (w * w).exp().sum()
+    try y.backward()
+    let first = try #require(w.grad?.scalars)
+    #expect(throws: TensorError.self) { try y.backward() }
+    do {
+      try y.backward()
+    } catch let error as TensorError {
+      #expect("\(error)".contains("retain_graph"))
+    }
+    #expect(w.grad?.scalars == first)
+    // A new graph from the same leaf works.
+    try (w * 3).sum().backward()
+    #expect(w.grad?.scalars == [first[0] + 3, first[1] + 3])
+    w.grad = nil
+    let z = try (w * w).exp().sum()
+    try z.backward(retainGraph: true)
+    try z.backward()
+    #expect(w.grad?.scalars == first.map { 2 * $0 })
+    #expect(throws: TensorError.self) { try z.backward() }
+  }
+
   @Test func sharedSubexpressionsSumTheirGradients() throws {
     let x = Tensor([3]).requiringGrad()
     let y = try x * x  // used twice below

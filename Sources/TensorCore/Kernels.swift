@@ -144,6 +144,19 @@ package enum VectorMath {
   @inline(__always)
   package static func exp(_ x: Float) -> Float {
     let clamped = min(max(x, -87.33654), 88.72283)
+    let (y, ni) = reduced(clamped)
+    // Scale by 2^n in two halves so that n = 128 (x near 88.7) and n = -126 stay finite.
+    let half = ni >> 1
+    let s1 = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
+    let s2 = Float(bitPattern: UInt32(bitPattern: (ni &- half &+ 127) << 23))
+    let result = y * s1 * s2
+    return x < -87.33654 ? 0 : (x > 88.72283 ? .infinity : result)
+  }
+
+  /// The range reduction and polynomial of `exp` and `expNonPositive`: n = round(x·log2 e)
+  /// and y = e^(x − n·ln 2), so that e^x = y·2^n.
+  @inline(__always)
+  private static func reduced(_ clamped: Float) -> (y: Float, n: Int32) {
     // Round x·log2(e) to an integer by adding 1.5·2^23: the integer lands in the low mantissa
     // bits, so no float-to-int conversion (which traps on NaN and blocks vectorising) is needed.
     let shifted = clamped * 1.442_695_04 + 12_582_912
@@ -160,13 +173,7 @@ package enum VectorMath {
     p = (4.166_579_589_4e-2 as Float).addingProduct(p, r)
     p = (1.666_666_545_9e-1 as Float).addingProduct(p, r)
     p = (5.000_000_120_1e-1 as Float).addingProduct(p, r)
-    let y = (r + 1).addingProduct(p, r * r)
-    // Scale by 2^n in two halves so that n = 128 (x near 88.7) and n = -126 stay finite.
-    let half = ni >> 1
-    let s1 = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
-    let s2 = Float(bitPattern: UInt32(bitPattern: (ni &- half &+ 127) << 23))
-    let result = y * s1 * s2
-    return x < -87.33654 ? 0 : (x > 88.72283 ? .infinity : result)
+    return ((r + 1).addingProduct(p, r * r), ni)
   }
 
   /// e^x for the arguments that cannot overflow: a softmax row after subtracting its maximum,
@@ -177,19 +184,7 @@ package enum VectorMath {
   /// to infinity. A NaN stays NaN.
   @inline(__always)
   package static func expNonPositive(_ x: Float) -> Float {
-    let clamped = min(max(x, -86.6), 88)
-    let shifted = clamped * 1.442_695_04 + 12_582_912
-    let n = shifted - 12_582_912
-    let ni = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
-    var r = clamped - n * 0.693_359_375
-    r = r + n * 2.121_944_4e-4
-    var p: Float = 1.987_569_15e-4
-    p = (1.398_199_950_7e-3 as Float).addingProduct(p, r)
-    p = (8.333_451_907_3e-3 as Float).addingProduct(p, r)
-    p = (4.166_579_589_4e-2 as Float).addingProduct(p, r)
-    p = (1.666_666_545_9e-1 as Float).addingProduct(p, r)
-    p = (5.000_000_120_1e-1 as Float).addingProduct(p, r)
-    let y = (r + 1).addingProduct(p, r * r)
+    let (y, ni) = reduced(min(max(x, -86.6), 88))
     // y is in [0.7, 1.5) and n in [-125, 127]: adding n to the exponent field is exact.
     let result = Float(
       bitPattern: UInt32(bitPattern: Int32(bitPattern: y.bitPattern) &+ (ni << 23)))

@@ -30,6 +30,13 @@ public protocol SequenceEncoder: Module {
     frames: Tensor, sequence: Tensor
   )
 
+  /// `frameFeatures` of several batches, in order. An encoder may run them as one batch where
+  /// that gives each batch what it would get alone (the GRU encoder: one recurrence, each
+  /// batch normalised on its own and in order).
+  func frameFeatures(batches: [Tensor], coordinates: Int, bodies: Int) throws -> [(
+    frames: Tensor, sequence: Tensor
+  )]
+
   /// A copy with the same weights and the given drop-path rate (fine-tuning works on it).
   func tuningCopy(dropPath: Float) throws -> any SequenceEncoder
   /// The width of `tuningFeatures`.
@@ -110,4 +117,12 @@ extension Encoder: SequenceEncoder {
   }
 
   public var tuningGroups: (flavor: Flavor, depth: Int?) { (flavor, blocks.count) }
+}
+
+extension SequenceEncoder {
+  public func frameFeatures(batches: [Tensor], coordinates: Int, bodies: Int) throws -> [(
+    frames: Tensor, sequence: Tensor
+  )] {
+    try batches.map { try frameFeatures($0, coordinates: coordinates, bodies: bodies) }
+  }
 }

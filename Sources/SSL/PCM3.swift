@@ -448,24 +448,33 @@ public final class PCM3Trainer: Pretrainer {
     let encoder = query.backbone
     let st = draws.offsets
     let distilling = stage == "distill"
-    func sequence(_ x: Tensor) throws -> (frames: Tensor, sequence: Tensor) {
-      try encoder.frameFeatures(x, coordinates: coordinates, bodies: bodies)
+    // The query branch's views, in the order of the official step. Views that do not depend
+    // on each other go through the encoder together (`frameFeatures(batches:)`): first the
+    // query and masked views, then the reconstructed, mixed and clip views.
+    func sequences(_ views: [Tensor]) throws -> [(frames: Tensor, sequence: Tensor)] {
+      try encoder.frameFeatures(batches: views, coordinates: coordinates, bodies: bodies)
     }
     var out = Outputs(loss: Tensor(0))
     let flat1 = try flattenFrames(v1)
+    var maskedView: (mask: Tensor, target: Tensor, x: Tensor)?
+    var firstViews = [try inputPrompt(flat1, model.basePrompt)]
+    if masked {
+      let target = try flattenFrames(v3)
+      let xMask = try target * draws.mask
+      maskedView = (draws.mask, target, xMask)
+      firstViews.append(try inputPrompt(xMask, model.maskPrompt))
+    }
+    let firstPass = try sequences(firstViews)
     // The query view.
-    let featQ = try featurePrompt(
-      sequence(inputPrompt(flat1, model.basePrompt)).sequence, model.clPrompt, st[0])
+    let featQ = try featurePrompt(firstPass[0].sequence, model.clPrompt, st[0])
     let q = try Loss.normalized(query.projector(featQ))
     out.tensors["feat.q"] = featQ
     out.tensors["q"] = q
     var queries: [(String, Tensor, mixed: Bool)] = [("base", q, false)]
     var lossRec: Tensor?
-    if masked {
-      let mask = draws.mask
-      let target = try flattenFrames(v3)
-      let xMask = try target * mask
-      let seq = try sequence(inputPrompt(xMask, model.maskPrompt))
+    var secondViews: [Tensor] = []
+    if let (mask, target, xMask) = maskedView {
+      let seq = firstPass[1]
       let width = seq.frames.shape[2]
       let perFrame = try featurePrompt(
         seq.frames.reshaped([n * t, width]), model.mpPrompt, st[1])
@@ -493,30 +502,20 @@ public final class PCM3Trainer: Pretrainer {
       if let reconsDetached {
         let predictedView = try reconsDetached * hidden + xMask * mask
         out.tensors["pred_view"] = predictedView
-        let featRecons = try featurePrompt(
-          sequence(inputPrompt(predictedView, model.reconsPrompt)).sequence, model.clPrompt, st[3])
-        let reconsQ = try Loss.normalized(query.projector(featRecons))
-        out.tensors["feat.recons_q"] = featRecons
-        out.tensors["recons_q"] = reconsQ
-        queries.append(("recons", reconsQ, false))
+        secondViews.append(try inputPrompt(predictedView, model.reconsPrompt))
       }
     }
+    let reconstructed = !secondViews.isEmpty
     var mix: Transforms.Mix?
+    var mixedView: Tensor?
     if mixing {
       // Partners may be other ranks' samples: the whole batch is mixed.
       let mixed = try Transforms.mix(fullV1.detached(), layout: layout, draw: draws.mix)
       mix = mixed
-      let mixedView = try mine(mixed.x)
-      let featMix = try featurePrompt(
-        sequence(inputPrompt(flattenFrames(mixedView), model.mixPrompt)).sequence, model.clPrompt,
-        st[4])
-      let pc = try Loss.normalized(query.projector(featMix))
-      out.tensors["mix_view"] = mixedView
-      out.tensors["feat.pc"] = featMix
-      out.tensors["pc"] = pc
-      queries.append(("mix", pc, true))
+      let view = try mine(mixed.x)
+      mixedView = view
+      secondViews.append(try inputPrompt(flattenFrames(view), model.mixPrompt))
     }
-    var clipQuery: Tensor?
     if clip != nil {
       // PCM3++: the query branch sees only each sample's clip (other frames zeroed).
       var keep = [Float](repeating: 0, count: n * t)
@@ -524,8 +523,27 @@ public final class PCM3Trainer: Pretrainer {
         for f in c.start..<min(c.start + c.length, t) { keep[i * t + f] = 1 }
       }
       let clipFrames = try flat1 * Tensor(shape: [n, t, 1], scalars: keep)
-      let featClip = try featurePrompt(
-        sequence(inputPrompt(clipFrames, model.basePrompt)).sequence, model.clPrompt, st[0])
+      secondViews.append(try inputPrompt(clipFrames, model.basePrompt))
+    }
+    var secondPass = try sequences(secondViews)[...]
+    if reconstructed, let view = secondPass.popFirst() {
+      let featRecons = try featurePrompt(view.sequence, model.clPrompt, st[3])
+      let reconsQ = try Loss.normalized(query.projector(featRecons))
+      out.tensors["feat.recons_q"] = featRecons
+      out.tensors["recons_q"] = reconsQ
+      queries.append(("recons", reconsQ, false))
+    }
+    if let mixedView, let view = secondPass.popFirst() {
+      let featMix = try featurePrompt(view.sequence, model.clPrompt, st[4])
+      let pc = try Loss.normalized(query.projector(featMix))
+      out.tensors["mix_view"] = mixedView
+      out.tensors["feat.pc"] = featMix
+      out.tensors["pc"] = pc
+      queries.append(("mix", pc, true))
+    }
+    var clipQuery: Tensor?
+    if clip != nil, let view = secondPass.popFirst() {
+      let featClip = try featurePrompt(view.sequence, model.clPrompt, st[0])
       clipQuery = try Loss.normalized(query.projector(featClip))
       out.tensors["clip_q"] = clipQuery
     }

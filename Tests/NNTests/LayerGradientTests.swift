@@ -135,6 +135,46 @@ struct LayerGradientTests {
     }
   }
 
+  /// Batches through the GRU encoder together give what each gets alone, up to rounding: the
+  /// per-frame and sequence features, the input norm's running statistics (updated once a
+  /// batch, in order: the same bits) and the gradients of every parameter and input.
+  @Test func gruEncoderBatchesTogetherAsAlone() throws {
+    func run(together: Bool) throws -> (features: [[Float]], state: [[Float]], grads: [[Float]]) {
+      Random.seed(8)
+      let encoder = try GRUEncoder(hidden: 4, layers: 2, joints: 2, bodies: 1, frames: 5)
+      let batches = [
+        try sampleTensor([3, 5, 6], seed: 31).requiringGrad(),
+        try sampleTensor([2, 5, 6], seed: 32, scale: 2, shift: 1).requiringGrad(),
+        try sampleTensor([4, 5, 6], seed: 33).requiringGrad(),
+      ]
+      let outputs =
+        together
+        ? try encoder.frameFeatures(batches: batches, coordinates: 3, bodies: 1)
+        : try batches.map { try encoder.frameFeatures($0, coordinates: 3, bodies: 1) }
+      var loss = Tensor(0)
+      for (i, output) in outputs.enumerated() {
+        loss = try loss + (output.frames * Float(i + 1)).sum() + output.sequence.pow(2).sum()
+      }
+      try loss.backward()
+      let features: [[Float]] = outputs.flatMap { [$0.frames.scalars, $0.sequence.scalars] }
+      let state: [[Float]] = encoder.stateDict().filter { $0.name.contains("running") }.map {
+        $0.tensor.scalars
+      }
+      var grads: [[Float]] = encoder.namedParameters().map { $0.1.value.grad?.scalars ?? [] }
+      grads += batches.map { $0.grad?.scalars ?? [] }
+      return (features, state, grads)
+    }
+    let (alone, together) = (try run(together: false), try run(together: true))
+    #expect(together.state == alone.state)
+    #expect(alone.state.count == 2)
+    for (a, b) in zip(alone.features + alone.grads, together.features + together.grads) {
+      #expect(a.count == b.count && a.count > 0)
+      let worst = zip(a, b).map { Swift.abs($0 - $1) / Swift.max(1, Swift.abs($0)) }.max() ?? 0
+      // Products over more rows may round differently in BLAS (measured 1.0e-6).
+      #expect(worst < 1e-5, "relative difference \(worst)")
+    }
+  }
+
   @Test func stepwiseGRUEqualsTwoCausalCellsPerLayer() throws {
     // methods.md §10.12: the PCM3 reference drives both direction cells forward in time.
     Random.seed(6)

@@ -288,7 +288,7 @@ extension Tensor {
             Kernels.geluBackward(
               argument, gradient: dx.storage.base, activation: activation, count: rows * inputs)
           }
-        } else {
+        } else if weight.requiresGrad {
           input = dense.detached().gelu()
         }
       }

@@ -38,6 +38,14 @@ public final class Linear: Module {
     return try Tensor.linear(gelu: consume x, weight: w, bias: b, adding: residual)
   }
 
+  /// `norm(x) · weightᵀ + bias`: the layer after a layer norm, whose output backward
+  /// recomputes instead of keeping (`Tensor.linear(normalizing:...)`).
+  public func callAsFunction(normalizing x: Tensor, with norm: LayerNorm) throws -> Tensor {
+    try Tensor.linear(
+      normalizing: x, normWeight: norm.weight.value, normBias: norm.bias.value, eps: norm.eps,
+      weight: weight.value, bias: bias?.value)
+  }
+
   /// The weight and bias with their rows scaled by `scale` (none: as they are).
   private func scaled(_ scale: Tensor?) throws -> (weight: Tensor, bias: Tensor?) {
     guard let scale else { return (weight.value, bias?.value) }
@@ -101,6 +109,18 @@ public final class Attention: Module {
     return try proj(Tensor.packedAttention(qkv(x), heads: heads), scale: scale, adding: residual)
   }
 
+  /// `residual + scale ⊙ attn(norm(x))`, with the norm's output recomputed in backward.
+  public func callAsFunction(
+    normalizing x: Tensor, with norm: LayerNorm, scale: Tensor?, adding residual: Tensor
+  ) throws -> Tensor {
+    guard x.rank == 3 else {
+      throw TensorError("attention", "expects [B, N, D], got \(shapeString(x.shape))")
+    }
+    return try proj(
+      Tensor.packedAttention(qkv(normalizing: x, with: norm), heads: heads), scale: scale,
+      adding: residual)
+  }
+
   /// The same attention from separate ops (permute, q·kᵀ·scale, softmax, ·v): the reference
   /// the fused kernel is tested against.
   public func composedAttention(_ x: Tensor) throws -> Tensor {
@@ -137,6 +157,13 @@ public final class MLP: Module {
   public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
   {
     try fc2(gelu: fc1(x), scale: scale, adding: residual)
+  }
+
+  /// `residual + scale ⊙ mlp(norm(x))`, with the norm's output recomputed in backward.
+  public func callAsFunction(
+    normalizing x: Tensor, with norm: LayerNorm, scale: Tensor?, adding residual: Tensor
+  ) throws -> Tensor {
+    try fc2(gelu: fc1(normalizing: x, with: norm), scale: scale, adding: residual)
   }
 }
 
@@ -185,8 +212,8 @@ public final class Block: Module {
       return try h + dropPath(m)
     }
     // Without drop path, LayerScale and the residual additions fold into the output products.
-    let h = try attn(norm1(x), scale: gamma1?.value, adding: x)
-    return try mlp(norm2(h), scale: gamma2?.value, adding: h)
+    let h = try attn(normalizing: x, with: norm1, scale: gamma1?.value, adding: x)
+    return try mlp(normalizing: h, with: norm2, scale: gamma2?.value, adding: h)
   }
 }
 

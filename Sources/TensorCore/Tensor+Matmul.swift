@@ -213,6 +213,60 @@ extension Tensor {
     return try linear(x, weight: weight, bias: bias, adding: residual, activated: true)
   }
 
+  /// `layerNorm(x) · weightᵀ + bias`: a block's product after its layer norm. With a gradient
+  /// recorded, backward keeps `x` alone, not the norm's output as well (`D` floats a token, twice
+  /// a block); it recomputes the norm, then takes the product's and the norm's backward. Forward
+  /// and backward give the bits of `linear(x.layerNorm(...), ...)`.
+  public static func linear(
+    normalizing x: Tensor, normWeight: Tensor, normBias: Tensor, eps: Float, weight: Tensor,
+    bias: Tensor?
+  ) throws -> Tensor {
+    let recorded = [x, normWeight, normBias, weight] + (bias.map { [$0] } ?? [])
+    let normalized = try Autograd.noGrad {
+      try x.layerNorm(weight: normWeight, bias: normBias, eps: eps)
+    }
+    let out = try Autograd.noGrad { try linear(normalized, weight: weight, bias: bias) }
+    guard Autograd.isRecording, recorded.contains(where: \.requiresGrad) else { return out }
+    let (input, scale, shift) = (x.detached(), normWeight.detached(), normBias.detached())
+    let w = weight.detached().contiguous()
+    let wants = recorded.map(\.requiresGrad)
+    return Autograd.record("layer_norm_linear", out, recorded) { g in
+      // The norm again, as a small graph of its own, for its backward.
+      let (xl, scalel, shiftl) = (
+        wants[0] ? input.requiringGrad() : input, wants[1] ? scale.requiringGrad() : scale,
+        wants[2] ? shift.requiringGrad() : shift
+      )
+      let y = try Autograd.$isRecording.withValue(true) {
+        try xl.layerNorm(weight: scalel, bias: shiftl, eps: eps)
+      }
+      let (rows, inputs, outputs) = (y.count / w.shape[1], w.shape[1], w.shape[0])
+      let gc = g.contiguous()
+      let gp = gc.storage.base + gc.offset
+      let dense = y.detached().contiguous()
+      let dw =
+        wants[3]
+        ? Tensor(validShape: [outputs, inputs]) { dst in
+          sgemm(
+            transA: true, transB: false, m: outputs, n: inputs, k: rows, a: gp, lda: outputs,
+            b: dense.storage.base + dense.offset, ldb: inputs, c: dst, ldc: inputs)
+        } : nil
+      let db = bias != nil && wants[4] ? try gc.reshaped([rows, outputs]).sum(axes: [0]) : nil
+      var grads: [Tensor?] = [nil, nil, nil, dw]
+      if bias != nil { grads.append(db) }
+      guard wants[0] || wants[1] || wants[2] else { return grads }
+      let dy = Tensor(validShape: y.shape) { dst in
+        sgemm(
+          transA: false, transB: false, m: rows, n: inputs, k: outputs, a: gp, lda: outputs,
+          b: w.storage.base + w.offset, ldb: inputs, c: dst, ldc: inputs)
+      }
+      try y.backward(gradient: dy)
+      grads[0] = wants[0] ? xl.grad : nil
+      grads[1] = wants[1] ? scalel.grad : nil
+      grads[2] = wants[2] ? shiftl.grad : nil
+      return grads
+    }
+  }
+
   /// The product of `linear`; with `activated`, the input is GELU's argument (see
   /// `linear(gelu:weight:bias:adding:)`).
   private static func linear(

@@ -130,4 +130,39 @@ struct ActivationTests {
     #expect(bits(fused) == bits(plain))
     #expect(x.scalars == (try sampleTensor([3, 37, 24], seed: 91, scale: 3)).scalars)
   }
+
+  /// The product after a layer norm that recomputes the norm in backward gives the bits of the
+  /// norm then `linear`: the output and every gradient, with and without a bias, and when only
+  /// some inputs need gradients.
+  @Test func layerNormLinearIsLayerNormThenLinear() throws {
+    let x = try sampleTensor([2, 13, 8], seed: 96, scale: 2, shift: 0.5)
+    let (normWeight, normBias) = (try sampleTensor([8], seed: 97), try sampleTensor([8], seed: 98))
+    let weight = try sampleTensor([12, 8], seed: 99)
+    let bias = try sampleTensor([12], seed: 100)
+    let upstream = try sampleTensor([2, 13, 12], seed: 101)
+    func bits(_ t: Tensor?) -> [UInt32] { t?.scalars.map(\.bitPattern) ?? [] }
+    for (withBias, all) in [(true, true), (false, true), (true, false)] {
+      var runs: [[[UInt32]]] = []
+      for fused in [true, false] {
+        let xl = x.requiringGrad()
+        let (nw, nb) =
+          all ? (normWeight.requiringGrad(), normBias.requiringGrad()) : (normWeight, normBias)
+        let (wl, bl) = (weight.requiringGrad(), bias.requiringGrad())
+        let b = withBias ? bl : nil
+        let y =
+          fused
+          ? try Tensor.linear(
+            normalizing: xl, normWeight: nw, normBias: nb, eps: 1e-5, weight: wl, bias: b)
+          : try Tensor.linear(xl.layerNorm(weight: nw, bias: nb, eps: 1e-5), weight: wl, bias: b)
+        try (y * upstream).sum().backward()
+        runs.append([
+          bits(y), bits(xl.grad), bits(nw.grad), bits(nb.grad), bits(wl.grad),
+          withBias ? bits(bl.grad) : [],
+        ])
+      }
+      #expect(runs[0] == runs[1], "bias \(withBias), norm parameters \(all)")
+      #expect(runs[0][1].count == 208 && runs[0][4].count == 96)
+      #expect(runs[0][2].count == (all ? 8 : 0))
+    }
+  }
 }

@@ -107,7 +107,7 @@ public final class Decoder: Module {
       (full.reshaped([b, segments, joints, dimension]) + posEmbed.value
       + tempEmbed.value).reshaped([b, l, dimension])
     for block in blocks { h = try block(h) }
-    return try head(norm(h))
+    return try head(normalizing: h, with: norm)
   }
 
   /// The restore index for tube masking, where every segment (time row) keeps `keptPerRow`

@@ -62,27 +62,33 @@ extension Tensor {
   /// Element-wise sum with broadcasting.
   public static func + (a: Tensor, b: Tensor) throws -> Tensor {
     let out = try broadcastKernel(a, b, op: "add", AddFunction())
+    // The backward needs the shapes alone: capturing a and b would keep their buffers.
+    let (aShape, bShape) = (a.shape, b.shape)
     return Autograd.record("add", out, [a, b]) { g in
-      [try g.sum(toShape: a.shape), try g.sum(toShape: b.shape)]
+      [try g.sum(toShape: aShape), try g.sum(toShape: bShape)]
     }
   }
 
   /// Element-wise difference with broadcasting.
   public static func - (a: Tensor, b: Tensor) throws -> Tensor {
     let out = try broadcastKernel(a, b, op: "sub", SubtractFunction())
+    let (aShape, bShape) = (a.shape, b.shape)
     return Autograd.record("sub", out, [a, b]) { g in
-      [try g.sum(toShape: a.shape), try (-g).sum(toShape: b.shape)]
+      [try g.sum(toShape: aShape), try (-g).sum(toShape: bShape)]
     }
   }
 
   /// Element-wise product with broadcasting.
   public static func * (a: Tensor, b: Tensor) throws -> Tensor {
     let out = try broadcastKernel(a, b, op: "mul", MultiplyFunction())
-    let (x, y) = (a.detached(), b.detached())
+    // Each side's gradient needs the other side's values: keep only those that will be used.
+    let (aShape, bShape) = (a.shape, b.shape)
+    let y = a.requiresGrad ? b.detached() : nil
+    let x = b.requiresGrad ? a.detached() : nil
     return Autograd.record("mul", out, [a, b]) { g in
       [
-        a.requiresGrad ? try (g * y).sum(toShape: a.shape) : nil,
-        b.requiresGrad ? try (g * x).sum(toShape: b.shape) : nil,
+        try y.map { try (g * $0).sum(toShape: aShape) },
+        try x.map { try (g * $0).sum(toShape: bShape) },
       ]
     }
   }
@@ -90,11 +96,13 @@ extension Tensor {
   /// Element-wise quotient with broadcasting.
   public static func / (a: Tensor, b: Tensor) throws -> Tensor {
     let out = try broadcastKernel(a, b, op: "div", DivideFunction())
-    let (x, y) = (a.detached(), b.detached())
+    let (aShape, bShape, wantA) = (a.shape, b.shape, a.requiresGrad)
+    let y = b.detached()
+    let x = b.requiresGrad ? a.detached() : nil
     return Autograd.record("div", out, [a, b]) { g in
       [
-        a.requiresGrad ? try (g / y).sum(toShape: a.shape) : nil,
-        b.requiresGrad ? try (-(g * x) / (y * y)).sum(toShape: b.shape) : nil,
+        wantA ? try (g / y).sum(toShape: aShape) : nil,
+        try x.map { try (-(g * $0) / (y * y)).sum(toShape: bShape) },
       ]
     }
   }

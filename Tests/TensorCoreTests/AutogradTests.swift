@@ -40,6 +40,26 @@ struct AutogradTests {
     #expect(throws: TensorError.self) { try z.backward() }
   }
 
+  /// A sum or difference keeps neither input for its backward, a product keeps only the side
+  /// the other's gradient needs: an intermediate used once is freed while the graph lives.
+  @Test func elementwiseOpsKeepOnlyWhatTheirBackwardNeeds() throws {
+    let w = Tensor([1, 2, 3]).requiringGrad()
+    weak var added: TensorStorage?
+    weak var scaled: TensorStorage?
+    let loss: Tensor = try {
+      let a = try w * 2  // [2, 4, 6], an intermediate
+      added = a.storage
+      let b = try a + Tensor([1, 1, 1])
+      let c = try b * Tensor([3, 3, 3])  // b's values are not needed: the constant needs none
+      scaled = b.storage
+      return try (c - w).sum()
+    }()
+    #expect(added == nil)
+    #expect(scaled == nil)
+    try loss.backward()
+    #expect(w.grad?.scalars == [5, 5, 5])
+  }
+
   @Test func sharedSubexpressionsSumTheirGradients() throws {
     let x = Tensor([3]).requiringGrad()
     let y = try x * x  // used twice below

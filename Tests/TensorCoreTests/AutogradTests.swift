@@ -47,7 +47,7 @@ struct AutogradTests {
     weak var added: TensorStorage?
     weak var scaled: TensorStorage?
     let loss: Tensor = try {
-      let a = try w * 2  // [2, 4, 6], an intermediate
+      let a = w * 2  // [2, 4, 6], an intermediate
       added = a.storage
       let b = try a + Tensor([1, 1, 1])
       let c = try b * Tensor([3, 3, 3])  // b's values are not needed: the constant needs none

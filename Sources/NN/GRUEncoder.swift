@@ -50,6 +50,12 @@ public final class GRUEncoder: Module {
 
   /// Every frame's output of the top layer: `[N, T, J·C·M]` flattened frames -> `[N, T, 2H]`.
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    try checkFrames(x)
+    return try gru(normalized(x))
+  }
+
+  /// Throws unless `x` is flattened frames `[N, T > 0, J·C·M]`.
+  private func checkFrames(_ x: Tensor) throws {
     let width = joints * coordinates * bodies
     guard x.rank == 3, x.shape[2] == width, x.shape[1] > 0 else {
       throw TensorError(
@@ -57,9 +63,12 @@ public final class GRUEncoder: Module {
         "expects frames [N, T, \(width)] (\(joints) joints × \(coordinates) × \(bodies) bodies), "
           + "got \(shapeString(x.shape))")
     }
-    let (n, t) = (x.shape[0], x.shape[1])
-    let normal = try inputNorm(x.reshaped([n * t, width])).reshaped([n, t, width])
-    return try gru(normal)
+  }
+
+  /// The input norm over every frame of checked frames `[N, T, J·C·M]`.
+  private func normalized(_ x: Tensor) throws -> Tensor {
+    let (n, t, width) = (x.shape[0], x.shape[1], x.shape[2])
+    return try inputNorm(x.reshaped([n * t, width])).reshaped([n, t, width])
   }
 
   /// `[N, C, T, J, M]` -> flattened frames, checking the layout.
@@ -107,12 +116,7 @@ extension GRUEncoder: SequenceEncoder {
   public func frameFeatures(_ x: Tensor, coordinates: Int, bodies: Int) throws -> (
     frames: Tensor, sequence: Tensor
   ) {
-    guard coordinates == self.coordinates, bodies == self.bodies else {
-      throw TensorError(
-        "gru_encoder",
-        "expects \(self.coordinates) coordinates and \(self.bodies) bodies, got \(coordinates) "
-          + "and \(bodies)")
-    }
+    try checkLayout(coordinates: coordinates, bodies: bodies)
     let out = try self(x)
     return (out, try out[.all, .index(out.shape[1] - 1)])
   }
@@ -127,29 +131,33 @@ extension GRUEncoder: SequenceEncoder {
     guard batches.count > 1 else {
       return try batches.map { try frameFeatures($0, coordinates: coordinates, bodies: bodies) }
     }
-    guard coordinates == self.coordinates, bodies == self.bodies else {
+    // Every batch is checked before the norm updates its running statistics.
+    try checkLayout(coordinates: coordinates, bodies: bodies)
+    for x in batches { try checkFrames(x) }
+    let t = batches[0].shape[1]
+    guard batches.allSatisfy({ $0.shape[1] == t }) else {
       throw TensorError(
         "gru_encoder",
-        "expects \(self.coordinates) coordinates and \(self.bodies) bodies, got \(coordinates) "
-          + "and \(bodies)")
-    }
-    let width = joints * coordinates * bodies
-    let t = batches[0].rank == 3 ? batches[0].shape[1] : 0
-    for x in batches where x.rank != 3 || x.shape[1] != t || x.shape[2] != width || t == 0 {
-      throw TensorError(
-        "gru_encoder",
-        "expects batches of frames [N, T, \(width)] with one T > 0, got "
+        "expects batches of frames with one length T, got "
           + batches.map { shapeString($0.shape) }.joined(separator: ", "))
     }
-    let normal = try batches.map { x in
-      try inputNorm(x.reshaped([x.shape[0] * t, width])).reshaped([x.shape[0], t, width])
-    }
+    let normal = try batches.map(normalized)
     let out = try gru(Tensor.concat(normal, axis: 0))
     var start = 0
     return try batches.map { x in
       let rows = try out[.range(start, start + x.shape[0], 1)]
       start += x.shape[0]
       return (rows, try rows[.all, .index(t - 1)])
+    }
+  }
+
+  /// Throws unless the frames' layout is this encoder's.
+  private func checkLayout(coordinates: Int, bodies: Int) throws {
+    guard coordinates == self.coordinates, bodies == self.bodies else {
+      throw TensorError(
+        "gru_encoder",
+        "expects \(self.coordinates) coordinates and \(self.bodies) bodies, got \(coordinates) "
+          + "and \(bodies)")
     }
   }
 

@@ -100,16 +100,8 @@ public final class Attention: Module {
     return try proj(Tensor.packedAttention(qkv(x), heads: heads))
   }
 
-  /// `residual + scale ⊙ attn(x)`, the output projection fused with the residual connection.
-  public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
-  {
-    guard x.rank == 3 else {
-      throw TensorError("attention", "expects [B, N, D], got \(shapeString(x.shape))")
-    }
-    return try proj(Tensor.packedAttention(qkv(x), heads: heads), scale: scale, adding: residual)
-  }
-
-  /// `residual + scale ⊙ attn(norm(x))`, with the norm's output recomputed in backward.
+  /// `residual + scale ⊙ attn(norm(x))`: the output projection fused with the residual
+  /// connection, the norm's output recomputed in backward.
   public func callAsFunction(
     normalizing x: Tensor, with norm: LayerNorm, scale: Tensor?, adding residual: Tensor
   ) throws -> Tensor {
@@ -153,13 +145,8 @@ public final class MLP: Module {
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(gelu: fc1(x)) }
 
-  /// `residual + scale ⊙ mlp(x)`, the second product fused with the residual connection.
-  public func callAsFunction(_ x: Tensor, scale: Tensor?, adding residual: Tensor) throws -> Tensor
-  {
-    try fc2(gelu: fc1(x), scale: scale, adding: residual)
-  }
-
-  /// `residual + scale ⊙ mlp(norm(x))`, with the norm's output recomputed in backward.
+  /// `residual + scale ⊙ mlp(norm(x))`: the second product fused with the residual
+  /// connection, the norm's output recomputed in backward.
   public func callAsFunction(
     normalizing x: Tensor, with norm: LayerNorm, scale: Tensor?, adding residual: Tensor
   ) throws -> Tensor {

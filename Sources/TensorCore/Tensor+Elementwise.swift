@@ -357,8 +357,8 @@ struct ReluGradient: GradientFunction {
 }
 extension Kernels {
   /// GELU's backward with its forward recomputed in the same pass, from one erf per element:
-  /// `activation[i] = gelu(x[i])` and `gradient[i] *= gelu'(x[i])`, in place. The expressions
-  /// are `GeluFunction`'s and `GeluGradient`'s, so the bits are theirs.
+  /// `activation[i] = gelu(x[i])` and `gradient[i] *= gelu'(x[i])`, in place, with the bits of
+  /// `GeluFunction` and `GeluGradient` (the same three functions below).
   package static func geluBackward(
     _ x: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>,
     activation: UnsafeMutablePointer<Float>, count: Int
@@ -371,27 +371,35 @@ extension Kernels {
       let (x, g, a) = (px.base, pg.base, pa.base)
       for i in range {
         let v = x[i]
-        let e = VectorMath.erf(v * 0.707_106_781_186_547_5)
-        a[i] = 0.5 * v * (1 + e)
-        let cdf = 0.5 * (1 + e)
-        let pdf = VectorMath.expNonPositive(-0.5 * v * v) * 0.398_942_280_401_432_7
-        g[i] = g[i] * (cdf + v * pdf)
+        let e = VectorMath.geluErf(v)
+        a[i] = VectorMath.gelu(v, erf: e)
+        g[i] = g[i] * VectorMath.geluSlope(v, erf: e)
       }
     }
   }
 }
 
+extension VectorMath {
+  /// erf(x/√2), the part GELU and its derivative share.
+  @inline(__always) static func geluErf(_ x: Float) -> Float { erf(x * 0.707_106_781_186_547_5) }
+  /// GELU from `e = geluErf(x)`: `0.5·x·(1 + e)`.
+  @inline(__always) static func gelu(_ x: Float, erf e: Float) -> Float { 0.5 * x * (1 + e) }
+  /// d/dx GELU = Φ(x) + x·φ(x), from `e = geluErf(x)`.
+  @inline(__always) static func geluSlope(_ x: Float, erf e: Float) -> Float {
+    let cdf = 0.5 * (1 + e)
+    let pdf = expNonPositive(-0.5 * x * x) * 0.398_942_280_401_432_7
+    return cdf + x * pdf
+  }
+}
 /// Exact GELU, `0.5·x·(1 + erf(x/√2))`.
 struct GeluFunction: UnaryFunction {
   @inline(__always) func callAsFunction(_ x: Float) -> Float {
-    0.5 * x * (1 + VectorMath.erf(x * 0.707_106_781_186_547_5))
+    VectorMath.gelu(x, erf: VectorMath.geluErf(x))
   }
 }
 /// d/dx GELU = Φ(x) + x·φ(x).
 struct GeluGradient: GradientFunction {
   @inline(__always) func callAsFunction(_ x: Float, _ y: Float, _ g: Float) -> Float {
-    let cdf = 0.5 * (1 + VectorMath.erf(x * 0.707_106_781_186_547_5))
-    let pdf = VectorMath.expNonPositive(-0.5 * x * x) * 0.398_942_280_401_432_7
-    return g * (cdf + x * pdf)
+    g * VectorMath.geluSlope(x, erf: VectorMath.geluErf(x))
   }
 }

@@ -239,31 +239,50 @@ extension Tensor {
       let y = try Autograd.$isRecording.withValue(true) {
         try xl.layerNorm(weight: scalel, bias: shiftl, eps: eps)
       }
-      let (rows, inputs, outputs) = (y.count / w.shape[1], w.shape[1], w.shape[0])
       let gc = g.contiguous()
-      let gp = gc.storage.base + gc.offset
-      let dense = y.detached().contiguous()
+      let (inputs, outputs) = (w.shape[1], w.shape[0])
+      let rows = y.count / Swift.max(inputs, 1)
       let dw =
         wants[3]
-        ? Tensor(validShape: [outputs, inputs]) { dst in
-          sgemm(
-            transA: true, transB: false, m: outputs, n: inputs, k: rows, a: gp, lda: outputs,
-            b: dense.storage.base + dense.offset, ldb: inputs, c: dst, ldc: inputs)
-        } : nil
+        ? productWeightGradient(
+          gc, input: y.detached().contiguous(), rows: rows, outputs: outputs, inputs: inputs)
+        : nil
       let db = bias != nil && wants[4] ? try gc.reshaped([rows, outputs]).sum(axes: [0]) : nil
       var grads: [Tensor?] = [nil, nil, nil, dw]
       if bias != nil { grads.append(db) }
       guard wants[0] || wants[1] || wants[2] else { return grads }
-      let dy = Tensor(validShape: y.shape) { dst in
-        sgemm(
-          transA: false, transB: false, m: rows, n: inputs, k: outputs, a: gp, lda: outputs,
-          b: w.storage.base + w.offset, ldb: inputs, c: dst, ldc: inputs)
-      }
-      try y.backward(gradient: dy)
+      try y.backward(gradient: productInputGradient(gc, weight: w, rows: rows, shape: y.shape))
       grads[0] = wants[0] ? xl.grad : nil
       grads[1] = wants[1] ? scalel.grad : nil
       grads[2] = wants[2] ? shiftl.grad : nil
       return grads
+    }
+  }
+
+  /// `g · weight`: the gradient of a product's input, shaped `shape`, from the contiguous
+  /// output gradient `g` `[rows, out]` and the contiguous weight `[out, in]`.
+  private static func productInputGradient(
+    _ g: Tensor, weight w: Tensor, rows: Int, shape: [Int]
+  ) -> Tensor {
+    let (inputs, outputs) = (w.shape[1], w.shape[0])
+    return Tensor(validShape: shape) { dst in
+      sgemm(
+        transA: false, transB: false, m: rows, n: inputs, k: outputs,
+        a: g.storage.base + g.offset, lda: outputs, b: w.storage.base + w.offset, ldb: inputs,
+        c: dst, ldc: inputs)
+    }
+  }
+
+  /// `gᵀ · input`: the gradient of a product's weight `[out, in]`, from the contiguous output
+  /// gradient `g` `[rows, out]` and the contiguous input `[rows, in]`.
+  private static func productWeightGradient(
+    _ g: Tensor, input: Tensor, rows: Int, outputs: Int, inputs: Int
+  ) -> Tensor {
+    Tensor(validShape: [outputs, inputs]) { dst in
+      sgemm(
+        transA: true, transB: false, m: outputs, n: inputs, k: rows,
+        a: g.storage.base + g.offset, lda: outputs, b: input.storage.base + input.offset,
+        ldb: inputs, c: dst, ldc: inputs)
     }
   }
 
@@ -324,16 +343,11 @@ extension Tensor {
     if let residual { recorded.append(residual) }
     return Autograd.record(activated ? "gelu_linear" : "linear", out, recorded) { g in
       let gc = g.contiguous()
-      let gp = gc.storage.base + gc.offset
       // dx = g · weight, then, with the activation, ⊙ gelu'(x) in the pass that recomputes
       // gelu(x) for the weight's gradient.
       let dx =
         x.requiresGrad
-        ? Tensor(validShape: inputShape) { dst in
-          sgemm(
-            transA: false, transB: false, m: rows, n: inputs, k: outputs, a: gp, lda: outputs,
-            b: w.storage.base + w.offset, ldb: inputs, c: dst, ldc: inputs)
-        } : nil
+        ? productInputGradient(gc, weight: w, rows: rows, shape: inputShape) : nil
       var input = dense
       if activated {
         let argument = dense.storage.base + dense.offset
@@ -348,11 +362,8 @@ extension Tensor {
       }
       let dw =
         weight.requiresGrad
-        ? Tensor(validShape: [outputs, inputs]) { dst in
-          sgemm(
-            transA: true, transB: false, m: outputs, n: inputs, k: rows, a: gp, lda: outputs,
-            b: input.storage.base + input.offset, ldb: inputs, c: dst, ldc: inputs)
-        } : nil
+        ? productWeightGradient(gc, input: input, rows: rows, outputs: outputs, inputs: inputs)
+        : nil
       var grads: [Tensor?] = [dx, dw]
       if let bias {
         grads.append(

@@ -75,21 +75,19 @@ public enum BufferCache {
     let bytes = sizeClass(Swift.max(floats, 1) * MemoryLayout<Float>.stride)
     if bytes >= smallest {
       lock.lock()
-      defer { lock.unlock() }
       // The same size class, else the next one up.
+      var cached: (UnsafeMutableRawPointer, Int)?
       var size = bytes
-      while size <= bytes + bytes / 3 {
-        if let pointer = free[size]?.popLast() {
-          cachedBytes -= size
-          usedBytes += size
-          peak.used = Swift.max(peak.used, usedBytes)
-          return (pointer, size)
-        }
+      while cached == nil, size <= bytes + bytes / 3 {
+        cached = free[size]?.popLast().map { ($0, size) }
         size = sizeClass(size + 1)
       }
-      usedBytes += bytes
+      if let (_, size) = cached { cachedBytes -= size }
+      usedBytes += cached?.1 ?? bytes
       peak.used = Swift.max(peak.used, usedBytes)
       peak.usedAndCached = Swift.max(peak.usedAndCached, usedBytes + cachedBytes)
+      lock.unlock()
+      if let cached { return cached }
     }
     return (UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes)
   }

@@ -100,12 +100,13 @@ public final class Decoder: Module {
           + "\(shapeString(visible.shape)) and \(shapeString(restore.shape))")
     }
     let (b, k) = (visible.shape[0], visible.shape[1])
-    let embedded = try decoderEmbed(visible)
     let masks = try maskToken.value.expanded(to: [b, l - k, dimension])
-    let full = try Tokens.select(Tensor.concat([embedded, masks], axis: 1), restore)
+    // One expression, so that the token rows in order go as soon as the embeddings are added
+    // (a local would hold them, as large as a block's input, through every block).
     var h = try
-      (full.reshaped([b, segments, joints, dimension]) + posEmbed.value
-      + tempEmbed.value).reshaped([b, l, dimension])
+      (Tokens.select(Tensor.concat([decoderEmbed(visible), masks], axis: 1), restore)
+      .reshaped([b, segments, joints, dimension]) + posEmbed.value + tempEmbed.value)
+      .reshaped([b, l, dimension])
     for block in blocks { h = try block(h) }
     return try head(normalizing: h, with: norm)
   }

@@ -29,9 +29,43 @@ package final class GradNode {
   func release() { backward = nil }
 }
 
+/// A tensor an op's backward needs, kept so that the last backward through the op can take its
+/// buffer for its own result instead of allocating another as large.
+package final class SavedTensor {
+  private var tensor: Tensor?
+  /// The saved tensor's shape (also after its buffer was taken).
+  package let shape: [Int]
+
+  package init(_ tensor: Tensor, shape: [Int]) {
+    self.tensor = tensor
+    self.shape = shape
+  }
+
+  /// The saved tensor; only before `takeBuffer()` returned a buffer.
+  package var value: Tensor { tensor! }
+
+  /// The saved tensor's buffer, whose contents the caller may then overwrite, when the running
+  /// backward pass frees the graph after this op and nothing else holds the buffer (no other
+  /// tensor, view or saved copy); nil otherwise, and the tensor stays saved.
+  package func takeBuffer() -> TensorStorage? {
+    guard Autograd.isReleasing, var taken = tensor else { return nil }
+    tensor = nil
+    guard taken.isContiguous, taken.offset == 0, taken.storage.count == taken.count,
+      isKnownUniquelyReferenced(&taken.storage)
+    else {
+      tensor = taken
+      return nil
+    }
+    return taken.storage
+  }
+}
+
 /// Gradient recording: whether ops record, and how a recorded op joins the graph.
 public enum Autograd {
   @TaskLocal static var isRecording = true
+  /// Whether the backward running now is the last through its node (the pass does not retain
+  /// the graph), so that it may take over a buffer it saved (`SavedTensor.takeBuffer`).
+  @TaskLocal static var isReleasing = false
 
   /// Whether ops currently record onto the tape (false inside `noGrad`).
   public static var isEnabled: Bool { isRecording }
@@ -81,7 +115,7 @@ public enum Autograd {
       }
     }
     var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
-    try noGrad {
+    func propagate() throws {
       for node in order.reversed() {
         guard let grad = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
         if node.isLeaf {
@@ -121,6 +155,8 @@ public enum Autograd {
         }
       }
     }
+    // Backward closures run with nothing recorded.
+    try $isReleasing.withValue(!retainGraph) { try noGrad { try propagate() } }
   }
 }
 

@@ -175,19 +175,8 @@ extension Tensor {
       let pw = w.map { SendablePointer($0.storage.base + $0.offset) }
       let pb = b.map { SendablePointer($0.storage.base + $0.offset) }
       Kernels.forEachRow(rows: rows, n: d) { r in
-        let (xr, yr) = (px.base + r * d, py.base + r * d)
-        let mean = Float(Kernels.sum(xr, d) / Double(d))
-        for j in 0..<d { yr[j] = xr[j] - mean }
-        let variance = Kernels.dot(yr, yr, d) / Float(d)
-        let rstd = 1 / (variance + eps).squareRoot()
-        ps.base[r] = mean
-        ps.base[rows + r] = rstd
-        switch (pw, pb) {
-        case (let pw?, let pb?): for j in 0..<d { yr[j] = yr[j] * rstd * pw.base[j] + pb.base[j] }
-        case (let pw?, nil): for j in 0..<d { yr[j] = yr[j] * rstd * pw.base[j] }
-        case (nil, let pb?): for j in 0..<d { yr[j] = yr[j] * rstd + pb.base[j] }
-        case (nil, nil): for j in 0..<d { yr[j] *= rstd }
-        }
+        (ps.base[r], ps.base[rows + r]) = Kernels.layerNormRow(
+          px.base + r * d, into: py.base + r * d, d, weight: pw?.base, bias: pb?.base, eps: eps)
       }
     }
     var inputs = [self]
@@ -203,62 +192,17 @@ extension Tensor {
       let wantParameters = weight?.requiresGrad == true || bias?.requiresGrad == true
       // Rows go in fixed blocks; each block leaves its partial weight and bias gradients in
       // `partials`, added up afterwards in block order, so no result depends on the threads.
-      let blockRows = 64
-      let blocks = (rows + blockRows - 1) / blockRows
-      let partials = TensorStorage(uninitializedCount: wantParameters ? 2 * blocks * d : 0)
-      let pp = SendablePointer(partials.base)
+      let partials = TensorStorage(
+        uninitializedCount: wantParameters ? Kernels.layerNormPartialsCount(rows: rows, d) : 0)
+      let pp = wantParameters ? SendablePointer(partials.base) : nil
       let dx = Tensor(validShape: x.shape) { dst in
-        let pd = SendablePointer(dst)
-        parallelChunks(blocks, grain: Swift.max(1, 8192 / (blockRows * d))) { range in
-          // Scratch for x̂ of one row.
-          let xhat = UnsafeMutablePointer<Float>.allocate(capacity: d)
-          defer { xhat.deallocate() }
-          for block in range {
-            let partW = pp.base + 2 * block * d
-            let partB = partW + d
-            if wantParameters {
-              partW.initialize(repeating: 0, count: d)
-              partB.initialize(repeating: 0, count: d)
-            }
-            for r in (block * blockRows)..<Swift.min(rows, (block + 1) * blockRows) {
-              let (xr, gr, dr) = (px.base + r * d, pg.base + r * d, pd.base + r * d)
-              let (mean, rstd) = (ps.base[r], ps.base[rows + r])
-              for j in 0..<d { xhat[j] = (xr[j] - mean) * rstd }
-              if wantParameters {
-                for j in 0..<d {
-                  partW[j] += gr[j] * xhat[j]
-                  partB[j] += gr[j]
-                }
-              }
-              // dr holds g·w first, then the gradient:
-              // dx = rstd · (g·w − mean(g·w) − x̂ · mean(g·w·x̂)).
-              if let pw {
-                for j in 0..<d { dr[j] = gr[j] * pw.base[j] }
-              } else {
-                dr.update(from: gr, count: d)
-              }
-              let a = Float(Kernels.sum(dr, d)) / Float(d)
-              let c = Kernels.dot(dr, xhat, d) / Float(d)
-              for j in 0..<d { dr[j] = rstd * (dr[j] - a - xhat[j] * c) }
-            }
-          }
-        }
+        Kernels.layerNormBackwardRows(
+          0..<rows, x: px.base, gradient: pg.base, into: dst, d, mean: ps.base,
+          rstd: ps.base + rows, weight: pw?.base, partials: pp?.base)
       }
-      var dWeight: Tensor? = nil
-      var dBias: Tensor? = nil
-      if wantParameters {
-        var sumW = [Double](repeating: 0, count: d)
-        var sumB = [Double](repeating: 0, count: d)
-        for block in 0..<blocks {
-          let partW = partials.base + 2 * block * d
-          for j in 0..<d {
-            sumW[j] += Double(partW[j])
-            sumB[j] += Double(partW[d + j])
-          }
-        }
-        dWeight = Tensor(validShape: [d]) { for j in 0..<d { $0[j] = Float(sumW[j]) } }
-        dBias = Tensor(validShape: [d]) { for j in 0..<d { $0[j] = Float(sumB[j]) } }
-      }
+      let (dWeight, dBias) =
+        wantParameters
+        ? Kernels.layerNormParameterGradients(partials.base, rows: rows, d) : (nil, nil)
       var grads: [Tensor?] = [dx]
       if weight != nil { grads.append(dWeight) }
       if bias != nil { grads.append(dBias) }
@@ -295,5 +239,122 @@ extension Tensor {
   /// Dropout drawing from the global generator (`Random.seed` makes it reproducible).
   public func dropout(probability p: Float, training: Bool = true) throws -> Tensor {
     try Random.withGenerator { try dropout(probability: p, training: training, generator: &$0) }
+  }
+}
+
+/// Layer norm's row kernels, shared by `layerNorm` and the products that recompute it
+/// (`Tensor.linear(normalizing:...)`), so that both give the same bits.
+extension Kernels {
+  /// Rows per block of the weight and bias gradients' partial sums: the partials are added up
+  /// in block order, so no result depends on the threads or on how a caller splits the rows
+  /// (at multiples of this).
+  package static let layerNormBlockRows = 64
+
+  /// Floats of partial sums for the weight and bias gradients of `rows` rows of `d`.
+  package static func layerNormPartialsCount(rows: Int, _ d: Int) -> Int {
+    2 * ((rows + layerNormBlockRows - 1) / layerNormBlockRows) * d
+  }
+
+  /// Layer norm of one row of `d` floats, `x` into `y`, with the optional affine weight and
+  /// bias; returns the row's mean and 1/std.
+  @inline(__always) package static func layerNormRow(
+    _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, _ d: Int,
+    weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, eps: Float
+  ) -> (mean: Float, rstd: Float) {
+    let mean = Float(sum(x, d) / Double(d))
+    for j in 0..<d { y[j] = x[j] - mean }
+    let variance = dot(y, y, d) / Float(d)
+    let rstd = 1 / (variance + eps).squareRoot()
+    switch (weight, bias) {
+    case (let w?, let b?): for j in 0..<d { y[j] = y[j] * rstd * w[j] + b[j] }
+    case (let w?, nil): for j in 0..<d { y[j] = y[j] * rstd * w[j] }
+    case (nil, let b?): for j in 0..<d { y[j] = y[j] * rstd + b[j] }
+    case (nil, nil): for j in 0..<d { y[j] *= rstd }
+    }
+    return (mean, rstd)
+  }
+
+  /// Layer norm's backward for `rows` (starting at a multiple of `layerNormBlockRows`): from
+  /// each row's input `x`, its output gradient `gradient`, mean and 1/std, writes the input
+  /// gradient into `dx`, which may be `x` itself (each row's x̂ is taken first). Those five
+  /// point at the range's first row. With `partials` (for every row, not only the range's),
+  /// also each block's weight and bias gradient sums, at the block's index (see
+  /// `layerNormParameterGradients`). Threads take whole blocks.
+  package static func layerNormBackwardRows(
+    _ rows: Range<Int>, x: UnsafePointer<Float>, gradient: UnsafePointer<Float>,
+    into dx: UnsafeMutablePointer<Float>, _ d: Int, mean: UnsafePointer<Float>,
+    rstd: UnsafePointer<Float>, weight: UnsafePointer<Float>?,
+    partials: UnsafeMutablePointer<Float>?
+  ) {
+    let blockRows = layerNormBlockRows
+    let (firstBlock, blocks) = (
+      rows.lowerBound / blockRows, (rows.count + blockRows - 1) / blockRows
+    )
+    let (px, pg, pd) = (
+      SendablePointer(UnsafeMutablePointer(mutating: x)),
+      SendablePointer(UnsafeMutablePointer(mutating: gradient)), SendablePointer(dx)
+    )
+    let (pm, ps) = (
+      SendablePointer(UnsafeMutablePointer(mutating: mean)),
+      SendablePointer(UnsafeMutablePointer(mutating: rstd))
+    )
+    let pw = weight.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+    let pp = partials.map { SendablePointer($0) }
+    parallelChunks(blocks, grain: Swift.max(1, 8192 / (blockRows * d))) { range in
+      // Scratch for x̂ of one row.
+      let xhat = UnsafeMutablePointer<Float>.allocate(capacity: d)
+      defer { xhat.deallocate() }
+      for block in range.lowerBound + firstBlock..<range.upperBound + firstBlock {
+        let partW = pp.map { $0.base + 2 * block * d }
+        let partB = partW.map { $0 + d }
+        partW?.initialize(repeating: 0, count: d)
+        partB?.initialize(repeating: 0, count: d)
+        for row in Swift.max(
+          rows.lowerBound, block * blockRows)..<Swift.min(
+            rows.upperBound, (block + 1) * blockRows)
+        {
+          let r = row - rows.lowerBound
+          let (xr, gr, dr) = (px.base + r * d, pg.base + r * d, pd.base + r * d)
+          let (m, s) = (pm.base[r], ps.base[r])
+          for j in 0..<d { xhat[j] = (xr[j] - m) * s }
+          if let partW, let partB {
+            for j in 0..<d {
+              partW[j] += gr[j] * xhat[j]
+              partB[j] += gr[j]
+            }
+          }
+          // dr holds g·w first, then the gradient:
+          // dx = rstd · (g·w − mean(g·w) − x̂ · mean(g·w·x̂)).
+          if let pw {
+            for j in 0..<d { dr[j] = gr[j] * pw.base[j] }
+          } else {
+            dr.update(from: gr, count: d)
+          }
+          let a = Float(sum(dr, d)) / Float(d)
+          let c = dot(dr, xhat, d) / Float(d)
+          for j in 0..<d { dr[j] = s * (dr[j] - a - xhat[j] * c) }
+        }
+      }
+    }
+  }
+
+  /// The weight and bias gradients from the partial sums of every block of `rows` rows, added
+  /// in block order in double precision.
+  package static func layerNormParameterGradients(
+    _ partials: UnsafePointer<Float>, rows: Int, _ d: Int
+  ) -> (weight: Tensor, bias: Tensor) {
+    var sumW = [Double](repeating: 0, count: d)
+    var sumB = [Double](repeating: 0, count: d)
+    for block in 0..<(rows + layerNormBlockRows - 1) / layerNormBlockRows {
+      let partW = partials + 2 * block * d
+      for j in 0..<d {
+        sumW[j] += Double(partW[j])
+        sumB[j] += Double(partW[d + j])
+      }
+    }
+    return (
+      Tensor(validShape: [d]) { for j in 0..<d { $0[j] = Float(sumW[j]) } },
+      Tensor(validShape: [d]) { for j in 0..<d { $0[j] = Float(sumB[j]) } }
+    )
   }
 }

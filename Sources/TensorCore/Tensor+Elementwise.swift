@@ -379,6 +379,27 @@ extension Kernels {
   }
 }
 
+extension Kernels {
+  /// GELU's backward over x's own buffer, with the product's gradient in `gradient`, which
+  /// then takes the activation: `x[i] = gradient[i]·gelu'(x[i])` and `gradient[i] = gelu(x[i])`
+  /// (the old x), with the bits of `geluBackward(_:gradient:activation:)`.
+  package static func geluBackward(
+    replacing x: UnsafeMutablePointer<Float>, exchanging gradient: UnsafeMutablePointer<Float>,
+    count: Int
+  ) {
+    let (px, pg) = (SendablePointer(x), SendablePointer(gradient))
+    parallelChunks(count) { range in
+      let (x, g) = (px.base, pg.base)
+      for i in range {
+        let v = x[i]
+        let e = VectorMath.geluErf(v)
+        x[i] = g[i] * VectorMath.geluSlope(v, erf: e)
+        g[i] = VectorMath.gelu(v, erf: e)
+      }
+    }
+  }
+}
+
 extension VectorMath {
   /// erf(x/√2), the part GELU and its derivative share.
   @inline(__always) static func geluErf(_ x: Float) -> Float { erf(x * 0.707_106_781_186_547_5) }

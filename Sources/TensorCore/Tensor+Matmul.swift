@@ -227,36 +227,90 @@ extension Tensor {
     }
     let out = try Autograd.noGrad { try linear(normalized, weight: weight, bias: bias) }
     guard Autograd.isRecording, recorded.contains(where: \.requiresGrad) else { return out }
-    let (input, scale, shift) = (x.detached(), normWeight.detached(), normBias.detached())
+    // The closure keeps x in a box its backward can take the buffer from.
+    let saved = SavedTensor(x.detached().contiguous(), shape: x.shape)
+    let (scale, shift) = (normWeight.detached().contiguous(), normBias.detached().contiguous())
     let w = weight.detached().contiguous()
     let wants = recorded.map(\.requiresGrad)
     return Autograd.record("layer_norm_linear", out, recorded) { g in
-      // The norm again, as a small graph of its own, for its backward.
-      let (xl, scalel, shiftl) = (
-        wants[0] ? input.requiringGrad() : input, wants[1] ? scale.requiringGrad() : scale,
-        wants[2] ? shift.requiringGrad() : shift
-      )
-      let y = try Autograd.$isRecording.withValue(true) {
-        try xl.layerNorm(weight: scalel, bias: shiftl, eps: eps)
-      }
       let gc = g.contiguous()
-      let (inputs, outputs) = (w.shape[1], w.shape[0])
-      let rows = y.count / Swift.max(inputs, 1)
-      let dw =
-        wants[3]
-        ? productWeightGradient(
-          gc, input: y.detached().contiguous(), rows: rows, outputs: outputs, inputs: inputs)
-        : nil
-      let db = bias != nil && wants[4] ? try gc.reshaped([rows, outputs]).sum(axes: [0]) : nil
-      var grads: [Tensor?] = [nil, nil, nil, dw]
-      if bias != nil { grads.append(db) }
-      guard wants[0] || wants[1] || wants[2] else { return grads }
-      try y.backward(gradient: productInputGradient(gc, weight: w, rows: rows, shape: y.shape))
-      grads[0] = wants[0] ? xl.grad : nil
-      grads[1] = wants[1] ? scalel.grad : nil
-      grads[2] = wants[2] ? shiftl.grad : nil
+      var grads = layerNormLinearGradients(
+        gc, argument: saved, normWeight: scale, normBias: shift, eps: eps, weight: w,
+        wants: Array(wants.prefix(4)))
+      if wants.count == 5 {
+        grads.append(
+          wants[4] ? try gc.reshaped([gc.count / w.shape[0], w.shape[0]]).sum(axes: [0]) : nil)
+      }
       return grads
     }
+  }
+
+  /// The gradients of `layer_norm_linear` (`layerNorm(x) · weightᵀ`) for x, the norm's weight
+  /// and bias and the product's weight, as `wants` asks, from the contiguous output gradient
+  /// `g` `[rows, out]`. A block of rows at a time: the norm again (rows and their statistics),
+  /// its product with g for the weight's gradient, and the norm's backward of g · weight. No
+  /// buffer as large as x is made but x's gradient, and that is written over x's own buffer
+  /// when the graph will not run again and nothing else holds it. The bits of the norm then
+  /// `linear`, except the weight's gradient, which is summed a block of rows at a time.
+  private static func layerNormLinearGradients(
+    _ g: Tensor, argument saved: SavedTensor, normWeight: Tensor, normBias: Tensor, eps: Float,
+    weight w: Tensor, wants: [Bool]
+  ) -> [Tensor?] {
+    let (d, outputs) = (w.shape[1], w.shape[0])
+    let rows = g.count / Swift.max(outputs, 1)
+    let (gradient, weights) = (g.storage.base + g.offset, w.storage.base + w.offset)
+    let (scale, shift) = (
+      normWeight.storage.base + normWeight.offset, normBias.storage.base + normBias.offset
+    )
+    let (wantsNorm, wantsParameters) = (wants[0] || wants[1] || wants[2], wants[1] || wants[2])
+    let reused = wants[0] ? saved.takeBuffer() : nil
+    let x = reused.map { Tensor(storage: $0, shape: saved.shape) } ?? saved.value
+    let argument = x.storage.base + x.offset
+    let dx = reused ?? (wants[0] ? TensorStorage(uninitializedCount: rows * d) : nil)
+    // No rows: the weight's gradient is zeros (no block runs to write it).
+    let dw = wants[3] ? TensorStorage(count: outputs * d, repeating: 0) : nil
+    let partials = TensorStorage(
+      uninitializedCount: wantsParameters ? Kernels.layerNormPartialsCount(rows: rows, d) : 0)
+    let stats = TensorStorage(uninitializedCount: 2 * rows)  // mean, then 1/std, per row
+    let (mean, rstd) = (stats.base, stats.base + rows)
+    // Scratches: the norm's output, its gradient, and x's gradient when only the norm's
+    // parameters want theirs.
+    forEachActivationBlock(
+      rows: rows, width: d, buffers: dx == nil ? 3 : 2, multiple: Kernels.layerNormBlockRows
+    ) { first, count, scratch in
+      let (normalized, normGradient) = (scratch[0], scratch[1])
+      let xs = argument + first * d
+      let (px, py, pm, ps) = (
+        SendablePointer(xs), SendablePointer(normalized), SendablePointer(mean + first),
+        SendablePointer(rstd + first)
+      )
+      let (pw, pb) = (SendablePointer(scale), SendablePointer(shift))
+      Kernels.forEachRow(rows: count, n: d) { r in
+        (pm.base[r], ps.base[r]) = Kernels.layerNormRow(
+          px.base + r * d, into: py.base + r * d, d, weight: pw.base, bias: pb.base, eps: eps)
+      }
+      let rowsGradient = gradient + first * outputs
+      if let dw {
+        sgemm(
+          transA: true, transB: false, m: outputs, n: d, k: count, a: rowsGradient, lda: outputs,
+          b: normalized, ldb: d, c: dw.base, ldc: d, beta: first == 0 ? 0 : 1)
+      }
+      guard wantsNorm else { return }
+      sgemm(
+        transA: false, transB: false, m: count, n: d, k: outputs, a: rowsGradient, lda: outputs,
+        b: weights, ldb: d, c: normGradient, ldc: d)
+      Kernels.layerNormBackwardRows(
+        first..<first + count, x: xs, gradient: normGradient,
+        into: dx.map { $0.base + first * d } ?? scratch[2], d, mean: mean + first,
+        rstd: rstd + first, weight: scale, partials: wantsParameters ? partials.base : nil)
+    }
+    let (dScale, dShift) =
+      wantsParameters
+      ? Kernels.layerNormParameterGradients(partials.base, rows: rows, d) : (nil, nil)
+    return [
+      dx.map { Tensor(storage: $0, shape: saved.shape) }, wants[1] ? dScale : nil,
+      wants[2] ? dShift : nil, dw.map { Tensor(storage: $0, shape: [outputs, d]) },
+    ]
   }
 
   /// `g · weight`: the gradient of a product's input, shaped `shape`, from the contiguous
@@ -284,6 +338,80 @@ extension Tensor {
         a: g.storage.base + g.offset, lda: outputs, b: input.storage.base + input.offset,
         ldb: inputs, c: dst, ldc: inputs)
     }
+  }
+
+  /// Runs `body(first, count, scratch)` over consecutive blocks of `rows` rows (each block but
+  /// the last a multiple of `multiple` rows), with `buffers` scratches of `count × width`
+  /// floats each, about 1 MiB, that stay in cache between the pass writing them and the
+  /// product reading them: a GELU'd or normalised operand never takes a buffer as large as the
+  /// activation it comes from.
+  private static func forEachActivationBlock(
+    rows: Int, width: Int, buffers: Int = 1, multiple: Int = 1,
+    _ body: (_ first: Int, _ count: Int, _ scratch: [UnsafeMutablePointer<Float>]) -> Void
+  ) {
+    guard rows > 0, width > 0 else { return }
+    let blockRows = Swift.min(
+      rows,
+      Swift.max((1 << 20) / (width * 4), 64))
+    let blocks = (rows + blockRows - 1) / blockRows
+    let even = Swift.min(rows, ((rows + blocks - 1) / blocks + multiple - 1) / multiple * multiple)
+    let storage = TensorStorage(uninitializedCount: buffers * even * width)
+    let scratch = (0..<buffers).map { storage.base + $0 * even * width }
+    var first = 0
+    while first < rows {
+      let count = Swift.min(even, rows - first)
+      body(first, count, scratch)
+      first += count
+    }
+  }
+
+  /// The gradients of `gelu_linear` (`gelu(x) · weightᵀ`) from the contiguous output gradient
+  /// `g` `[rows, out]`: dx = (g · weight) ⊙ gelu'(x) and dweight = gᵀ · gelu(x), a block of
+  /// rows at a time, with gelu(x) recomputed in the pass that applies gelu'(x). dx is written
+  /// over x's own buffer when the graph will not run again and nothing else holds it, so the
+  /// step's widest activation and its gradient never take two buffers.
+  private static func geluLinearGradients(
+    _ g: Tensor, argument saved: SavedTensor, weight w: Tensor, rows: Int,
+    wantsInput: Bool, wantsWeight: Bool
+  ) -> (input: Tensor?, weight: Tensor?) {
+    let (inputs, outputs) = (w.shape[1], w.shape[0])
+    let (gradient, weights) = (g.storage.base + g.offset, w.storage.base + w.offset)
+    let reused = wantsInput ? saved.takeBuffer() : nil
+    let x = reused.map { Tensor(storage: $0, shape: saved.shape) } ?? saved.value
+    let argument = x.storage.base + x.offset
+    let dx = reused ?? (wantsInput ? TensorStorage(uninitializedCount: rows * inputs) : nil)
+    // No rows: dweight is zeros (no block runs to write it).
+    let dw = wantsWeight ? TensorStorage(count: outputs * inputs, repeating: 0) : nil
+    forEachActivationBlock(rows: rows, width: inputs) { first, count, scratch in
+      let (activation, size) = (scratch[0], count * inputs)
+      let xs = argument + first * inputs
+      if let dx {
+        // g · weight into x's gradient, or, over x's buffer, into the scratch, which then
+        // takes gelu(x) as x's rows take their gradient.
+        let target = dx.base + first * inputs
+        sgemm(
+          transA: false, transB: false, m: count, n: inputs, k: outputs,
+          a: gradient + first * outputs, lda: outputs, b: weights, ldb: inputs,
+          c: reused == nil ? target : activation, ldc: inputs)
+        if reused == nil {
+          Kernels.geluBackward(xs, gradient: target, activation: activation, count: size)
+        } else {
+          Kernels.geluBackward(replacing: xs, exchanging: activation, count: size)
+        }
+      } else {
+        Kernels.map(xs, activation, count: size, GeluFunction())
+      }
+      if let dw {
+        sgemm(
+          transA: true, transB: false, m: outputs, n: inputs, k: count,
+          a: gradient + first * outputs, lda: outputs, b: activation, ldb: inputs,
+          c: dw.base, ldc: inputs, beta: first == 0 ? 0 : 1)
+      }
+    }
+    return (
+      dx.map { Tensor(storage: $0, shape: saved.shape) },
+      dw.map { Tensor(storage: $0, shape: [outputs, inputs]) }
+    )
   }
 
   /// The product of `linear`; with `activated`, the input is GELU's argument (see
@@ -330,46 +458,51 @@ extension Tensor {
         let source = b.storage.base + b.offset
         for row in 0..<rows { (dst + row * outputs).update(from: source, count: outputs) }
       }
-      // The product's input: x, or gelu(x) in a buffer that lives only for this product.
-      let input = activated ? dense.detached().gelu() : dense
-      sgemm(
-        transA: false, transB: true, m: rows, n: outputs, k: inputs,
-        a: input.storage.base + input.offset, lda: inputs, b: w.storage.base + w.offset,
-        ldb: inputs, c: dst, ldc: outputs, beta: b == nil && r == nil ? 0 : 1)
+      let (source, beta): (UnsafeMutablePointer<Float>, Float) = (
+        dense.storage.base + dense.offset, b == nil && r == nil ? 0 : 1
+      )
+      let weights = w.storage.base + w.offset
+      guard activated else {
+        sgemm(
+          transA: false, transB: true, m: rows, n: outputs, k: inputs, a: source, lda: inputs,
+          b: weights, ldb: inputs, c: dst, ldc: outputs, beta: beta)
+        return
+      }
+      // gelu(x) a block of rows at a time, each block's product reading it from cache
+      forEachActivationBlock(rows: rows, width: inputs) { first, count, scratch in
+        Kernels.map(source + first * inputs, scratch[0], count: count * inputs, GeluFunction())
+        sgemm(
+          transA: false, transB: true, m: count, n: outputs, k: inputs, a: scratch[0], lda: inputs,
+          b: weights, ldb: inputs, c: dst + first * outputs, ldc: outputs, beta: beta)
+      }
     }
     let inputShape = x.shape
     var recorded: [Tensor] = [x, weight]
     if let bias { recorded.append(bias) }
     if let residual { recorded.append(residual) }
+    // The closure keeps x in a box its backward can take the buffer from, and flags, not the
+    // inputs themselves (a residual captured for its presence would live until backward).
+    let saved = SavedTensor(dense, shape: inputShape)
+    let (wantsInput, wantsWeight) = (x.requiresGrad, weight.requiresGrad)
+    let (wantsBias, hasResidual) = (bias.map(\.requiresGrad), residual != nil)
     return Autograd.record(activated ? "gelu_linear" : "linear", out, recorded) { g in
       let gc = g.contiguous()
-      // dx = g · weight, then, with the activation, ⊙ gelu'(x) in the pass that recomputes
-      // gelu(x) for the weight's gradient.
-      let dx =
-        x.requiresGrad
-        ? productInputGradient(gc, weight: w, rows: rows, shape: inputShape) : nil
-      var input = dense
-      if activated {
-        let argument = dense.storage.base + dense.offset
-        if let dx {
-          input = Tensor(validShape: inputShape) { activation in
-            Kernels.geluBackward(
-              argument, gradient: dx.storage.base, activation: activation, count: rows * inputs)
-          }
-        } else if weight.requiresGrad {
-          input = dense.detached().gelu()
-        }
-      }
-      let dw =
-        weight.requiresGrad
-        ? productWeightGradient(gc, input: input, rows: rows, outputs: outputs, inputs: inputs)
-        : nil
+      let (dx, dw) =
+        activated
+        ? geluLinearGradients(
+          gc, argument: saved, weight: w, rows: rows, wantsInput: wantsInput,
+          wantsWeight: wantsWeight)
+        : (
+          wantsInput ? productInputGradient(gc, weight: w, rows: rows, shape: inputShape) : nil,
+          wantsWeight
+            ? productWeightGradient(
+              gc, input: saved.value, rows: rows, outputs: outputs, inputs: inputs) : nil
+        )
       var grads: [Tensor?] = [dx, dw]
-      if let bias {
-        grads.append(
-          bias.requiresGrad ? try gc.reshaped([rows, outputs]).sum(axes: [0]) : nil)
+      if let wantsBias {
+        grads.append(wantsBias ? try gc.reshaped([rows, outputs]).sum(axes: [0]) : nil)
       }
-      if residual != nil { grads.append(gc) }
+      if hasResidual { grads.append(gc) }
       return grads
     }
   }

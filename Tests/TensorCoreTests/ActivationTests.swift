@@ -131,6 +131,105 @@ struct ActivationTests {
     #expect(x.scalars == (try sampleTensor([3, 37, 24], seed: 91, scale: 3)).scalars)
   }
 
+  /// Over several blocks of rows, `gelu_linear` gives the bits of GELU then `linear` for the
+  /// output and the input's gradient, and the weight's gradient to rounding (its product is
+  /// summed a block of rows at a time). In a backward that frees the graph, the input's gradient
+  /// is written over the argument's own buffer, which only the graph held.
+  @Test func geluLinearOverManyRowsReusesItsArgument() throws {
+    // 8,997 rows of 64: three blocks of 2,999 rows (blocks are about 1 MiB).
+    let x = try sampleTensor([3, 2999, 64], seed: 102, scale: 3)
+    let weight = try sampleTensor([16, 64], seed: 103)
+    let bias = try sampleTensor([16], seed: 104)
+    let upstream = try sampleTensor([3, 2999, 16], seed: 105)
+    func bits(_ t: Tensor?) -> [UInt32] { t?.scalars.map(\.bitPattern) ?? [] }
+    for retain in [false, true] {
+      var runs: [(y: Tensor, dx: Tensor?, dw: Tensor?, db: Tensor?)] = []
+      var reused = false
+      for fused in [true, false] {
+        let (xl, wl, bl) = (x.requiringGrad(), weight.requiringGrad(), bias.requiringGrad())
+        var argument: UnsafeMutablePointer<Float>?
+        var reached: UnsafeMutablePointer<Float>?
+        // The argument is an intermediate that only the graph holds; the probe sees the
+        // gradient that reaches it.
+        let y = try {
+          let copy = Autograd.noGrad { x * 1 }
+          argument = copy.storage.base
+          let h = Autograd.record("probe", copy, [xl]) { g in
+            reached = g.storage.base
+            return [g]
+          }
+          return fused
+            ? try Tensor.linear(gelu: h, weight: wl, bias: bl, adding: nil)
+            : try Tensor.linear(h.gelu(), weight: wl, bias: bl)
+        }()
+        try (y * upstream).sum().backward(retainGraph: retain)
+        if fused { reused = reached == argument }
+        runs.append((y, xl.grad, wl.grad, bl.grad))
+      }
+      #expect(bits(runs[0].y) == bits(runs[1].y))
+      #expect(bits(runs[0].dx) == bits(runs[1].dx))
+      #expect(bits(runs[0].db) == bits(runs[1].db))
+      let (dw, reference) = (try #require(runs[0].dw), try #require(runs[1].dw))
+      expectClose(dw, reference, rtol: 1e-5, atol: 1e-4, "weight gradient")
+      #expect(reused == !retain, "retain_graph \(retain)")
+    }
+  }
+
+  /// Over several blocks of rows, `layer_norm_linear` gives the bits of the norm then `linear`
+  /// for the output and the gradients of x, the norm's weight and bias and the product's bias,
+  /// and the product weight's gradient to rounding, also when x wants no gradient. In a
+  /// backward that frees the graph, x's gradient is written over x's own buffer.
+  @Test func layerNormLinearOverManyRowsReusesItsArgument() throws {
+    // 8,997 rows of 64: blocks of 3,008, 3,008 and 2,981 rows (multiples of the norm's 64).
+    let x = try sampleTensor([3, 2999, 64], seed: 106, scale: 2, shift: 0.5)
+    let (normWeight, normBias) = (
+      try sampleTensor([64], seed: 107), try sampleTensor([64], seed: 108)
+    )
+    let weight = try sampleTensor([24, 64], seed: 109)
+    let bias = try sampleTensor([24], seed: 110)
+    let upstream = try sampleTensor([3, 2999, 24], seed: 111)
+    func bits(_ t: Tensor?) -> [UInt32] { t?.scalars.map(\.bitPattern) ?? [] }
+    for (retain, inputGrad) in [(false, true), (true, true), (false, false)] {
+      var runs: [[Tensor?]] = []
+      var reused = false
+      for fused in [true, false] {
+        let xl = x.requiringGrad()
+        let (nw, nb, wl, bl) = (
+          normWeight.requiringGrad(), normBias.requiringGrad(), weight.requiringGrad(),
+          bias.requiringGrad()
+        )
+        var argument: UnsafeMutablePointer<Float>?
+        var reached: UnsafeMutablePointer<Float>?
+        let y = try {
+          let copy = Autograd.noGrad { x * 1 }
+          argument = copy.storage.base
+          // x's stand-in: an intermediate only the graph holds, or a constant.
+          let h =
+            inputGrad
+            ? Autograd.record("probe", copy, [xl]) { g in
+              reached = g.storage.base
+              return [g]
+            } : copy
+          return fused
+            ? try Tensor.linear(
+              normalizing: h, normWeight: nw, normBias: nb, eps: 1e-5, weight: wl, bias: bl)
+            : try Tensor.linear(
+              h.layerNorm(weight: nw, bias: nb, eps: 1e-5), weight: wl, bias: bl)
+        }()
+        try (y * upstream).sum().backward(retainGraph: retain)
+        if fused { reused = reached != nil && reached == argument }
+        runs.append([y, xl.grad, nw.grad, nb.grad, bl.grad, wl.grad])
+      }
+      let label = "retain_graph \(retain), dx \(inputGrad)"
+      for i in 0..<5 { #expect(bits(runs[0][i]) == bits(runs[1][i]), "\(label), result \(i)") }
+      #expect((runs[0][1] != nil) == inputGrad, "\(label)")
+      expectClose(
+        try #require(runs[0][5]), try #require(runs[1][5]), rtol: 1e-5, atol: 1e-4,
+        "\(label), weight gradient")
+      #expect(reused == (inputGrad && !retain), "\(label)")
+    }
+  }
+
   /// The product after a layer norm that recomputes the norm in backward gives the bits of the
   /// norm then `linear`: the output and every gradient, with and without a bias, and when only
   /// some inputs need gradients.

@@ -60,6 +60,31 @@ struct AutogradTests {
     #expect(w.grad?.scalars == [5, 5, 5])
   }
 
+  /// A saved tensor's buffer goes to the backward that asks for it only in a pass that frees
+  /// the graph, and only when nothing else holds it; otherwise the tensor stays saved.
+  @Test func aBackwardThatFreesTheGraphMayTakeASavedBuffer() throws {
+    let w = Tensor([1, 2, 3]).requiringGrad()
+    for (retain, shared) in [(false, false), (true, false), (false, true)] {
+      var held: Tensor?
+      let saved = {
+        let values = Autograd.noGrad { w.detached() * 2 }
+        if shared { held = values }
+        return SavedTensor(values, shape: values.shape)
+      }()
+      #expect(saved.takeBuffer() == nil, "outside a backward")
+      var taken: TensorStorage?
+      let y = Autograd.record("probe", Autograd.noGrad { w.detached() * 1 }, [w]) { g in
+        taken = saved.takeBuffer()
+        return [g]
+      }
+      try y.sum().backward(retainGraph: retain)
+      #expect((taken != nil) == (!retain && !shared), "retain \(retain), shared \(shared)")
+      let values = taken.map { Array(UnsafeBufferPointer(start: $0.base, count: 3)) }
+      #expect((values ?? saved.value.scalars) == [2, 4, 6])
+      #expect(held == nil || held?.scalars == [2, 4, 6])
+    }
+  }
+
   @Test func sharedSubexpressionsSumTheirGradients() throws {
     let x = Tensor([3]).requiringGrad()
     let y = try x * x  // used twice below

@@ -175,14 +175,13 @@ public struct SupervisedLoop {
   func start() throws -> Position {
     guard let checkpoint else { return Position() }
     let group = World.current
-    guard group.size > 1 else { return try startHere(checkpoint) }
+    guard group.size > 1 else { return try startHere(checkpoint).position }
     var position = Position()
     let resumed = try DataParallel.fromRoot(group, op: name) {
-      position = try startHere(checkpoint)
-      guard checkpoint.folder.hasCheckpoint, position.step > 0 || position.epoch > 0 else {
-        return []
-      }
-      return Array(try Data(contentsOf: URL(fileURLWithPath: checkpoint.folder.checkpointPath)))
+      let (at, bytes) = try startHere(checkpoint)
+      position = at
+      guard let bytes, at.step > 0 || at.epoch > 0 else { return [] }
+      return Array(bytes)
     }
     guard group.rank != 0, !resumed.isEmpty else { return position }
     let metadata = try Random.withSeed(0) {
@@ -192,26 +191,30 @@ public struct SupervisedLoop {
     return try Self.position(metadata, path: "rank 0's checkpoint")
   }
 
-  func startHere(_ checkpoint: Checkpoint) throws -> Position {
+  /// Resumes from the folder's checkpoint, or starts the folder afresh; returns the position
+  /// and the checkpoint's bytes when it resumed (read once: an MPI job sends them on).
+  func startHere(_ checkpoint: Checkpoint) throws -> (position: Position, resumed: Data?) {
     let folder = checkpoint.folder
     if checkpoint.resume, folder.hasCheckpoint {
       try folder.checkIdentity(checkpoint.identity)
+      let bytes = try SafeTensors.bytes(path: folder.checkpointPath)
       // The checkpoint's random state is the loop's, not the caller's: restore it into a
       // scope of its own.
       let metadata = try Random.withSeed(0) {
         try TrainingCheckpoint.restore(
-          path: folder.checkpointPath, model: checkpoint.model, optimizer: optimizer)
+          data: bytes, name: folder.checkpointPath, model: checkpoint.model,
+          optimizer: optimizer)
       }
       let at = try Self.position(metadata, path: folder.checkpointPath)
       context.progress(
         "resumed \(name) from \(folder.checkpointPath) at epoch \(min(at.epoch + 1, epochs)), "
           + "batch \(at.batch)")
       try writeConfig(folder)
-      return at
+      return (at, bytes)
     }
     try folder.clear()
     try writeConfig(folder)
-    return Position()
+    return (Position(), nil)
   }
 
   func writeConfig(_ folder: RunFolder) throws {

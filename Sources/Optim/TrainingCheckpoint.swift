@@ -43,13 +43,13 @@ public enum TrainingCheckpoint {
     try restore(try SafeTensors.read(path: path), name: path, model: model, optimizer: optimizer)
   }
 
-  /// `restore` from the bytes `encode` made.
+  /// `restore` from the bytes `encode` made (or a checkpoint file's); errors name them `name`.
   @discardableResult
-  public static func restore(data: Data, model: Module, optimizer: Optimizer? = nil) throws
-    -> [String: String]
-  {
+  public static func restore(
+    data: Data, name: String = "the checkpoint", model: Module, optimizer: Optimizer? = nil
+  ) throws -> [String: String] {
     try restore(
-      try SafeTensors.parse(data), name: "the checkpoint", model: model, optimizer: optimizer)
+      try SafeTensors.parse(data, name: name), name: name, model: model, optimizer: optimizer)
   }
 
   static func restore(

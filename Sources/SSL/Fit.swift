@@ -267,7 +267,7 @@ public enum Fit {
     if group.size > 1 {
       // Every batch is shared by the ranks; a batch smaller than the job cannot be.
       let samples = min(options.batch, data.count)
-      _ = try DataParallel(group: group, batch: samples, op: "fit")
+      try DataParallel.checkShareable(batch: samples, by: group, op: "fit")
       let counts = group.shares(of: samples).map(\.count)
       if Set(counts).count > 1 {
         progress(

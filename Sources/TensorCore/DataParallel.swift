@@ -50,13 +50,19 @@ public struct DataParallel: Sendable {
   /// This rank's part of a global batch of `batch` samples; throws (naming `op`) when the
   /// batch is smaller than the group: every rank needs a sample.
   public init(group: any Communicator, batch: Int, op: String) throws {
+    try Self.checkShareable(batch: batch, by: group, op: op)
+    self.init(group: group, share: group.share(of: batch), batch: batch)
+  }
+
+  /// Throws (naming `op`) when a batch of `batch` samples is smaller than the group, so that
+  /// some rank would have no sample; a run checks this once before its first step.
+  public static func checkShareable(batch: Int, by group: any Communicator, op: String) throws {
     guard batch >= group.size else {
       throw TensorError(
         op,
         "a batch of \(batch) samples cannot be shared by \(group.size) processes (each needs at "
           + "least one): use batch ≥ \(group.size) or fewer processes")
     }
-    self.init(group: group, share: group.share(of: batch), batch: batch)
   }
 
   /// Runs `body` on rank 0 alone and gives every rank its result (bytes), or the error it threw

@@ -44,16 +44,24 @@ public enum SafeTensors {
 
   /// Reads a safetensors file, validating the header, every dtype, shape and byte range.
   public static func read(path: String) throws -> File {
-    let data: Data
+    try parse(try bytes(path: path), name: path)
+  }
+
+  /// The bytes of the file at `path` (mapped when that is safe); throws naming the file.
+  public static func bytes(path: String) throws -> Data {
     do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+      return try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
     } catch {
       throw TensorError("safetensors", "cannot read '\(path)': \(error.localizedDescription)")
     }
+  }
+
+  /// `parse`, with errors that begin with `name` (the file's path).
+  public static func parse(_ data: Data, name: String) throws -> File {
     do {
       return try parse(data)
     } catch let error as TensorError {
-      throw TensorError(error.op, "\(path): \(error.message)")
+      throw TensorError(error.op, "\(name): \(error.message)")
     }
   }
 

@@ -441,6 +441,38 @@ struct MPITests {
     #expect(one.stdout.contains("ranks 1") && two.stdout.contains("ranks 2"))
   }
 
+  /// A probe's run folder resumes under two ranks as under one: rank 0 reads the checkpoint once
+  /// and sends it to the other rank, and both continue to the same result.
+  @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
+  func aProbeResumesOnTwoRanksAsOnOne() throws {
+    let folder = try temporaryFolder("mpi-probe-resume")
+    let script = folder + "/probe.skl"
+    try """
+    seed(0)
+    data = dataset("synthetic", subjects=2, frames=16, split="xsub")
+    enc = encoder(dim=16, depth=2, heads=2, frames=16)
+    p = linear_probe(enc, data, epochs=param("epochs", 1), batch=8, run=param("run", "probe"))
+    print("probe {p.accuracy:.10f} loss {p.epochs[0].loss:.6f}")
+    """.write(toFile: script, atomically: true, encoding: .utf8)
+    let first = try MPI.run(
+      2, ["run", script, "--set", "run=first"], folder: folder, name: "first")
+    #expect(first.status == 0, "\(first.stderr)")
+    let files = FileManager.default
+    try files.copyItem(atPath: folder + "/first", toPath: folder + "/one")
+    try files.copyItem(atPath: folder + "/first", toPath: folder + "/two")
+    var lines: [String] = []
+    for (name, ranks) in [("one", 1), ("two", 2)] {
+      let run = try MPI.run(
+        ranks, ["run", script, "--set", "run=\(name)", "--set", "epochs=2"], folder: folder,
+        name: name)
+      #expect(run.status == 0, "\(name): \(run.stderr)")
+      #expect(run.stderr.contains("resumed linear probe from"), "\(name): \(run.stderr)")
+      lines.append(
+        run.stdout.split(separator: "\n").first { $0.hasPrefix("probe") }.map(String.init) ?? "")
+    }
+    #expect(!lines[0].isEmpty && lines[0] == lines[1], "\(lines)")
+  }
+
   /// A batch the ranks cannot share is refused before any work, naming both numbers.
   @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
   func aBatchSmallerThanTheJobIsRefused() throws {

@@ -151,17 +151,7 @@ extension Tensor {
   public func layerNorm(weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5) throws
     -> Tensor
   {
-    guard rank >= 1, let d = shape.last, d > 0 else {
-      throw TensorError("layer_norm", "needs a non-empty last axis, got \(shapeString(shape))")
-    }
-    for (name, p) in [("weight", weight), ("bias", bias)] {
-      if let p, p.shape != [d] {
-        throw TensorError(
-          "layer_norm",
-          "\(name) of shape \(shapeString(p.shape)) for input \(shapeString(shape)); "
-            + "expected [\(d)]")
-      }
-    }
+    let d = try Tensor.layerNormWidth(shape, weight: weight, bias: bias)
     let x = detached().contiguous()
     let rows = count / d
     let w = weight?.detached().contiguous()
@@ -239,6 +229,25 @@ extension Tensor {
   /// Dropout drawing from the global generator (`Random.seed` makes it reproducible).
   public func dropout(probability p: Float, training: Bool = true) throws -> Tensor {
     try Random.withGenerator { try dropout(probability: p, training: training, generator: &$0) }
+  }
+}
+
+extension Tensor {
+  /// The width a layer norm over `shape` normalises (its last axis), after checking that it is
+  /// not empty and that the weight and bias fit it.
+  package static func layerNormWidth(_ shape: [Int], weight: Tensor?, bias: Tensor?) throws -> Int {
+    guard let d = shape.last, d > 0 else {
+      throw TensorError("layer_norm", "needs a non-empty last axis, got \(shapeString(shape))")
+    }
+    for (name, p) in [("weight", weight), ("bias", bias)] {
+      if let p, p.shape != [d] {
+        throw TensorError(
+          "layer_norm",
+          "\(name) of shape \(shapeString(p.shape)) for input \(shapeString(shape)); "
+            + "expected [\(d)]")
+      }
+    }
+    return d
   }
 }
 

@@ -222,10 +222,20 @@ extension Tensor {
     bias: Tensor?
   ) throws -> Tensor {
     let recorded = [x, normWeight, normBias, weight] + (bias.map { [$0] } ?? [])
-    let normalized = try Autograd.noGrad {
-      try x.layerNorm(weight: normWeight, bias: normBias, eps: eps)
-    }
-    let out = try Autograd.noGrad { try linear(normalized, weight: weight, bias: bias) }
+    let d = try layerNormWidth(x.shape, weight: normWeight, bias: normBias)
+    try checkLinear(x.shape, weight: weight, bias: bias)
+    // A product narrower than its input (a prediction head) normalises a block of rows at a
+    // time: the norm's output, larger than the product's, never takes a whole buffer. (Wider
+    // products, whose output is the larger, are faster whole.)
+    let out =
+      weight.shape[0] < d
+      ? narrowNormalizedProduct(
+        x.contiguous(), normWeight: normWeight.contiguous(), normBias: normBias.contiguous(),
+        eps: eps, weight: weight.contiguous(), bias: bias?.contiguous())
+      : try Autograd.noGrad {
+        try linear(
+          x.layerNorm(weight: normWeight, bias: normBias, eps: eps), weight: weight, bias: bias)
+      }
     guard Autograd.isRecording, recorded.contains(where: \.requiresGrad) else { return out }
     // The closure keeps x in a box its backward can take the buffer from.
     let saved = SavedTensor(x.detached().contiguous(), shape: x.shape)
@@ -313,6 +323,40 @@ extension Tensor {
     ]
   }
 
+  /// `layerNorm(x) · weightᵀ + bias` for contiguous operands that fit, the norm a block of rows
+  /// at a time into a scratch the block's product reads from cache; the bits of the norm then
+  /// `linear`.
+  private static func narrowNormalizedProduct(
+    _ x: Tensor, normWeight: Tensor, normBias: Tensor, eps: Float, weight w: Tensor,
+    bias b: Tensor?
+  ) -> Tensor {
+    let (outputs, d) = (w.shape[0], w.shape[1])
+    let rows = x.count / d
+    let (px, pw, pb) = (
+      SendablePointer(x.storage.base + x.offset),
+      SendablePointer(normWeight.storage.base + normWeight.offset),
+      SendablePointer(normBias.storage.base + normBias.offset)
+    )
+    return Tensor(validShape: Array(x.shape.dropLast()) + [outputs]) { dst in
+      if let b {
+        let source = b.storage.base + b.offset
+        for row in 0..<rows { (dst + row * outputs).update(from: source, count: outputs) }
+      }
+      forEachActivationBlock(rows: rows, width: d) { first, count, scratch in
+        let py = SendablePointer(scratch[0])
+        Kernels.forEachRow(rows: count, n: d) { r in
+          _ = Kernels.layerNormRow(
+            px.base + (first + r) * d, into: py.base + r * d, d, weight: pw.base,
+            bias: pb.base, eps: eps)
+        }
+        sgemm(
+          transA: false, transB: true, m: count, n: outputs, k: d, a: scratch[0], lda: d,
+          b: w.storage.base + w.offset, ldb: d, c: dst + first * outputs, ldc: outputs,
+          beta: b == nil ? 0 : 1)
+      }
+    }
+  }
+
   /// `g · weight`: the gradient of a product's input, shaped `shape`, from the contiguous
   /// output gradient `g` `[rows, out]` and the contiguous weight `[out, in]`.
   private static func productInputGradient(
@@ -337,6 +381,19 @@ extension Tensor {
         transA: true, transB: false, m: outputs, n: inputs, k: rows,
         a: g.storage.base + g.offset, lda: outputs, b: input.storage.base + input.offset,
         ldb: inputs, c: dst, ldc: inputs)
+    }
+  }
+
+  /// Checks that an input of `shape`, `weight` and `bias` fit `[..., in] · [out, in]ᵀ + [out]`.
+  private static func checkLinear(_ shape: [Int], weight: Tensor, bias: Tensor?) throws {
+    guard let inputs = shape.last, weight.rank == 2, inputs == weight.shape[1],
+      bias.map({ $0.shape == [weight.shape[0]] }) ?? true
+    else {
+      throw TensorError(
+        "linear",
+        "input \(shapeString(shape)), weight \(shapeString(weight.shape))"
+          + (bias.map { " and bias \(shapeString($0.shape))" } ?? "")
+          + " do not fit [..., in] · [out, in]ᵀ + [out]")
     }
   }
 
@@ -419,15 +476,7 @@ extension Tensor {
   private static func linear(
     _ x: Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor?, activated: Bool
   ) throws -> Tensor {
-    guard x.rank >= 1, weight.rank == 2, x.shape[x.rank - 1] == weight.shape[1],
-      bias.map({ $0.shape == [weight.shape[0]] }) ?? true
-    else {
-      throw TensorError(
-        "linear",
-        "input \(shapeString(x.shape)), weight \(shapeString(weight.shape))"
-          + (bias.map { " and bias \(shapeString($0.shape))" } ?? "")
-          + " do not fit [..., in] · [out, in]ᵀ + [out]")
-    }
+    try checkLinear(x.shape, weight: weight, bias: bias)
     let (inputs, outputs) = (weight.shape[1], weight.shape[0])
     let outShape = Array(x.shape.dropLast()) + [outputs]
     if let residual, residual.shape != outShape {

@@ -216,6 +216,21 @@ private func fitFolder(_ name: String) throws -> (folder: String, script: String
   return (folder, folder + "/fit.skl")
 }
 
+/// A folder with an evaluation script: a tiny random encoder over synthetic data, then `body`.
+private func evaluationFolder(_ name: String, _ body: String) throws
+  -> (folder: String, script: String)
+{
+  let folder = try temporaryFolder(name)
+  let script = """
+    seed(0)
+    data = dataset("synthetic", subjects=2, frames=16, split="xsub")
+    enc = encoder(dim=16, depth=2, heads=2, frames=16)
+
+    """
+  try (script + body).write(toFile: folder + "/eval.skl", atomically: true, encoding: .utf8)
+  return (folder, folder + "/eval.skl")
+}
+
 /// The pretraining script of these tests: a tiny encoder, a few steps on synthetic data.
 private func fitScript() -> String {
   """
@@ -421,18 +436,15 @@ struct MPITests {
   /// fine-tuning give what one process gives.
   @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
   func evaluationMatchesOneProcess() throws {
-    let folder = try temporaryFolder("mpi-eval")
-    let script = folder + "/eval.skl"
-    try """
-    seed(0)
-    data = dataset("synthetic", subjects=2, frames=16, split="xsub")
-    enc = encoder(dim=16, depth=2, heads=2, frames=16)
-    k = knn(enc, data, k=1)
-    p = linear_probe(enc, data, epochs=3, batch=8)
-    f = finetune(enc, data, epochs=1, batch=8, hidden=16)
-    print("knn {k.accuracy:.10f} probe {p.accuracy:.10f} finetune {f.accuracy:.10f} loss {f.epochs[0].loss:.5f}")
-    print("ranks {world_size()}")
-    """.write(toFile: script, atomically: true, encoding: .utf8)
+    let (folder, script) = try evaluationFolder(
+      "mpi-eval",
+      """
+      k = knn(enc, data, k=1)
+      p = linear_probe(enc, data, epochs=3, batch=8)
+      f = finetune(enc, data, epochs=1, batch=8, hidden=16)
+      print("knn {k.accuracy:.10f} probe {p.accuracy:.10f} finetune {f.accuracy:.10f} loss {f.epochs[0].loss:.5f}")
+      print("ranks {world_size()}")
+      """)
     let one = try MPI.run(1, ["run", script], folder: folder, name: "one")
     let two = try MPI.run(2, ["run", script], folder: folder, name: "two")
     #expect(one.status == 0 && two.status == 0, "\(one.stderr)\n\(two.stderr)")
@@ -445,15 +457,12 @@ struct MPITests {
   /// and sends it to the other rank, and both continue to the same result.
   @Test(.enabled(if: MPI.available, "needs the MPI build and mpirun"))
   func aProbeResumesOnTwoRanksAsOnOne() throws {
-    let folder = try temporaryFolder("mpi-probe-resume")
-    let script = folder + "/probe.skl"
-    try """
-    seed(0)
-    data = dataset("synthetic", subjects=2, frames=16, split="xsub")
-    enc = encoder(dim=16, depth=2, heads=2, frames=16)
-    p = linear_probe(enc, data, epochs=param("epochs", 1), batch=8, run=param("run", "probe"))
-    print("probe {p.accuracy:.10f} loss {p.epochs[0].loss:.6f}")
-    """.write(toFile: script, atomically: true, encoding: .utf8)
+    let (folder, script) = try evaluationFolder(
+      "mpi-probe-resume",
+      """
+      p = linear_probe(enc, data, epochs=param("epochs", 1), batch=8, run=param("run", "probe"))
+      print("probe {p.accuracy:.10f} loss {p.epochs[0].loss:.6f}")
+      """)
     let first = try MPI.run(
       2, ["run", script, "--set", "run=first"], folder: folder, name: "first")
     #expect(first.status == 0, "\(first.stderr)")

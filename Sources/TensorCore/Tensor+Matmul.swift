@@ -330,29 +330,63 @@ extension Tensor {
     _ x: Tensor, normWeight: Tensor, normBias: Tensor, eps: Float, weight w: Tensor,
     bias b: Tensor?
   ) -> Tensor {
-    let (outputs, d) = (w.shape[0], w.shape[1])
-    let rows = x.count / d
-    let (px, pw, pb) = (
-      SendablePointer(x.storage.base + x.offset),
+    let d = w.shape[1]
+    let (pw, pb) = (
       SendablePointer(normWeight.storage.base + normWeight.offset),
       SendablePointer(normBias.storage.base + normBias.offset)
     )
+    return product(x, weight: w, bias: b, adding: nil) { source, target, count in
+      let (px, py) = (SendablePointer(source), SendablePointer(target))
+      Kernels.forEachRow(rows: count, n: d) { r in
+        _ = Kernels.layerNormRow(
+          px.base + r * d, into: py.base + r * d, d, weight: pw.base, bias: pb.base, eps: eps)
+      }
+    }
+  }
+
+  /// `residual + f(x) · weightᵀ + bias` for contiguous operands that fit (shapes checked by the
+  /// caller): the output starts as residual + bias, then BLAS adds the product with beta = 1.
+  /// With `blockwise` (f: `blockwise(rows of x, into, row count)`), f(x) is made a block of
+  /// rows at a time into a scratch that the block's product reads from cache, so it never takes
+  /// a buffer as large as x; without it, f is the identity and the product is one call.
+  private static func product(
+    _ x: Tensor, weight w: Tensor, bias b: Tensor?, adding r: Tensor?,
+    blockwise: ((UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? = nil
+  ) -> Tensor {
+    let (inputs, outputs) = (w.shape[1], w.shape[0])
+    let rows = x.count / Swift.max(inputs, 1)
     return Tensor(validShape: Array(x.shape.dropLast()) + [outputs]) { dst in
-      if let b {
+      if let r {
+        let start = r.storage.base + r.offset
+        if let b {
+          // residual + bias in one pass
+          let source = b.storage.base + b.offset
+          for row in 0..<rows {
+            let (target, from) = (dst + row * outputs, start + row * outputs)
+            for j in 0..<outputs { target[j] = from[j] + source[j] }
+          }
+        } else {
+          dst.update(from: start, count: rows * outputs)
+        }
+      } else if let b {
         let source = b.storage.base + b.offset
         for row in 0..<rows { (dst + row * outputs).update(from: source, count: outputs) }
       }
-      forEachActivationBlock(rows: rows, width: d) { first, count, scratch in
-        let py = SendablePointer(scratch[0])
-        Kernels.forEachRow(rows: count, n: d) { r in
-          _ = Kernels.layerNormRow(
-            px.base + (first + r) * d, into: py.base + r * d, d, weight: pw.base,
-            bias: pb.base, eps: eps)
-        }
+      let (source, beta): (UnsafeMutablePointer<Float>, Float) = (
+        x.storage.base + x.offset, b == nil && r == nil ? 0 : 1
+      )
+      let weights = w.storage.base + w.offset
+      guard let blockwise else {
         sgemm(
-          transA: false, transB: true, m: count, n: outputs, k: d, a: scratch[0], lda: d,
-          b: w.storage.base + w.offset, ldb: d, c: dst + first * outputs, ldc: outputs,
-          beta: b == nil ? 0 : 1)
+          transA: false, transB: true, m: rows, n: outputs, k: inputs, a: source, lda: inputs,
+          b: weights, ldb: inputs, c: dst, ldc: outputs, beta: beta)
+        return
+      }
+      forEachActivationBlock(rows: rows, width: inputs) { first, count, scratch in
+        blockwise(source + first * inputs, scratch[0], count)
+        sgemm(
+          transA: false, transB: true, m: count, n: outputs, k: inputs, a: scratch[0], lda: inputs,
+          b: weights, ldb: inputs, c: dst + first * outputs, ldc: outputs, beta: beta)
       }
     }
   }
@@ -407,9 +441,7 @@ extension Tensor {
     _ body: (_ first: Int, _ count: Int, _ scratch: [UnsafeMutablePointer<Float>]) -> Void
   ) {
     guard rows > 0, width > 0 else { return }
-    let blockRows = Swift.min(
-      rows,
-      Swift.max((1 << 20) / (width * 4), 64))
+    let blockRows = Swift.min(rows, Swift.max((1 << 20) / (width * 4), 64))
     let blocks = (rows + blockRows - 1) / blockRows
     let even = Swift.min(rows, ((rows + blocks - 1) / blocks + multiple - 1) / multiple * multiple)
     let storage = TensorStorage(uninitializedCount: buffers * even * width)
@@ -488,43 +520,13 @@ extension Tensor {
     let rows = x.count / Swift.max(inputs, 1)
     let dense = x.contiguous()
     let w = weight.contiguous()
-    let b = bias?.contiguous()
-    let r = residual?.contiguous()
-    let out = Tensor(validShape: outShape) { dst in
-      if let r {
-        let start = r.storage.base + r.offset
-        if let b {
-          // residual + bias in one pass
-          let source = b.storage.base + b.offset
-          for row in 0..<rows {
-            let (target, from) = (dst + row * outputs, start + row * outputs)
-            for j in 0..<outputs { target[j] = from[j] + source[j] }
-          }
-        } else {
-          dst.update(from: start, count: rows * outputs)
-        }
-      } else if let b {
-        let source = b.storage.base + b.offset
-        for row in 0..<rows { (dst + row * outputs).update(from: source, count: outputs) }
-      }
-      let (source, beta): (UnsafeMutablePointer<Float>, Float) = (
-        dense.storage.base + dense.offset, b == nil && r == nil ? 0 : 1
-      )
-      let weights = w.storage.base + w.offset
-      guard activated else {
-        sgemm(
-          transA: false, transB: true, m: rows, n: outputs, k: inputs, a: source, lda: inputs,
-          b: weights, ldb: inputs, c: dst, ldc: outputs, beta: beta)
-        return
-      }
-      // gelu(x) a block of rows at a time, each block's product reading it from cache
-      forEachActivationBlock(rows: rows, width: inputs) { first, count, scratch in
-        Kernels.map(source + first * inputs, scratch[0], count: count * inputs, GeluFunction())
-        sgemm(
-          transA: false, transB: true, m: count, n: outputs, k: inputs, a: scratch[0], lda: inputs,
-          b: weights, ldb: inputs, c: dst + first * outputs, ldc: outputs, beta: beta)
-      }
-    }
+    // With the activation, gelu(x) a block of rows at a time.
+    let out = product(
+      dense, weight: w, bias: bias?.contiguous(), adding: residual?.contiguous(),
+      blockwise: activated
+        ? { source, target, count in
+          Kernels.map(source, target, count: count * inputs, GeluFunction())
+        } : nil)
     let inputShape = x.shape
     var recorded: [Tensor] = [x, weight]
     if let bias { recorded.append(bias) }

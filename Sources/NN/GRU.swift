@@ -115,13 +115,11 @@ public final class GRU: Module {
     }
     var input = x
     for layer in weights {
-      // Input gates for every frame in one product per direction, then the fused recurrence
-      // of all directions (concurrent; see Tensor.gruLayer).
-      let gates = try layer.map { ih, _, bih, _ in
-        try Tensor.linear(input, weight: ih.value, bias: bih.value)
-      }
+      // The input products and the recurrence of all directions in one op (concurrent; see
+      // Tensor.gruLayer).
       input = try Tensor.gruLayer(
-        inputGates: gates, weightsHH: layer.map(\.1.value), biasesHH: layer.map(\.3.value),
+        input, weightsIH: layer.map(\.0.value), biasesIH: layer.map(\.2.value),
+        weightsHH: layer.map(\.1.value), biasesHH: layer.map(\.3.value),
         reverse: layer.indices.map { $0 == 1 && mode == .bidirectional })
     }
     return input

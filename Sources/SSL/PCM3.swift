@@ -454,6 +454,35 @@ public final class PCM3Trainer: Pretrainer {
     func sequences(_ views: [Tensor]) throws -> [(frames: Tensor, sequence: Tensor)] {
       try encoder.frameFeatures(batches: views, coordinates: coordinates, bodies: bodies)
     }
+    // Partners may be other ranks' samples: the whole batch is mixed.
+    let mix =
+      mixing ? try Transforms.mix(fullV1.detached(), layout: layout, draw: draws.mix) : nil
+    // The keys: momentum update first, then the key branch, without gradients. The official
+    // step runs them after the query branch's passes, which change neither the query
+    // encoder's parameters nor anything the key branch reads; here they run first, so that the
+    // key pass's buffers come and go before the query passes' saved activations build up.
+    let (k, kc, kClip, batchKeys): (Tensor, Tensor?, Tensor?, Tensor) = try Autograd.noGrad {
+      try model.momentumUpdate(momentum)
+      let keyEncoder = model.key.backbone
+      func key(_ x: Tensor) throws -> Tensor {
+        let feature = try keyEncoder.frameFeatures(
+          inputPrompt(flattenFrames(x), model.basePrompt), coordinates: coordinates,
+          bodies: bodies
+        ).sequence
+        return try Loss.normalized(
+          model.key.projector(featurePrompt(feature, model.clPrompt, st[5])))
+      }
+      let k = try key(v2)
+      let batchKeys = try allKeys(k, batch: batch)
+      var kc: Tensor?
+      if let mix {
+        let lam = Float(mix.lam)
+        let partner = rows.map { ($0 + mix.shift) % batch }
+        kc = try Loss.normalized(
+          k * (1 - lam) + batchKeys.indexSelect(axis: 0, indices: partner) * lam)
+      }
+      return (k, kc, clip == nil ? nil : try key(v1), batchKeys)
+    }
     var out = Outputs(loss: Tensor(0))
     let flat1 = try flattenFrames(v1)
     var maskedView: (mask: Tensor, target: Tensor, x: Tensor)?
@@ -506,13 +535,9 @@ public final class PCM3Trainer: Pretrainer {
       }
     }
     let reconstructed = !secondViews.isEmpty
-    var mix: Transforms.Mix?
     var mixedView: Tensor?
-    if mixing {
-      // Partners may be other ranks' samples: the whole batch is mixed.
-      let mixed = try Transforms.mix(fullV1.detached(), layout: layout, draw: draws.mix)
-      mix = mixed
-      let view = try mine(mixed.x)
+    if let mix {
+      let view = try mine(mix.x)
       mixedView = view
       secondViews.append(try inputPrompt(flattenFrames(view), model.mixPrompt))
     }
@@ -546,29 +571,6 @@ public final class PCM3Trainer: Pretrainer {
       let featClip = try featurePrompt(view.sequence, model.clPrompt, st[0])
       clipQuery = try Loss.normalized(query.projector(featClip))
       out.tensors["clip_q"] = clipQuery
-    }
-    // The keys: momentum update first, then the key branch, without gradients.
-    let (k, kc, kClip, batchKeys): (Tensor, Tensor?, Tensor?, Tensor) = try Autograd.noGrad {
-      try model.momentumUpdate(momentum)
-      let keyEncoder = model.key.backbone
-      func key(_ x: Tensor) throws -> Tensor {
-        let feature = try keyEncoder.frameFeatures(
-          inputPrompt(flattenFrames(x), model.basePrompt), coordinates: coordinates,
-          bodies: bodies
-        ).sequence
-        return try Loss.normalized(
-          model.key.projector(featurePrompt(feature, model.clPrompt, st[5])))
-      }
-      let k = try key(v2)
-      let batchKeys = try allKeys(k, batch: batch)
-      var kc: Tensor?
-      if let mix {
-        let lam = Float(mix.lam)
-        let partner = rows.map { ($0 + mix.shift) % batch }
-        kc = try Loss.normalized(
-          k * (1 - lam) + batchKeys.indexSelect(axis: 0, indices: partner) * lam)
-      }
-      return (k, kc, clip == nil ? nil : try key(v1), batchKeys)
     }
     out.tensors["k"] = k
     if let kc { out.tensors["kc"] = kc }

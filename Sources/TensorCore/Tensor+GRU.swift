@@ -5,126 +5,171 @@ import Foundation
 // frame costs one `h·W_hhᵀ` product per direction and vectorised passes over the gates. The
 // directions of a layer are independent (both in a true bidirectional GRU and in PCM3's
 // stepwise form), so they run concurrently, each with single-threaded BLAS: a [B, H]·[H, 3H]
-// product is too small to split across threads, and two of them fill two cores. The backward
-// runs through time once per direction, keeping the gates of the forward, and turns the
-// per-frame hidden-side products into one product for `W_hh`'s gradient. Nothing is sliced
-// per frame, so memory is O(T) in frames, not O(T²).
+// product is too small to split across threads, and two of them fill two cores.
+//
+// Memory. The forward keeps r, z and n of every frame (3H floats a frame and direction) and its
+// own output. The backward recomputes `gh_n = h·W_hnᵀ + b_hn`, the one other value it needs, for
+// all frames in one product (every frame's previous state is known by then), into the n
+// columns of the input gates' gradient, which it then overwrites frame by frame. The hidden
+// side's gradients overwrite the saved gates frame by frame, and `W_hh`'s gradient is one
+// product of them with the output shifted by a frame. So the backward allocates nothing beyond
+// the gradients it returns, and nothing is sliced per frame: memory is O(T) in frames.
 
 extension Tensor {
-  /// PyTorch's GRU recurrence with gates stacked [r; z; n], for each direction d: for each
-  /// frame t (in reverse order when `reverse[d]`), `gh = h·W_hhᵀ + b_hh`,
-  /// `r = σ(gi_r + gh_r)`, `z = σ(gi_z + gh_z)`, `n = tanh(gi_n + r ⊙ gh_n)`,
-  /// `h ← (1 − z) ⊙ n + z ⊙ h`, from h = 0. `inputGates[d]` is `W_ih·x + b_ih` for every
-  /// frame, `[B, T, 3H]`; `weightsHH[d]` `[3H, H]`, `biasesHH[d]` `[3H]`. Returns every frame's
-  /// states with the directions side by side, `[B, T, D·H]`.
+  /// One layer of PyTorch's GRU with gates stacked [r; z; n], for each direction d: for each
+  /// frame t (in reverse order when `reverse[d]`), `gi = W_ih·x_t + b_ih`,
+  /// `gh = W_hh·h + b_hh`, `r = σ(gi_r + gh_r)`, `z = σ(gi_z + gh_z)`,
+  /// `n = tanh(gi_n + r ⊙ gh_n)`, `h ← (1 − z) ⊙ n + z ⊙ h`, from h = 0. `x` is `[B, T, I]`;
+  /// `weightsIH[d]` `[3H, I]`, `biasesIH[d]` `[3H]`, `weightsHH[d]` `[3H, H]`,
+  /// `biasesHH[d]` `[3H]`. Returns every frame's states with the directions side by side,
+  /// `[B, T, D·H]`.
   public static func gruLayer(
-    inputGates: [Tensor], weightsHH: [Tensor], biasesHH: [Tensor], reverse: [Bool]
+    _ x: Tensor, weightsIH: [Tensor], biasesIH: [Tensor], weightsHH: [Tensor],
+    biasesHH: [Tensor], reverse: [Bool]
   ) throws -> Tensor {
-    let directions = inputGates.count
-    guard directions > 0, weightsHH.count == directions, biasesHH.count == directions,
-      reverse.count == directions, weightsHH[0].rank == 2, inputGates[0].rank == 3
+    let directions = weightsHH.count
+    guard directions > 0, weightsIH.count == directions, biasesIH.count == directions,
+      biasesHH.count == directions, reverse.count == directions, weightsHH[0].rank == 2
     else {
       throw TensorError(
-        "gru", "expects the same number (at least 1) of input gates, weights, biases and orders")
+        "gru", "expects the same number (at least 1) of weights, biases and orders")
     }
-    let (b, t, h) = (inputGates[0].shape[0], inputGates[0].shape[1], weightsHH[0].shape[1])
+    let h = weightsHH[0].shape[1]
+    guard x.rank == 3, x.shape[1] > 0 else {
+      throw TensorError("gru", "expects an input [B, T > 0, I], got \(shapeString(x.shape))")
+    }
+    let (b, t, inputs) = (x.shape[0], x.shape[1], x.shape[2])
     let g3 = 3 * h
     for d in 0..<directions {
-      guard inputGates[d].shape == [b, t, g3], weightsHH[d].shape == [g3, h],
-        biasesHH[d].shape == [g3], t > 0
+      guard weightsIH[d].shape == [g3, inputs], biasesIH[d].shape == [g3],
+        weightsHH[d].shape == [g3, h], biasesHH[d].shape == [g3]
       else {
         throw TensorError(
           "gru",
-          "expects input gates [B, T > 0, 3H], weight_hh [3H, H] and bias_hh [3H] alike for "
-            + "every direction, got \(shapeString(inputGates[d].shape)), "
-            + "\(shapeString(weightsHH[d].shape)) and \(shapeString(biasesHH[d].shape))")
+          "expects weight_ih [3H, \(inputs)], bias_ih [3H], weight_hh [3H, H] and bias_hh [3H] "
+            + "alike for every direction, got \(shapeString(weightsIH[d].shape)), "
+            + "\(shapeString(biasesIH[d].shape)), \(shapeString(weightsHH[d].shape)) and "
+            + "\(shapeString(biasesHH[d].shape))")
       }
     }
     let width = directions * h
-    let gi = inputGates.map { $0.detached().contiguous() }
-    let w = weightsHH.map { $0.detached().contiguous() }
-    let bias = biasesHH.map { $0.detached().contiguous() }
-    // Per direction: r, z, n and gh_n of every frame, [B, T, 4H], for the backward.
-    let saved = (0..<directions).map { _ in Tensor(validShape: [b, t, 4 * h]) { _ in } }
+    let input = x.detached().contiguous()
+    let wIH = weightsIH.map { $0.detached().contiguous() }
+    let bIH = biasesIH.map { $0.detached().contiguous() }
+    let wHH = weightsHH.map { $0.detached().contiguous() }
+    let bHH = biasesHH.map { $0.detached().contiguous() }
+    // The input side of every frame: one product per direction.
+    let gi = try (0..<directions).map { d in
+      try Autograd.noGrad { try linear(input, weight: wIH[d], bias: bIH[d]) }
+    }
+    // Per direction: r and z of every frame, [B, T, 2H], for the backward; without one
+    // (inference, a momentum encoder), of the current frame only, [B, 2H].
+    let recording =
+      Autograd.isRecording
+      && ([x] + weightsIH + biasesIH + weightsHH + biasesHH).contains { $0.requiresGrad }
+    let saved = (0..<directions).map { _ in
+      Tensor(validShape: recording ? [b, t, 2 * h] : [b, 2 * h]) { _ in }
+    }
     let out = Tensor(validShape: [b, t, width]) { _ in }
     let outBase = SendablePointer(out.storage.base)
-    let giBases = gi.map {
-      SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-    }
-    let wBases = w.map {
-      SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-    }
-    let biasBases = bias.map {
-      SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-    }
-    let savedBases = saved.map { SendablePointer($0.storage.base) }
+    let (giBases, wBases, biasBases) = (gi.map(\.address), wHH.map(\.address), bHH.map(\.address))
+    let savedBases = saved.map(\.address)
     let concurrent = directions > 1 && Threading.threadCount > 1
-    Threading.withSingleThreadedBLAS(concurrent) {
-      parallelChunks(directions, grain: 1) { range in
-        for d in range {
-          gruForward(
-            b: b, t: t, h: h, width: width, column: d * h, reverse: reverse[d],
-            gi: giBases[d].base, w: wBases[d].base, bias: biasBases[d].base,
-            out: outBase.base, saved: savedBases[d].base)
+    withExtendedLifetime((gi, wHH, bHH)) {
+      Threading.withSingleThreadedBLAS(concurrent) {
+        parallelChunks(directions, grain: 1) { range in
+          for d in range {
+            gruForward(
+              b: b, t: t, h: h, width: width, column: d * h, reverse: reverse[d],
+              gi: giBases[d].base, w: wBases[d].base, bias: biasBases[d].base,
+              out: outBase.base, saved: savedBases[d].base, everyFrame: recording)
+          }
         }
       }
     }
-    return Autograd.record("gru", out, inputGates + weightsHH + biasesHH) { grad in
+    return Autograd.record("gru", out, [x] + weightsIH + biasesIH + weightsHH + biasesHH) {
+      grad in
       let dOut = grad.contiguous()
-      let dOutBase = SendablePointer(
-        UnsafeMutablePointer(mutating: dOut.storage.base + dOut.offset))
-      let outBase = SendablePointer(out.storage.base)
-      let wBases = w.map {
-        SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-      }
-      let savedBases = saved.map { SendablePointer($0.storage.base) }
       let dGi = (0..<directions).map { _ in Tensor(validShape: [b, t, g3]) { _ in } }
-      let dW = (0..<directions).map { _ in Tensor(validShape: [g3, h]) { _ in } }
-      let dBias = (0..<directions).map { _ in Tensor(validShape: [g3]) { _ in } }
-      let dGiBases = dGi.map { SendablePointer($0.storage.base) }
-      let dWBases = dW.map { SendablePointer($0.storage.base) }
-      let dBiasBases = dBias.map { SendablePointer($0.storage.base) }
-      withExtendedLifetime((dOut, w, saved, out)) {
+      let dWHH = (0..<directions).map { _ in Tensor(validShape: [g3, h]) { _ in } }
+      let dBHH = (0..<directions).map { _ in Tensor(validShape: [g3]) { _ in } }
+      let (dGiBases, dWBases, dBiasBases) = (
+        dGi.map(\.address), dWHH.map(\.address), dBHH.map(\.address)
+      )
+      let (wBases, biasBases) = (wHH.map(\.address), bHH.map(\.address))
+      let (wIHBases, bIHBases) = (wIH.map(\.address), bIH.map(\.address))
+      let (dOutBase, inputBase, outBase) = (dOut.address, input.address, out.address)
+      let savedBases = saved.map(\.address)
+      withExtendedLifetime((dOut, input, wIH, bIH, wHH, bHH, saved, out)) {
         Threading.withSingleThreadedBLAS(concurrent) {
           parallelChunks(directions, grain: 1) { range in
             for d in range {
               gruBackward(
                 b: b, t: t, h: h, width: width, column: d * h, reverse: reverse[d],
-                dOut: dOutBase.base, w: wBases[d].base, out: outBase.base,
-                saved: savedBases[d].base, dGi: dGiBases[d].base, dW: dWBases[d].base,
-                dBias: dBiasBases[d].base)
+                dOut: dOutBase.base, wHH: wBases[d].base, bHH: biasBases[d].base,
+                x: inputBase.base, inputs: inputs, wIH: wIHBases[d].base, bIH: bIHBases[d].base,
+                out: outBase.base, saved: savedBases[d].base, dGi: dGiBases[d].base,
+                dW: dWBases[d].base, dBias: dBiasBases[d].base)
             }
           }
         }
       }
-      return dGi + dW + dBias
+      // The input side, as `linear`'s backward: dx = Σ_d dGi·W_ih, dW_ih = dGiᵀ·x,
+      // db_ih = Σ dGi over every frame.
+      let rows = b * t
+      var dx: Tensor?
+      if x.requiresGrad {
+        let gradient = Tensor(validShape: [b, t, inputs]) { _ in }
+        withExtendedLifetime((dGi, wIH)) {
+          for d in 0..<directions {
+            sgemm(
+              transA: false, transB: false, m: rows, n: inputs, k: g3, a: dGi[d].address.base,
+              lda: g3, b: wIH[d].address.base, ldb: inputs, c: gradient.address.base, ldc: inputs,
+              beta: d == 0 ? 0 : 1)
+          }
+        }
+        dx = gradient
+      }
+      var dWIH: [Tensor] = []
+      var dBIH: [Tensor] = []
+      for d in 0..<directions {
+        let dW = Tensor(validShape: [g3, inputs]) { _ in }
+        withExtendedLifetime((dGi, input)) {
+          sgemm(
+            transA: true, transB: false, m: g3, n: inputs, k: rows, a: dGi[d].address.base, lda: g3,
+            b: input.address.base, ldb: inputs, c: dW.address.base, ldc: inputs)
+        }
+        dWIH.append(dW)
+        dBIH.append(try dGi[d].reshaped([rows, g3]).sum(axes: [0]))
+      }
+      return [dx] + dWIH + dBIH + dWHH + dBHH
     }
-  }
-
-  /// The single-direction form of `gruLayer`: `[B, T, 3H]` input gates -> `[B, T, H]`.
-  public static func gruRecurrence(
-    inputGates: Tensor, weightHH: Tensor, biasHH: Tensor, reverse: Bool = false
-  ) throws -> Tensor {
-    try gruLayer(
-      inputGates: [inputGates], weightsHH: [weightHH], biasesHH: [biasHH], reverse: [reverse])
   }
 }
 
+extension Tensor {
+  /// The first element's address, for the kernels below (a contiguous tensor's values).
+  fileprivate var address: SendablePointer<Float> { SendablePointer(storage.base + offset) }
+}
+
 /// The forward of one direction: states into columns `column ..< column + h` of `out`
-/// `[b, t, width]`; r, z, n, gh_n of every frame into `saved` `[b, t, 4h]`.
+/// `[b, t, width]`; r and z of every frame into `saved` `[b, t, 2h]` when `everyFrame`, else of
+/// the current frame into `saved` `[b, 2h]`.
 private func gruForward(
   b: Int, t: Int, h: Int, width: Int, column: Int, reverse: Bool,
   gi: UnsafeMutablePointer<Float>, w: UnsafeMutablePointer<Float>,
   bias: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
-  saved: UnsafeMutablePointer<Float>
+  saved: UnsafeMutablePointer<Float>, everyFrame: Bool
 ) {
   let g3 = 3 * h
   let gh = UnsafeMutablePointer<Float>.allocate(capacity: b * g3)
-  // The state before the first frame: zero.
+  // n of the current frame, and the state before the first frame: zero.
+  let n = UnsafeMutablePointer<Float>.allocate(capacity: h)
   let zero = UnsafeMutablePointer<Float>.allocate(capacity: h)
   zero.initialize(repeating: 0, count: h)
   defer {
     gh.deallocate()
+    n.deallocate()
     zero.deallocate()
   }
   for step in 0..<t {
@@ -141,14 +186,12 @@ private func gruForward(
       let ghRow = gh + i * g3
       let hRow = out + (i * t + frame) * width + column
       let hp = step > 0 ? out + (i * t + previous) * width + column : zero
-      // The gates go in passes of at most three pointers each, over the saved row
-      // [r | z | n | gh_n], so that each loop vectorises (one loop with five pointers and
-      // four stores stays scalar).
-      let s = saved + (i * t + frame) * 4 * h
-      let (rz, n, ghn) = (s, s + 2 * h, s + 3 * h)
+      // The gates go in passes of at most three pointers each, so that each loop vectorises
+      // (one loop with five pointers and four stores stays scalar).
+      let rz = saved + (everyFrame ? i * t + frame : i) * 2 * h
+      let ghn = ghRow + 2 * h
       for j in 0..<(2 * h) { rz[j] = giRow[j] + ghRow[j] }
       for j in 0..<(2 * h) { rz[j] = VectorMath.sigmoid(rz[j]) }
-      ghn.update(from: ghRow + 2 * h, count: h)
       for j in 0..<h { n[j] = giRow[2 * h + j] + rz[j] * ghn[j] }
       for j in 0..<h { n[j] = VectorMath.tanh(n[j]) }
       for j in 0..<h { hRow[j] = (1 - rz[h + j]) * n[j] + rz[h + j] * hp[j] }
@@ -156,76 +199,111 @@ private func gruForward(
   }
 }
 
-/// The backward of one direction: gradients of its input gates `dGi` `[b, t, 3h]`, of
-/// `W_hh` `dW` `[3h, h]` and of `b_hh` `dBias` `[3h]`, from `dOut` `[b, t, width]` (its
-/// columns `column ..< column + h`).
+/// The backward of one direction's recurrence: the gradient of its input gates `dGi`
+/// `[b, t, 3h]`, of `W_hh` `dW` `[3h, h]` and of `b_hh` `dBias` `[3h]`, from `dOut`
+/// `[b, t, width]` (its columns `column ..< column + h`). `saved` holds r and z of every frame,
+/// `[b, t, 2h]`; n is recomputed from gi_n = `x·W_inᵀ + b_in` (x `[b, t, inputs]`) and gh_n as
+/// in the forward, with the same bits.
 private func gruBackward(
   b: Int, t: Int, h: Int, width: Int, column: Int, reverse: Bool,
-  dOut: UnsafeMutablePointer<Float>, w: UnsafeMutablePointer<Float>,
+  dOut: UnsafeMutablePointer<Float>, wHH: UnsafeMutablePointer<Float>,
+  bHH: UnsafeMutablePointer<Float>, x: UnsafeMutablePointer<Float>, inputs: Int,
+  wIH: UnsafeMutablePointer<Float>, bIH: UnsafeMutablePointer<Float>,
   out: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Float>,
   dGi: UnsafeMutablePointer<Float>, dW: UnsafeMutablePointer<Float>,
   dBias: UnsafeMutablePointer<Float>
 ) {
   let g3 = 3 * h
-  // The hidden side's gradients, as dGi except the n rows, which carry r ⊙ dn; and the state
-  // each frame started from (zero for the first): [b, t, 3h] and [b, t, h].
-  let dGh = UnsafeMutablePointer<Float>.allocate(capacity: b * t * g3)
-  let previousStates = UnsafeMutablePointer<Float>.allocate(capacity: b * t * h)
+  let rows = b * t
+  // Row ρ = i·t + frame of `out` is that frame's state; the state a frame started from is
+  // row ρ − 1 (ρ + 1 in reverse), or zero on each sequence's first frame.
+  let shift = reverse ? 1 : -1
+  let firstFrame = reverse ? t - 1 : 0
+  // gh_n = h_prev·W_hnᵀ + b_hn of every frame, into the n columns of dGi: the bias, then one
+  // product over all rows with the state shifted by a frame, then the bias alone again on
+  // each sequence's first frame (whose shifted row belongs to another sample or is outside).
+  let ghn = dGi + 2 * h
+  for row in 0..<rows { (ghn + row * g3).update(from: bHH + 2 * h, count: h) }
+  if rows > 1 {
+    let (target, source) = reverse ? (0, 1) : (1, 0)
+    sgemm(
+      transA: false, transB: true, m: rows - 1, n: h, k: h, a: out + source * width + column,
+      lda: width, b: wHH + 2 * h * h, ldb: h, c: ghn + target * g3, ldc: g3, beta: 1)
+  }
+  for i in 0..<b { (ghn + (i * t + firstFrame) * g3).update(from: bHH + 2 * h, count: h) }
+  // gi_n of every frame, as the forward's input product computed it; each row becomes n, then
+  // n's gradient.
+  let nBuffer = Tensor(validShape: [rows, h]) { _ in }
+  let gin = nBuffer.storage.base
+  for row in 0..<rows { (gin + row * h).update(from: bIH + 2 * h, count: h) }
+  sgemm(
+    transA: false, transB: true, m: rows, n: h, k: inputs, a: x, lda: inputs,
+    b: wIH + 2 * h * inputs, ldb: inputs, c: gin, ldc: h, beta: 1)
+  let zero = UnsafeMutablePointer<Float>.allocate(capacity: h)
   let dh = UnsafeMutablePointer<Float>.allocate(capacity: b * h)
+  let firstRows = UnsafeMutablePointer<Float>.allocate(capacity: b * g3)
   defer {
-    dGh.deallocate()
-    previousStates.deallocate()
+    zero.deallocate()
     dh.deallocate()
+    firstRows.deallocate()
   }
+  zero.initialize(repeating: 0, count: h)
   dh.initialize(repeating: 0, count: b * h)
-  for i in 0..<b {
-    for frame in 0..<t {
-      let previous = reverse ? frame + 1 : frame - 1
-      let row = previousStates + (i * t + frame) * h
-      if previous < 0 || previous >= t {
-        row.initialize(repeating: 0, count: h)
-      } else {
-        row.initialize(from: out + (i * t + previous) * width + column, count: h)
-      }
-    }
-  }
   for step in stride(from: t - 1, through: 0, by: -1) {
     let frame = reverse ? t - 1 - step : step
     for i in 0..<b {
-      let s = saved + (i * t + frame) * 4 * h
+      let row = i * t + frame
+      let (rz, n, dgi) = (saved + row * 2 * h, gin + row * h, dGi + row * g3)
       let dhRow = dh + i * h
-      let dOutRow = dOut + (i * t + frame) * width + column
-      let hp = previousStates + (i * t + frame) * h
-      let dgi = dGi + (i * t + frame) * g3
-      let dgh = dGh + (i * t + frame) * g3
+      let dOutRow = dOut + row * width + column
+      let hp = frame == firstFrame ? zero : out + (row + shift) * width + column
+      // n = tanh(gi_n + r ⊙ gh_n), in the forward's passes.
+      for j in 0..<h { n[j] = n[j] + rz[j] * dgi[2 * h + j] }
+      for j in 0..<h { n[j] = VectorMath.tanh(n[j]) }
+      // dGi's row takes the hidden side's gradients [dr | dz | dn ⊙ r] (for the products
+      // below), n's row takes dn (moved into dGi at the end).
       for j in 0..<h {
-        let (r, z, n, ghn) = (s[j], s[h + j], s[2 * h + j], s[3 * h + j])
+        let (r, z, nj, ghnj) = (rz[j], rz[h + j], n[j], dgi[2 * h + j])
         let d = dhRow[j] + dOutRow[j]
-        let dnPre = d * (1 - z) * (1 - n * n)
-        let dzPre = d * (hp[j] - n) * z * (1 - z)
-        let drPre = dnPre * ghn * r * (1 - r)
+        let dnPre = d * (1 - z) * (1 - nj * nj)
+        let dzPre = d * (hp[j] - nj) * z * (1 - z)
+        let drPre = dnPre * ghnj * r * (1 - r)
         dgi[j] = drPre
         dgi[h + j] = dzPre
-        dgi[2 * h + j] = dnPre
-        dgh[j] = drPre
-        dgh[h + j] = dzPre
-        dgh[2 * h + j] = dnPre * r
+        dgi[2 * h + j] = dnPre * r
+        n[j] = dnPre
         dhRow[j] = d * z  // the direct path; the product below adds dgh·W_hh
       }
     }
     if step > 0 {
       sgemm(
-        transA: false, transB: false, m: b, n: h, k: g3, a: dGh + frame * g3, lda: t * g3, b: w,
-        ldb: h, c: dh, ldc: h, beta: 1)
+        transA: false, transB: false, m: b, n: h, k: g3, a: dGi + frame * g3, lda: t * g3,
+        b: wHH, ldb: h, c: dh, ldc: h, beta: 1)
     }
   }
-  // dW_hh = Σ_t dghᵀ·h_prev: one product over all b·t rows; db_hh = Σ dgh.
-  sgemm(
-    transA: true, transB: false, m: g3, n: h, k: b * t, a: dGh, lda: g3, b: previousStates,
-    ldb: h, c: dW, ldc: h)
+  // db_hh = Σ dgh over every frame.
   dBias.initialize(repeating: 0, count: g3)
-  for row in 0..<(b * t) {
-    let source = dGh + row * g3
+  for row in 0..<rows {
+    let source = dGi + row * g3
     for j in 0..<g3 { dBias[j] += source[j] }
   }
+  // dW_hh = Σ dghᵀ·h_prev: with the first frames' rows (whose h_prev is zero) cleared for the
+  // while, one product pairs every other row with the state shifted by a frame.
+  for i in 0..<b {
+    let row = dGi + (i * t + firstFrame) * g3
+    (firstRows + i * g3).update(from: row, count: g3)
+    row.update(repeating: 0, count: g3)
+  }
+  if rows > 1 {
+    let (gradient, state) = reverse ? (0, 1) : (1, 0)
+    sgemm(
+      transA: true, transB: false, m: g3, n: h, k: rows - 1, a: dGi + gradient * g3, lda: g3,
+      b: out + state * width + column, ldb: width, c: dW, ldc: h)
+  } else {
+    dW.initialize(repeating: 0, count: g3 * h)
+  }
+  for i in 0..<b { (dGi + (i * t + firstFrame) * g3).update(from: firstRows + i * g3, count: g3) }
+  // dGi's n columns: dn.
+  for row in 0..<rows { (dGi + row * g3 + 2 * h).update(from: gin + row * h, count: h) }
+  withExtendedLifetime(nBuffer) {}
 }

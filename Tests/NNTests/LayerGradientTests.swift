@@ -218,6 +218,68 @@ struct LayerGradientTests {
     try bidirectional.load(state)
     #expect(maxAbsDifference(try bidirectional(x), output) > 1e-3)
   }
+
+  /// The fused layer keeps r and z alone and recomputes n (and gh_n) in backward; its output
+  /// and every gradient match the same GRU run a cell at a time through autograd, for both
+  /// orders in time, several samples (the backward's products pair rows across sample
+  /// boundaries) and several frames. Without a gradient it gives the same bits.
+  @Test func fusedGRULayerMatchesCellsStepByStep() throws {
+    for mode in [GRU.Mode.stepwise, .bidirectional] {
+      Random.seed(9)
+      let (batch, frames, inputs, hidden) = (3, 5, 4, 6)
+      let gru = try GRU(input: inputs, hidden: hidden, layers: 2, mode: mode)
+      let x = try sampleTensor([batch, frames, inputs], seed: 10).requiringGrad()
+      let weight = try sampleTensor([batch, frames, 2 * hidden], seed: 11)
+      let output = try gru(x)
+      try (output * weight).sum().backward()
+      let inference = try Autograd.noGrad { try gru(x) }
+      #expect(inference.scalars == output.scalars)
+      let fused = try gru.namedParameters().map { ($0.name, try #require($0.parameter.value.grad)) }
+      let fusedInput = try #require(x.grad)
+
+      // The same function from cells: each layer's directions in turn, the reverse one
+      // backward in time when bidirectional.
+      let state = Dictionary(uniqueKeysWithValues: gru.stateDict().map { ($0.name, $0.tensor) })
+      let y = try sampleTensor([batch, frames, inputs], seed: 10).requiringGrad()
+      var cells: [GRUCell] = []
+      var input = y
+      for layer in 0..<2 {
+        var directions: [Tensor] = []
+        for direction in 0..<2 {
+          let suffix = "_l\(layer)" + (direction == 1 ? "_reverse" : "")
+          let cell = try GRUCell(input: input.shape[2], hidden: hidden)
+          try cell.load([
+            "weight_ih": #require(state["weight_ih" + suffix]),
+            "weight_hh": #require(state["weight_hh" + suffix]),
+            "bias_ih": #require(state["bias_ih" + suffix]),
+            "bias_hh": #require(state["bias_hh" + suffix]),
+          ])
+          cells.append(cell)
+          let order = Array(0..<frames)
+          var h = Tensor.zeros([batch, hidden])
+          var states = [Tensor](repeating: h, count: frames)
+          for t in direction == 1 && mode == .bidirectional ? order.reversed() : order {
+            h = try cell(input[.all, .index(t)], h)
+            states[t] = h
+          }
+          directions.append(try Tensor.stack(states, axis: 1))
+        }
+        input = try Tensor.concat(directions, axis: 2)
+      }
+      expectClose(input, output, "\(mode) output")
+      try (input * weight).sum().backward()
+      expectClose(try #require(y.grad), fusedInput, rtol: 1e-4, atol: 1e-5, "\(mode) dx")
+      let composed = try cells.flatMap { cell in
+        try ["weight_ih", "weight_hh", "bias_ih", "bias_hh"].map { name in
+          try #require(cell.namedParameters().first { $0.name == name }?.parameter.value.grad)
+        }
+      }
+      #expect(composed.count == fused.count)
+      for ((name, a), b) in zip(fused, composed) {
+        expectClose(a, b, rtol: 1e-4, atol: 1e-5, "\(mode) \(name)")
+      }
+    }
+  }
 }
 
 @Suite("Model gradients", .timed)

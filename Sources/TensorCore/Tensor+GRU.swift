@@ -62,13 +62,13 @@ extension Tensor {
     let gi = try (0..<directions).map { d in
       try Autograd.noGrad { try linear(input, weight: wIH[d], bias: bIH[d]) }
     }
-    // Per direction: r and z of every frame, [B, T, 2H], for the backward; without one
-    // (inference, a momentum encoder), of the current frame only, [B, 2H].
+    // Per direction: r of every frame, [B, T, H], for the backward; without one (inference, a
+    // momentum encoder), of the current frame only, [B, H].
     let recording =
       Autograd.isRecording
       && ([x] + weightsIH + biasesIH + weightsHH + biasesHH).contains { $0.requiresGrad }
     let saved = (0..<directions).map { _ in
-      Tensor(validShape: recording ? [b, t, 2 * h] : [b, 2 * h]) { _ in }
+      Tensor(validShape: recording ? [b, t, h] : [b, h]) { _ in }
     }
     let out = Tensor(validShape: [b, t, width]) { _ in }
     let outBase = SendablePointer(out.storage.base)
@@ -153,8 +153,8 @@ extension Tensor {
 }
 
 /// The forward of one direction: states into columns `column ..< column + h` of `out`
-/// `[b, t, width]`; r and z of every frame into `saved` `[b, t, 2h]` when `everyFrame`, else of
-/// the current frame into `saved` `[b, 2h]`.
+/// `[b, t, width]`; r of every frame into `saved` `[b, t, h]` when `everyFrame`, else of the
+/// current frame into `saved` `[b, h]`.
 private func gruForward(
   b: Int, t: Int, h: Int, width: Int, column: Int, reverse: Bool,
   gi: UnsafeMutablePointer<Float>, w: UnsafeMutablePointer<Float>,
@@ -163,12 +163,14 @@ private func gruForward(
 ) {
   let g3 = 3 * h
   let gh = UnsafeMutablePointer<Float>.allocate(capacity: b * g3)
-  // n of the current frame, and the state before the first frame: zero.
+  // z and n of the current frame, and the state before the first frame: zero.
+  let z = UnsafeMutablePointer<Float>.allocate(capacity: h)
   let n = UnsafeMutablePointer<Float>.allocate(capacity: h)
   let zero = UnsafeMutablePointer<Float>.allocate(capacity: h)
   zero.initialize(repeating: 0, count: h)
   defer {
     gh.deallocate()
+    z.deallocate()
     n.deallocate()
     zero.deallocate()
   }
@@ -188,22 +190,25 @@ private func gruForward(
       let hp = step > 0 ? out + (i * t + previous) * width + column : zero
       // The gates go in passes of at most three pointers each, so that each loop vectorises
       // (one loop with five pointers and four stores stays scalar).
-      let rz = saved + (everyFrame ? i * t + frame : i) * 2 * h
-      let ghn = ghRow + 2 * h
-      for j in 0..<(2 * h) { rz[j] = giRow[j] + ghRow[j] }
-      for j in 0..<(2 * h) { rz[j] = VectorMath.sigmoid(rz[j]) }
-      for j in 0..<h { n[j] = giRow[2 * h + j] + rz[j] * ghn[j] }
+      let r = saved + (everyFrame ? i * t + frame : i) * h
+      let (giZ, ghZ) = (giRow + h, ghRow + h)
+      let (giN, ghN) = (giRow + 2 * h, ghRow + 2 * h)
+      for j in 0..<h { r[j] = giRow[j] + ghRow[j] }
+      for j in 0..<h { r[j] = VectorMath.sigmoid(r[j]) }
+      for j in 0..<h { z[j] = giZ[j] + ghZ[j] }
+      for j in 0..<h { z[j] = VectorMath.sigmoid(z[j]) }
+      for j in 0..<h { n[j] = giN[j] + r[j] * ghN[j] }
       for j in 0..<h { n[j] = VectorMath.tanh(n[j]) }
-      for j in 0..<h { hRow[j] = (1 - rz[h + j]) * n[j] + rz[h + j] * hp[j] }
+      for j in 0..<h { hRow[j] = (1 - z[j]) * n[j] + z[j] * hp[j] }
     }
   }
 }
 
 /// The backward of one direction's recurrence: the gradient of its input gates `dGi`
 /// `[b, t, 3h]`, of `W_hh` `dW` `[3h, h]` and of `b_hh` `dBias` `[3h]`, from `dOut`
-/// `[b, t, width]` (its columns `column ..< column + h`). `saved` holds r and z of every frame,
-/// `[b, t, 2h]`; n is recomputed from gi_n = `x·W_inᵀ + b_in` (x `[b, t, inputs]`) and gh_n as
-/// in the forward, with the same bits.
+/// `[b, t, width]` (its columns `column ..< column + h`). `saved` holds r of every frame,
+/// `[b, t, h]`; z and n are recomputed from `gi = x·W_ihᵀ + b_ih` (x `[b, t, inputs]`) and
+/// `gh = h·W_hhᵀ + b_hh` as in the forward, with the same bits.
 private func gruBackward(
   b: Int, t: Int, h: Int, width: Int, column: Int, reverse: Bool,
   dOut: UnsafeMutablePointer<Float>, wHH: UnsafeMutablePointer<Float>,
@@ -219,23 +224,31 @@ private func gruBackward(
   // row ρ − 1 (ρ + 1 in reverse), or zero on each sequence's first frame.
   let shift = reverse ? 1 : -1
   let firstFrame = reverse ? t - 1 : 0
-  // gh_n = h_prev·W_hnᵀ + b_hn of every frame, into the n columns of dGi: the bias, then one
-  // product over all rows with the state shifted by a frame, then the bias alone again on
-  // each sequence's first frame (whose shifted row belongs to another sample or is outside).
-  let ghn = dGi + 2 * h
-  for row in 0..<rows { (ghn + row * g3).update(from: bHH + 2 * h, count: h) }
+  // Each row of dGi starts as [gi_z | gh_z | gh_n] of its frame, and a row of `nBuffer` as
+  // gi_n; each becomes z | · | · and n, then the gradients.
+  // gh_z, gh_n = h_prev·W_hzᵀ + b_hz, h_prev·W_hnᵀ + b_hn: the bias, then one product over
+  // all rows with the state shifted by a frame, then the bias alone again on each sequence's
+  // first frame (whose shifted row belongs to another sample or is outside).
+  let ghZN = dGi + h
+  for row in 0..<rows { (ghZN + row * g3).update(from: bHH + h, count: 2 * h) }
   if rows > 1 {
     let (target, source) = reverse ? (0, 1) : (1, 0)
     sgemm(
-      transA: false, transB: true, m: rows - 1, n: h, k: h, a: out + source * width + column,
-      lda: width, b: wHH + 2 * h * h, ldb: h, c: ghn + target * g3, ldc: g3, beta: 1)
+      transA: false, transB: true, m: rows - 1, n: 2 * h, k: h,
+      a: out + source * width + column, lda: width, b: wHH + h * h, ldb: h,
+      c: ghZN + target * g3, ldc: g3, beta: 1)
   }
-  for i in 0..<b { (ghn + (i * t + firstFrame) * g3).update(from: bHH + 2 * h, count: h) }
-  // gi_n of every frame, as the forward's input product computed it; each row becomes n, then
-  // n's gradient.
+  for i in 0..<b { (ghZN + (i * t + firstFrame) * g3).update(from: bHH + h, count: 2 * h) }
+  // gi_z and gi_n, as the forward's input product computed them.
   let nBuffer = Tensor(validShape: [rows, h]) { _ in }
   let gin = nBuffer.storage.base
-  for row in 0..<rows { (gin + row * h).update(from: bIH + 2 * h, count: h) }
+  for row in 0..<rows {
+    (dGi + row * g3).update(from: bIH + h, count: h)
+    (gin + row * h).update(from: bIH + 2 * h, count: h)
+  }
+  sgemm(
+    transA: false, transB: true, m: rows, n: h, k: inputs, a: x, lda: inputs,
+    b: wIH + h * inputs, ldb: inputs, c: dGi, ldc: g3, beta: 1)
   sgemm(
     transA: false, transB: true, m: rows, n: h, k: inputs, a: x, lda: inputs,
     b: wIH + 2 * h * inputs, ldb: inputs, c: gin, ldc: h, beta: 1)
@@ -253,26 +266,29 @@ private func gruBackward(
     let frame = reverse ? t - 1 - step : step
     for i in 0..<b {
       let row = i * t + frame
-      let (rz, n, dgi) = (saved + row * 2 * h, gin + row * h, dGi + row * g3)
+      let (r, n, dgi) = (saved + row * h, gin + row * h, dGi + row * g3)
       let dhRow = dh + i * h
       let dOutRow = dOut + row * width + column
       let hp = frame == firstFrame ? zero : out + (row + shift) * width + column
-      // n = tanh(gi_n + r ⊙ gh_n), in the forward's passes.
-      for j in 0..<h { n[j] = n[j] + rz[j] * dgi[2 * h + j] }
+      // z = σ(gi_z + gh_z) and n = tanh(gi_n + r ⊙ gh_n), in the forward's passes.
+      let (z, ghZ, ghN) = (dgi, dgi + h, dgi + 2 * h)
+      for j in 0..<h { z[j] = z[j] + ghZ[j] }
+      for j in 0..<h { z[j] = VectorMath.sigmoid(z[j]) }
+      for j in 0..<h { n[j] = n[j] + r[j] * ghN[j] }
       for j in 0..<h { n[j] = VectorMath.tanh(n[j]) }
       // dGi's row takes the hidden side's gradients [dr | dz | dn ⊙ r] (for the products
       // below), n's row takes dn (moved into dGi at the end).
       for j in 0..<h {
-        let (r, z, nj, ghnj) = (rz[j], rz[h + j], n[j], dgi[2 * h + j])
+        let (rj, zj, nj, ghnj) = (r[j], z[j], n[j], ghN[j])
         let d = dhRow[j] + dOutRow[j]
-        let dnPre = d * (1 - z) * (1 - nj * nj)
-        let dzPre = d * (hp[j] - nj) * z * (1 - z)
-        let drPre = dnPre * ghnj * r * (1 - r)
+        let dnPre = d * (1 - zj) * (1 - nj * nj)
+        let dzPre = d * (hp[j] - nj) * zj * (1 - zj)
+        let drPre = dnPre * ghnj * rj * (1 - rj)
         dgi[j] = drPre
         dgi[h + j] = dzPre
-        dgi[2 * h + j] = dnPre * r
+        dgi[2 * h + j] = dnPre * rj
         n[j] = dnPre
-        dhRow[j] = d * z  // the direct path; the product below adds dgh·W_hh
+        dhRow[j] = d * zj  // the direct path; the product below adds dgh·W_hh
       }
     }
     if step > 0 {

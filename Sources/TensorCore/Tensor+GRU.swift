@@ -1,19 +1,21 @@
 import Foundation
 
-// The recurrence of one GRU layer as one op, for all its directions. The input-side products
-// of every frame are matrix products done before (`inputGates`, one per direction); here each
-// frame costs one `h·W_hhᵀ` product per direction and vectorised passes over the gates. The
-// directions of a layer are independent (both in a true bidirectional GRU and in PCM3's
-// stepwise form), so they run concurrently, each with single-threaded BLAS: a [B, H]·[H, 3H]
-// product is too small to split across threads, and two of them fill two cores.
+// One GRU layer as one op, for all its directions. Every frame's input gates are one product
+// per direction; then each frame costs one `h·W_hhᵀ` product per direction and vectorised
+// passes over the gates. The directions of a layer are independent (both in a true
+// bidirectional GRU and in PCM3's stepwise form), so they run concurrently, each with
+// single-threaded BLAS: a [B, H]·[H, 3H] product is too small to split across threads, and two
+// of them fill two cores.
 //
-// Memory. The forward keeps r, z and n of every frame (3H floats a frame and direction) and its
-// own output. The backward recomputes `gh_n = h·W_hnᵀ + b_hn`, the one other value it needs, for
-// all frames in one product (every frame's previous state is known by then), into the n
-// columns of the input gates' gradient, which it then overwrites frame by frame. The hidden
-// side's gradients overwrite the saved gates frame by frame, and `W_hh`'s gradient is one
-// product of them with the output shifted by a frame. So the backward allocates nothing beyond
-// the gradients it returns, and nothing is sliced per frame: memory is O(T) in frames.
+// Memory. For backward the op keeps its input and output (which the layers on either side hold
+// anyway) and the reset gate r of every frame: H floats a frame and direction, where r, z, n and
+// gh_n would take 4H. The backward first recomputes the rest for all frames at once (every
+// frame's previous state is known by then): gh_z and gh_n in one product with the output
+// shifted by a frame, gi_z and gi_n in two products with the input, with the same bits as the
+// forward's. They go into the input gates' gradient and one [B·T, H] scratch, which the pass
+// through time overwrites with the gradients frame by frame. `W_hh`'s gradient is then one
+// product of the hidden side's gradients with the output shifted by a frame. Nothing is sliced
+// per frame: memory is O(T) in frames. The trade, measured, is in docs/internals.md.
 
 extension Tensor {
   /// One layer of PyTorch's GRU with gates stacked [r; z; n], for each direction d: for each

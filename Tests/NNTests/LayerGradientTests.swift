@@ -222,11 +222,13 @@ struct LayerGradientTests {
   /// The fused layer keeps r and z alone and recomputes n (and gh_n) in backward; its output
   /// and every gradient match the same GRU run a cell at a time through autograd, for both
   /// orders in time, several samples (the backward's products pair rows across sample
-  /// boundaries) and several frames. Without a gradient it gives the same bits.
-  @Test func fusedGRULayerMatchesCellsStepByStep() throws {
+  /// boundaries) and several frames, and for one sample or one frame. Without a gradient it
+  /// gives the same bits.
+  @Test(arguments: [(3, 5), (1, 1), (1, 4), (3, 1)])
+  func fusedGRULayerMatchesCellsStepByStep(batch: Int, frames: Int) throws {
     for mode in [GRU.Mode.stepwise, .bidirectional] {
       Random.seed(9)
-      let (batch, frames, inputs, hidden) = (3, 5, 4, 6)
+      let (inputs, hidden) = (4, 6)
       let gru = try GRU(input: inputs, hidden: hidden, layers: 2, mode: mode)
       let x = try sampleTensor([batch, frames, inputs], seed: 10).requiringGrad()
       let weight = try sampleTensor([batch, frames, 2 * hidden], seed: 11)

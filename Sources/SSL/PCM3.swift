@@ -459,8 +459,10 @@ public final class PCM3Trainer: Pretrainer {
       mixing ? try Transforms.mix(fullV1.detached(), layout: layout, draw: draws.mix) : nil
     // The keys: momentum update first, then the key branch, without gradients. The official
     // step runs them after the query branch's passes, which change neither the query
-    // encoder's parameters nor anything the key branch reads; here they run first, so that the
-    // key pass's buffers come and go before the query passes' saved activations build up.
+    // encoder's parameters nor anything the key branch reads, and the key branch draws no
+    // random numbers (its copy has no drop path): so they can run first, with the same numbers,
+    // and the key pass's buffers come and go before the query passes' saved activations build
+    // up.
     let (k, kc, kClip, batchKeys): (Tensor, Tensor?, Tensor?, Tensor) = try Autograd.noGrad {
       try model.momentumUpdate(momentum)
       let keyEncoder = model.key.backbone

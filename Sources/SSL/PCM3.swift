@@ -136,12 +136,22 @@ public final class PCM3Model: Module {
     key.setFrozen(true)
   }
 
-  /// `encoder_k ← m·encoder_k + (1 − m)·encoder_q`, every parameter (not the buffers).
+  /// `encoder_k ← m·encoder_k + (1 − m)·encoder_q`, every parameter (not the buffers), in
+  /// place: the official expression's roundings (`k·m`, `q·(1 − m)`, their sum), without a
+  /// temporary the size of each parameter.
   func momentumUpdate(_ m: Double) throws {
-    try Autograd.noGrad {
-      let (keep, take) = (Float(m), Float(1 - m))
-      for ((_, q), (_, k)) in zip(query.namedParameters(), key.namedParameters()) {
-        k.assign(try k.value * keep + q.value * take)
+    let (keep, take) = (Float(m), Float(1 - m))
+    for ((name, q), (_, k)) in zip(query.namedParameters(), key.namedParameters()) {
+      guard q.value.shape == k.value.shape else {
+        throw TensorError(
+          "pcm3",
+          "\(name): key \(shapeString(k.value.shape)), query \(shapeString(q.value.shape))")
+      }
+      let source = q.value.contiguous()
+      source.withUnsafeBufferPointer { qs in
+        k.value.withUnsafeMutableBufferPointer { ks in
+          for i in 0..<ks.count { ks[i] = ks[i] * keep + qs[i] * take }
+        }
       }
     }
   }

@@ -183,6 +183,31 @@ struct PCM3TrainerTests {
     return sum
   }
 
+  /// The momentum update, now in place, gives the bits of the official expression
+  /// `k·m + q·(1 − m)` for every key parameter, with the query branch unchanged by the step.
+  @Test func theKeyBranchTakesTheOfficialMomentumExpression() throws {
+    let fixture = try Fixture("pcm3_step_tiny")
+    let trainer = try fixtures.tinyTrainer(fixture)
+    let parameters = { (prefix: String) in
+      trainer.model.namedParameters().filter { $0.name.hasPrefix(prefix) }.map {
+        (String($0.name.dropFirst(prefix.count)), $0.parameter.value.detached().contiguous())
+      }
+    }
+    let (query, key) = (parameters("encoder_q."), parameters("encoder_k."))
+    #expect(query.map(\.0) == key.map(\.0) && !key.isEmpty)
+    let (keep, take) = (Float(trainer.momentum), Float(1 - trainer.momentum))
+    let expected = try zip(query, key).map { try $1.1 * keep + $0.1 * take }
+    _ = try trainer.step(
+      fixture.tensor("v1"), fixture.tensor("v2"), fixture.tensor("v3"),
+      draws: fixtures.draws(fixture))
+    for ((name, after), wanted) in zip(parameters("encoder_k."), expected) {
+      #expect(after.scalars == wanted.scalars, "encoder_k.\(name)")
+    }
+    for ((name, after), before) in zip(parameters("encoder_q."), query) {
+      #expect(after.scalars == before.1.scalars, "encoder_q.\(name)")
+    }
+  }
+
   @Test func postDistillationTrainsTheDistillationTermsAlone() throws {
     let fixture = try Fixture("pcm3_step_tiny")
     let views = try ["v1", "v2", "v3"].map { try fixture.tensor($0) }

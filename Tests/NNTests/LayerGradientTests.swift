@@ -219,7 +219,33 @@ struct LayerGradientTests {
     #expect(maxAbsDifference(try bidirectional(x), output) > 1e-3)
   }
 
-  /// The fused layer keeps r and z alone and recomputes n (and gh_n) in backward; its output
+  /// The fused layer names what does not fit: the input's rank, a weight's shape, a count.
+  @Test func fusedGRULayerRejectsWhatDoesNotFit() throws {
+    let (w, b) = (Tensor.zeros([6, 3]), Tensor.zeros([6]))
+    func message(_ body: () throws -> Tensor) -> String {
+      (#expect(throws: TensorError.self) { _ = try body() })?.message ?? ""
+    }
+    #expect(
+      message {
+        try Tensor.gruLayer(
+          Tensor.zeros([2, 3]), weightsIH: [w], biasesIH: [b], weightsHH: [Tensor.zeros([6, 2])],
+          biasesHH: [b], reverse: [false])
+      }.contains("expects an input [B, T > 0, I], got [2, 3]"))
+    #expect(
+      message {
+        try Tensor.gruLayer(
+          Tensor.zeros([2, 4, 5]), weightsIH: [w], biasesIH: [b],
+          weightsHH: [Tensor.zeros([6, 2])], biasesHH: [b], reverse: [false])
+      }.contains("weight_ih [3H, 5]"))
+    #expect(
+      message {
+        try Tensor.gruLayer(
+          Tensor.zeros([2, 4, 3]), weightsIH: [w], biasesIH: [b, b],
+          weightsHH: [Tensor.zeros([6, 2])], biasesHH: [b], reverse: [false])
+      }.contains("the same number"))
+  }
+
+  /// The fused layer keeps r alone and recomputes z and n in backward; its output
   /// and every gradient match the same GRU run a cell at a time through autograd, for both
   /// orders in time, several samples (the backward's products pair rows across sample
   /// boundaries) and several frames, and for one sample or one frame. Without a gradient it

@@ -95,6 +95,8 @@ extension Tensor {
       let dGi = (0..<directions).map { _ in Tensor(validShape: [b, t, g3]) { _ in } }
       let dWHH = (0..<directions).map { _ in Tensor(validShape: [g3, h]) { _ in } }
       let dBHH = (0..<directions).map { _ in Tensor(validShape: [g3]) { _ in } }
+      let dBIH = (0..<directions).map { _ in Tensor(validShape: [g3]) { _ in } }
+      let dBIHBases = dBIH.map(\.address)
       let (dGiBases, dWBases, dBiasBases) = (
         dGi.map(\.address), dWHH.map(\.address), dBHH.map(\.address)
       )
@@ -111,13 +113,12 @@ extension Tensor {
                 dOut: dOutBase.base, wHH: wBases[d].base, bHH: biasBases[d].base,
                 x: inputBase.base, inputs: inputs, wIH: wIHBases[d].base, bIH: bIHBases[d].base,
                 out: outBase.base, saved: savedBases[d].base, dGi: dGiBases[d].base,
-                dW: dWBases[d].base, dBias: dBiasBases[d].base)
+                dW: dWBases[d].base, dBias: dBiasBases[d].base, dBiasIH: dBIHBases[d].base)
             }
           }
         }
       }
-      // The input side, as `linear`'s backward: dx = Σ_d dGi·W_ih, dW_ih = dGiᵀ·x,
-      // db_ih = Σ dGi over every frame.
+      // The rest of the input side, as `linear`'s backward: dx = Σ_d dGi·W_ih, dW_ih = dGiᵀ·x.
       let rows = b * t
       var dx: Tensor?
       if x.requiresGrad {
@@ -133,7 +134,6 @@ extension Tensor {
         dx = gradient
       }
       var dWIH: [Tensor] = []
-      var dBIH: [Tensor] = []
       for d in 0..<directions {
         let dW = Tensor(validShape: [g3, inputs]) { _ in }
         withExtendedLifetime((dGi, input)) {
@@ -142,7 +142,6 @@ extension Tensor {
             b: input.address.base, ldb: inputs, c: dW.address.base, ldc: inputs)
         }
         dWIH.append(dW)
-        dBIH.append(try dGi[d].reshaped([rows, g3]).sum(axes: [0]))
       }
       return [dx] + dWIH + dBIH + dWHH + dBHH
     }
@@ -207,8 +206,8 @@ private func gruForward(
 }
 
 /// The backward of one direction's recurrence: the gradient of its input gates `dGi`
-/// `[b, t, 3h]`, of `W_hh` `dW` `[3h, h]` and of `b_hh` `dBias` `[3h]`, from `dOut`
-/// `[b, t, width]` (its columns `column ..< column + h`). `saved` holds r of every frame,
+/// `[b, t, 3h]`, of `W_hh` `dW` `[3h, h]`, of `b_hh` `dBias` and of `b_ih` `dBiasIH` `[3h]`,
+/// from `dOut` `[b, t, width]` (its columns `column ..< column + h`). `saved` holds r of every frame,
 /// `[b, t, h]`; z and n are recomputed from `gi = x·W_ihᵀ + b_ih` (x `[b, t, inputs]`) and
 /// `gh = h·W_hhᵀ + b_hh` as in the forward, with the same bits.
 private func gruBackward(
@@ -218,7 +217,7 @@ private func gruBackward(
   wIH: UnsafeMutablePointer<Float>, bIH: UnsafeMutablePointer<Float>,
   out: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Float>,
   dGi: UnsafeMutablePointer<Float>, dW: UnsafeMutablePointer<Float>,
-  dBias: UnsafeMutablePointer<Float>
+  dBias: UnsafeMutablePointer<Float>, dBiasIH: UnsafeMutablePointer<Float>
 ) {
   let g3 = 3 * h
   let rows = b * t
@@ -299,12 +298,6 @@ private func gruBackward(
         b: wHH, ldb: h, c: dh, ldc: h, beta: 1)
     }
   }
-  // db_hh = Σ dgh over every frame.
-  dBias.initialize(repeating: 0, count: g3)
-  for row in 0..<rows {
-    let source = dGi + row * g3
-    for j in 0..<g3 { dBias[j] += source[j] }
-  }
   // dW_hh = Σ dghᵀ·h_prev: with the first frames' rows (whose h_prev is zero) cleared for the
   // while, one product pairs every other row with the state shifted by a frame.
   for i in 0..<b {
@@ -321,7 +314,18 @@ private func gruBackward(
     dW.initialize(repeating: 0, count: g3 * h)
   }
   for i in 0..<b { (dGi + (i * t + firstFrame) * g3).update(from: firstRows + i * g3, count: g3) }
-  // dGi's n columns: dn.
-  for row in 0..<rows { (dGi + row * g3 + 2 * h).update(from: gin + row * h, count: h) }
+  // One pass over the rows, each hot once: db_hh = Σ dgh; dGi's n columns take dn; db_ih = Σ dGi
+  // (summed in double, as `sum(axes:)` sums a bias's gradient).
+  let sumIH = UnsafeMutablePointer<Double>.allocate(capacity: g3)
+  defer { sumIH.deallocate() }
+  sumIH.initialize(repeating: 0, count: g3)
+  dBias.initialize(repeating: 0, count: g3)
+  for row in 0..<rows {
+    let gradient = dGi + row * g3
+    for j in 0..<g3 { dBias[j] += gradient[j] }
+    (gradient + 2 * h).update(from: gin + row * h, count: h)
+    for j in 0..<g3 { sumIH[j] += Double(gradient[j]) }
+  }
+  for j in 0..<g3 { dBiasIH[j] = Float(sumIH[j]) }
   withExtendedLifetime(nBuffer) {}
 }

@@ -30,7 +30,8 @@ public enum ExponentialMovingAverage {
       let s = source.value.contiguous()
       s.withUnsafeBufferPointer { ss in
         target.value.withUnsafeMutableBufferPointer { ts in
-          for i in 0..<ts.count { ts[i] += w * (ss[i] - ts[i]) }
+          guard let sb = ss.baseAddress, let tb = ts.baseAddress else { return }  // no elements
+          Kernels.movingAverage(tb, toward: sb, count: ts.count, weight: w)
         }
       }
     }

@@ -114,13 +114,13 @@ public final class AdamW: Optimizer {
           m.withUnsafeMutableBufferPointer { ms in
             v.withUnsafeMutableBufferPointer { vs in
               parameter.value.withUnsafeMutableBufferPointer { ps in
-                for i in 0..<ps.count {
-                  let gi = gs[i]
-                  ms[i] += (gi - ms[i]) * (1 - b1)
-                  vs[i] = vs[i] * b2 + (1 - b2) * gi * gi
-                  let denominator = vs[i].squareRoot() / root2 + epsilon
-                  ps[i] = ps[i] * shrink - stepSize * ms[i] / denominator
-                }
+                guard let gb = gs.baseAddress, let mb = ms.baseAddress, let vb = vs.baseAddress,
+                  let pb = ps.baseAddress
+                else { return }  // no elements
+                Kernels.adamW(
+                  parameter: pb, gradient: gb, average: mb, square: vb, count: ps.count,
+                  beta1: b1, beta2: b2, shrink: shrink, stepSize: stepSize, root2: root2,
+                  epsilon: epsilon)
               }
             }
           }
@@ -182,14 +182,11 @@ public final class SGD: Optimizer {
         g.withUnsafeBufferPointer { gs in
           buffer.withUnsafeMutableBufferPointer { bs in
             parameter.value.withUnsafeMutableBufferPointer { ps in
-              for i in 0..<ps.count {
-                var d = gs[i] + wd * ps[i]
-                if mu != 0 {
-                  bs[i] = first ? d : mu * bs[i] + d
-                  d = nesterov ? d + mu * bs[i] : bs[i]
-                }
-                ps[i] -= lr * d
-              }
+              guard let gb = gs.baseAddress, let bb = bs.baseAddress, let pb = ps.baseAddress
+              else { return }  // no elements
+              Kernels.sgd(
+                parameter: pb, gradient: gb, buffer: bb, count: ps.count, learningRate: lr,
+                weightDecay: wd, momentum: mu, first: first, nesterov: nesterov)
             }
           }
         }

@@ -150,7 +150,8 @@ public final class PCM3Model: Module {
       let source = q.value.contiguous()
       source.withUnsafeBufferPointer { qs in
         k.value.withUnsafeMutableBufferPointer { ks in
-          for i in 0..<ks.count { ks[i] = ks[i] * keep + qs[i] * take }
+          guard let qb = qs.baseAddress, let kb = ks.baseAddress else { return }  // no elements
+          Kernels.momentumBlend(kb, with: qb, count: ks.count, keep: keep, take: take)
         }
       }
     }

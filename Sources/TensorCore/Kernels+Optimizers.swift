@@ -76,3 +76,18 @@ extension Kernels {
     }
   }
 }
+
+extension Kernels {
+  /// A momentum encoder's update in place, as MoCo writes it: `k = k·keep + q·take` (each
+  /// product rounded, then their sum). Shared between the threads.
+  package static func momentumBlend(
+    _ key: UnsafeMutablePointer<Float>, with query: UnsafePointer<Float>, count: Int,
+    keep: Float, take: Float
+  ) {
+    let (pk, pq) = (SendablePointer(key), SendablePointer(UnsafeMutablePointer(mutating: query)))
+    parallelChunks(count) { range in
+      let (k, q) = (pk.base, pq.base)
+      for i in range { k[i] = k[i] * keep + q[i] * take }
+    }
+  }
+}

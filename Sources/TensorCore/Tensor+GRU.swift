@@ -133,15 +133,8 @@ extension Tensor {
         }
         dx = gradient
       }
-      var dWIH: [Tensor] = []
-      for d in 0..<directions {
-        let dW = Tensor(validShape: [g3, inputs]) { _ in }
-        withExtendedLifetime((dGi, input)) {
-          sgemm(
-            transA: true, transB: false, m: g3, n: inputs, k: rows, a: dGi[d].address.base, lda: g3,
-            b: input.address.base, ldb: inputs, c: dW.address.base, ldc: inputs)
-        }
-        dWIH.append(dW)
+      let dWIH = dGi.map {
+        productWeightGradient($0, input: input, rows: rows, outputs: g3, inputs: inputs)
       }
       return [dx] + dWIH + dBIH + dWHH + dBHH
     }

@@ -407,7 +407,7 @@ extension Tensor {
 
   /// `gᵀ · input`: the gradient of a product's weight `[out, in]`, from the contiguous output
   /// gradient `g` `[rows, out]` and the contiguous input `[rows, in]`.
-  private static func productWeightGradient(
+  static func productWeightGradient(
     _ g: Tensor, input: Tensor, rows: Int, outputs: Int, inputs: Int
   ) -> Tensor {
     Tensor(validShape: [outputs, inputs]) { dst in

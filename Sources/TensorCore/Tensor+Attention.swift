@@ -85,8 +85,9 @@ extension Tensor {
     let saved = out
     return Autograd.record("attention", out, [qkv]) { gradOut in
       let g = gradOut.contiguous()
+      // Every element is written: q's rows block by block, k's and v's by the first block's
+      // products (beta 0), which later blocks add to.
       let dqkv = Tensor(validShape: [b, n, 3 * d]) { dst in
-        dst.initialize(repeating: 0, count: b * n * 3 * d)
         let source = SendablePointer(
           UnsafeMutablePointer(mutating: packed.storage.base + packed.offset))
         let outputs = SendablePointer(
@@ -115,10 +116,11 @@ extension Tensor {
                 let shift = lsePointer.base[pair * n + r0 + r]
                 for j in 0..<n { row[j] = VectorMath.expNonPositive(row[j] - shift) }
               }
-              // dv += pᵀ · dO
+              // dv (+)= pᵀ · dO
+              let accumulate: Float = r0 == 0 ? 0 : 1
               cblas_sgemm(
                 CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(rows), 1, p,
-                Int32(n), dO + r0 * d, Int32(d), 1, dq + 2 * d, Int32(3 * d))
+                Int32(n), dO + r0 * d, Int32(d), accumulate, dq + 2 * d, Int32(3 * d))
               // dp = dO · vᵀ
               cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(hd), 1,
@@ -130,13 +132,13 @@ extension Tensor {
                 let dr = dp + r * n
                 for j in 0..<n { dr[j] = pr[j] * (dr[j] - delta) * alpha }
               }
-              // dq[r0..] = dlogits · k;  dk += dlogitsᵀ · q[r0..]
+              // dq[r0..] = dlogits · k;  dk (+)= dlogitsᵀ · q[r0..]
               cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(hd), Int32(n), 1,
                 dp, Int32(n), q + d, Int32(3 * d), 0, dq + r0 * 3 * d, Int32(3 * d))
               cblas_sgemm(
                 CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(rows), 1, dp,
-                Int32(n), q + r0 * 3 * d, Int32(3 * d), 1, dq + d, Int32(3 * d))
+                Int32(n), q + r0 * 3 * d, Int32(3 * d), accumulate, dq + d, Int32(3 * d))
               r0 += rows
             }
           }

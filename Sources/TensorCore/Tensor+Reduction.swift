@@ -38,6 +38,54 @@ extension Kernels {
     return total
   }
 
+  /// The sums of `outerOffsets.count · inner` sequences of `offsets.count` floats read in place:
+  /// sequence (o, i) is `x[outerOffsets[o] + offsets[k] + i]` for k in order. Each has the bits of
+  /// `sum(_:_:)` over the sequence copied out (16-lane float partials by position k, per block of
+  /// 4096, blocks and the tail added in double precision), without the copy: a reduction over
+  /// middle axes (a broadcast gradient such as a `[1, T, 1, D]` embedding's) reads whole
+  /// contiguous runs of `inner` floats. Outer indices are split across threads.
+  package static func sumInPlace(
+    _ x: UnsafePointer<Float>, outerOffsets: [Int], inner: Int, offsets: [Int],
+    into out: UnsafeMutablePointer<Float>
+  ) {
+    let n = offsets.count
+    let src = SendablePointer(UnsafeMutablePointer(mutating: x))
+    let dst = SendablePointer(out)
+    parallelChunks(outerOffsets.count, grain: Swift.max(1, 65_536 / Swift.max(n * inner, 1))) {
+      range in
+      let lanes = UnsafeMutablePointer<Float>.allocate(capacity: 17 * inner)
+      let totals = UnsafeMutablePointer<Double>.allocate(capacity: inner)
+      defer {
+        lanes.deallocate()
+        totals.deallocate()
+      }
+      let tail = lanes + 16 * inner
+      for o in range {
+        let base = src.base + outerOffsets[o]
+        totals.initialize(repeating: 0, count: inner)
+        var start = 0
+        while start < n {
+          let end = Swift.min(n, start + 4096)
+          let laneEnd = start + (end - start) / 16 * 16
+          lanes.initialize(repeating: 0, count: 17 * inner)
+          for k in start..<end {
+            let row = base + offsets[k]
+            let acc = k < laneEnd ? lanes + ((k - start) & 15) * inner : tail
+            for i in 0..<inner { acc[i] += row[i] }
+          }
+          for i in 0..<inner {
+            var total: Float = -0
+            for lane in 0..<16 { total += lanes[lane * inner + i] }
+            totals[i] += Double(total) + Double(tail[i])
+          }
+          start = end
+        }
+        let target = dst.base + o * inner
+        for i in 0..<inner { target[i] = Float(totals[i]) }
+      }
+    }
+  }
+
   /// Per-row reduction of a contiguous `[rows, n]` block into `out[rows]`, rows split across
   /// threads.
   package static func reduceRows(
@@ -95,6 +143,26 @@ extension Tensor {
           }
           for j in 0..<columns.count { d.base[columns.lowerBound + j] = Float(acc[j]) }
         }
+      }
+    } else if isContiguous, let last = reduced.last, last < rank - 1,
+      case let inner = shape[(last + 1)...].reduce(1, *), inner >= 16, inner <= 16_384
+    {
+      // Middle axes: the kept axes before the last reduced one index the output's rows of
+      // `inner` floats, and each reduced index adds one contiguous run to a row (no permuted
+      // copy; the same bits as the copy and a row sum).
+      let strides = Shape.contiguousStrides(shape)
+      let dims = shape
+      func offsets(_ axes: [Int]) -> [Int] {
+        axes.reduce([0]) { partial, axis in
+          partial.flatMap { o in (0..<dims[axis]).map { o + $0 * strides[axis] } }
+        }
+      }
+      let runs = offsets(reduced)
+      let rows = offsets((0..<last).filter { !reduced.contains($0) })
+      let src = storage.base + offset
+      let kept = shape.indices.filter { !reduced.contains($0) }.map { shape[$0] }
+      out = Tensor(validShape: keepDim ? keptShape(reduced) : kept) { dst in
+        Kernels.sumInPlace(src, outerOffsets: rows, inner: inner, offsets: runs, into: dst)
       }
     } else {
       let layout = try reductionLayout(reduced, keepDim: keepDim, op: "sum")

@@ -119,6 +119,13 @@ private final class PoolJob: Sendable {
   }
 
   var finished: Bool { done.load(ordering: .acquiring) >= chunks }
+
+  /// Whether the worker pinned to `cpu` stays out of this job: it is on the caller's CPU and
+  /// the other `workers - 1` can take every chunk but the caller's, so it would only queue
+  /// behind the caller on one core.
+  func leavesOut(_ cpu: Int, of workers: Int) -> Bool {
+    cpu == callerCPU && chunks <= workers
+  }
 }
 
 /// Persistent worker threads for `parallelChunks`, one pinned to each CPU. The caller and the
@@ -166,7 +173,12 @@ final class WorkerPool: Sendable {
       chunks: chunks, callerCPU: Int(skellab_current_cpu()), body: body)
     job.set(published)
     generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
-    for worker in workers where worker.sleeping.exchange(false, ordering: .sequentiallyConsistent) {
+    // The worker on the caller's CPU is left asleep when it would stay out (see `workerLoop`):
+    // woken, it would only take that CPU from the caller to find nothing to do.
+    for worker in workers
+    where !published.leavesOut(worker.cpu, of: workers.count)
+      && worker.sleeping.exchange(false, ordering: .sequentiallyConsistent)
+    {
       worker.wake.signal()
     }
     published.work()
@@ -178,27 +190,31 @@ final class WorkerPool: Sendable {
   private func workerLoop(_ worker: Worker) {
     _ = skellab_pin_current_thread(Int32(worker.cpu))
     var seen = 0
+    var spin = true
     while true {
-      waitForJob(worker, after: seen)
+      waitForJob(worker, after: seen, spinning: spin)
       seen = generation.load(ordering: .acquiring)
-      // The worker on the caller's CPU stays out while the others can take every chunk but
-      // the caller's: it would only queue behind the caller on one core.
-      if let current = job.get(),
-        worker.cpu != current.callerCPU || current.chunks > workers.count
-      {
+      spin = true
+      guard let current = job.get() else { continue }
+      if current.leavesOut(worker.cpu, of: workers.count) {
+        // Spinning here would keep taking the caller's CPU from it while it works: sleep
+        // until the next job instead.
+        spin = false
+      } else {
         current.work()
       }
     }
   }
 
-  /// Returns once the generation has moved past `seen`: spinning first, then sleeping.
-  private func waitForJob(_ worker: Worker, after seen: Int) {
+  /// Returns once the generation has moved past `seen`: spinning first (when `spinning`), then
+  /// sleeping.
+  private func waitForJob(_ worker: Worker, after seen: Int, spinning: Bool) {
     let deadline = DispatchTime.now().uptimeNanoseconds + WorkerPool.spinNanoseconds
     var spins = 0
     while generation.load(ordering: .acquiring) == seen {
-      sched_yield()
+      if spinning { sched_yield() }
       spins += 1
-      if spins % 32 == 0, DispatchTime.now().uptimeNanoseconds > deadline {
+      if !spinning || (spins % 32 == 0 && DispatchTime.now().uptimeNanoseconds > deadline) {
         // Sleep, without losing a wake-up: announce it, then check once more.
         worker.sleeping.store(true, ordering: .sequentiallyConsistent)
         if generation.load(ordering: .sequentiallyConsistent) != seen,

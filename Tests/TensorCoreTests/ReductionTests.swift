@@ -30,6 +30,24 @@ struct ReductionTests {
     }
   }
 
+  /// A sum over middle axes reads the tensor in place, with the bits of the permuted copy's row
+  /// sums: lanes by position, 4096-long blocks (two here, with a tail), outer axes apart.
+  @Test(arguments: [
+    ([4, 3, 5, 16], [0, 2]), ([2, 4100, 3, 17], [1]), ([3, 5, 7, 2, 20], [1, 3]),
+    ([3, 300, 16], [1]),
+  ])
+  func middleAxisSumsHaveTheRowSumsBits(shape: [Int], axes: [Int]) throws {
+    let x = try sampleTensor(shape, seed: 21, scale: 1000)
+    let kept = shape.indices.filter { !axes.contains($0) }
+    let n = axes.reduce(1) { $0 * shape[$1] }
+    let rows = kept.reduce(1) { $0 * shape[$1] }
+    let reference = try x.permuted(kept + axes).contiguous().reshaped([rows, n]).sum(axes: [1])
+    let fast = try x.sum(axes: axes, keepDim: true)
+    #expect(fast.shape == shape.indices.map { axes.contains($0) ? 1 : shape[$0] })
+    #expect(fast.scalars.map(\.bitPattern) == reference.scalars.map(\.bitPattern))
+    #expect(try x.sum(axes: axes).shape == kept.map { shape[$0] })
+  }
+
   @Test func values() throws {
     let x = try Tensor(shape: [2, 3], scalars: [1, 5, 3, 4, 2, 6])
     #expect(try x.sum().scalars == [21])

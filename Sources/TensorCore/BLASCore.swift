@@ -25,6 +25,29 @@ public enum BLASCore {
   /// Runs once, before the first product (from `Threading`).
   static let selection: (String, String?) = select()
 
+  /// Whether OpenBLAS runs products of up to 10⁶ multiply-adds (100³) through its unpacked
+  /// small-matrix kernels, plain (`N·N`) and with the second operand transposed in its own
+  /// column-major terms (a row-major `Aᵀ·B`): no packing of either operand and no clearing of C
+  /// before it. OpenBLAS 0.3's own rule decides (its `sgemm_small_matrix_permit` for the chosen
+  /// kernels, asked once): its `SkylakeX` kernels take them, its `Haswell` and `Zen` ones
+  /// do not, and then a product split to fit would only be packed more often.
+  package static let smallProducts: Bool = {
+    _ = selection
+    #if canImport(Glibc)
+      let core = currentName().uppercased()
+      let handle = UnsafeMutableRawPointer(bitPattern: 0)
+      guard
+        let permit = dlsym(handle, "sgemm_small_matrix_permit_" + core)
+          ?? dlsym(handle, "sgemm_small_matrix_permit")
+      else { return false }
+      typealias Permit = @convention(c) (Int32, Int32, Int, Int, Int, Float, Float) -> Int32
+      let ask = unsafeBitCast(permit, to: Permit.self)
+      return ask(0, 0, 100, 100, 100, 1, 0) != 0 && ask(0, 1, 100, 100, 100, 1, 1) != 0
+    #else
+      return false
+    #endif
+  }()
+
   /// OpenBLAS's cores without AVX2.
   static let weakCores: Set<String> = [
     "prescott", "katmai", "coppermine", "northwood", "banias", "core2", "penryn", "dunnington",

@@ -18,12 +18,37 @@ extension Tensor {
   /// in blocks of 512 and 238: 587 against 593 ms; the `small` MAMP step unchanged, 351 ms).
   static let attentionBlockRows = 512
 
+  /// Query rows per block, and whether the logits' products read transposed copies of k and v.
+  /// Where OpenBLAS takes products of up to 10⁶ multiply-adds unpacked
+  /// (`BLASCore.smallProducts`), blocks are cut to that size so that all six products of a
+  /// block (q·kᵀ and p·v; in backward q·kᵀ again, pᵀ·dO, dO·vᵀ, ds·k and dsᵀ·q) go that way:
+  /// none packs its operands or clears C first, and the transposed products become plain ones
+  /// over `[hd, N]` copies of k and v made once per head. Alone on one core of the 2-core
+  /// Xeon, at `small`'s shapes (400 tokens, hd 32, blocks of 78 rows): q·kᵀ 76.4 → 68.5 µs,
+  /// p·v 81.1 → 70.8, pᵀ·dO (blocks of 64) 83.6 → 58.9. Elsewhere, or when a block would
+  /// have fewer than 8 rows, whole sequences up to 512 rows.
+  static func attentionPlan(n: Int, width: Int) -> (rows: Int, transposed: Bool) {
+    let fit = 1_000_000 / Swift.max(n * width, 1)
+    guard BLASCore.smallProducts, fit >= Swift.min(8, n) else {
+      return (attentionBlockRows, false)
+    }
+    return (Swift.max(1, Swift.min(fit, n)), true)
+  }
+
   /// Multi-head self-attention of a packed projection `qkv` `[B, N, 3D]` (q | k | v; head h
   /// owns channels h·hd ..< (h+1)·hd of each): `softmax(q·kᵀ·scale)·v` per head, heads merged
   /// back channel-major, `[B, N, D]`. `scale` defaults to hd^-0.5 and multiplies the logits.
   public static func packedAttention(_ qkv: Tensor, heads: Int, scale: Float? = nil) throws
     -> Tensor
   {
+    try packedAttention(qkv, heads: heads, scale: scale, plan: nil)
+  }
+
+  /// `packedAttention` with the blocks and products given (`attentionPlan`'s when nil): the
+  /// tests run every plan on every machine.
+  package static func packedAttention(
+    _ qkv: Tensor, heads: Int, scale: Float?, plan given: (rows: Int, transposed: Bool)?
+  ) throws -> Tensor {
     guard qkv.rank == 3, heads > 0, qkv.shape[2] % (3 * heads) == 0 else {
       throw TensorError(
         "attention",
@@ -34,6 +59,8 @@ extension Tensor {
     let hd = d / heads
     let alpha = scale ?? Float(1 / Double(hd).squareRoot())
     let packed = qkv.contiguous()
+    let plan: (rows: Int, transposed: Bool) =
+      given.map { (Swift.max(1, $0.rows), $0.transposed) } ?? attentionPlan(n: n, width: hd)
     // Each row's log-sum-exp, for the backward: only when one will run.
     let keepLogSumExp = Autograd.isRecording && qkv.requiresGrad
     var logSumExp = [Float](repeating: 0, count: Swift.max(keepLogSumExp ? b * heads * n : 0, 1))
@@ -43,18 +70,22 @@ extension Tensor {
         let source = SendablePointer(
           UnsafeMutablePointer(mutating: packed.storage.base + packed.offset))
         let target = SendablePointer(dst)
-        forEachHead(b * heads, columns: n) { pair, scratch in
+        forEachHead(
+          b * heads, columns: n, blockRows: plan.rows, transposed: plan.transposed ? hd : 0
+        ) {
+          pair, scratch, transposed in
           let (s, h) = (pair / heads, pair % heads)
           let q = source.base + s * n * 3 * d + h * hd
           let o = target.base + s * n * d + h * hd
-          var r0 = 0
+          var (r0, kWritten) = (0, false)
           while r0 < n {
-            let rows = Swift.min(attentionBlockRows, n - r0)
+            let rows = Swift.min(plan.rows, n - r0)
             let logits = scratch
             // logits[rows, N] = alpha · q[r0..] · kᵀ
-            cblas_sgemm(
-              CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(hd), alpha,
-              q + r0 * 3 * d, Int32(3 * d), q + d, Int32(3 * d), 0, logits, Int32(n))
+            productTransposed(
+              rows: rows, n: n, width: hd, alpha: alpha, q + r0 * 3 * d, Int32(3 * d),
+              q + d, Int32(3 * d), into: logits, transposedB: plan.transposed ? transposed : nil,
+              written: &kWritten)
             // Unnormalised probabilities; each output row is divided by its sum afterwards
             // (hd values instead of N).
             var inverse = [Float](repeating: 0, count: rows)
@@ -97,20 +128,25 @@ extension Tensor {
         logSumExp.withUnsafeBufferPointer { lse in
           let lsePointer = SendablePointer(
             UnsafeMutablePointer(mutating: lse.baseAddress ?? UnsafePointer(target.base)))
-          forEachHead(b * heads, columns: n, scratchRows: 2) { pair, scratch in
+          forEachHead(
+            b * heads, columns: n, blockRows: plan.rows, scratchRows: 2,
+            transposed: plan.transposed ? 2 * hd : 0
+          ) {
+            pair, scratch, transposed in
             let (s, h) = (pair / heads, pair % heads)
             let q = source.base + s * n * 3 * d + h * hd
             let o = outputs.base + s * n * d + h * hd
             let dO = gradients.base + s * n * d + h * hd
             let dq = target.base + s * n * 3 * d + h * hd
-            var r0 = 0
+            var (r0, kWritten, vWritten) = (0, false, false)
             while r0 < n {
-              let rows = Swift.min(attentionBlockRows, n - r0)
+              let rows = Swift.min(plan.rows, n - r0)
               let p = scratch
-              let dp = scratch + attentionBlockRows * n
-              cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(hd), alpha,
-                q + r0 * 3 * d, Int32(3 * d), q + d, Int32(3 * d), 0, p, Int32(n))
+              let dp = scratch + plan.rows * n
+              productTransposed(
+                rows: rows, n: n, width: hd, alpha: alpha, q + r0 * 3 * d, Int32(3 * d),
+                q + d, Int32(3 * d), into: p, transposedB: plan.transposed ? transposed : nil,
+                written: &kWritten)
               for r in 0..<rows {
                 let row = p + r * n
                 let shift = lsePointer.base[pair * n + r0 + r]
@@ -122,9 +158,10 @@ extension Tensor {
                 CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(rows), 1, p,
                 Int32(n), dO + r0 * d, Int32(d), accumulate, dq + 2 * d, Int32(3 * d))
               // dp = dO · vᵀ
-              cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(hd), 1,
-                dO + r0 * d, Int32(d), q + 2 * d, Int32(3 * d), 0, dp, Int32(n))
+              productTransposed(
+                rows: rows, n: n, width: hd, alpha: 1, dO + r0 * d, Int32(d), q + 2 * d,
+                Int32(3 * d), into: dp, transposedB: plan.transposed ? transposed + hd * n : nil,
+                written: &vWritten)
               // dlogits = p ⊙ (dp − rowsum(dO ⊙ o)) · alpha, in place of dp
               for r in 0..<rows {
                 let delta = Kernels.dot(dO + (r0 + r) * d, o + (r0 + r) * d, hd)
@@ -148,14 +185,46 @@ extension Tensor {
     }
   }
 
-  /// Runs `body(pair, scratch)` for each (sequence, head) pair, split across threads, each
-  /// thread with a scratch buffer of `scratchRows` blocks of logits. While the pairs run in
-  /// parallel, BLAS runs single-threaded inside each (the pairs already fill the cores).
+  /// `c[rows, n] = alpha · a[rows, width] · bᵀ`, `b` being `n` rows of `width` floats `ldb`
+  /// apart. With `transposedB` (`[width, n]`, filled from `b` unless `written`) as a plain
+  /// product: OpenBLAS 0.3's small-matrix kernels take the transposed form only while C has at
+  /// most 1,200 elements, and otherwise it packs both operands and clears C before it adds to
+  /// it. Without, to BLAS as it is.
+  private static func productTransposed(
+    rows: Int, n: Int, width: Int, alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int32,
+    _ b: UnsafePointer<Float>, _ ldb: Int32, into c: UnsafeMutablePointer<Float>,
+    transposedB: UnsafeMutablePointer<Float>?, written: inout Bool
+  ) {
+    guard let transposedB else {
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(width), alpha, a,
+        lda, b, ldb, 0, c, Int32(n))
+      return
+    }
+    if !written {
+      written = true
+      for j in 0..<n {
+        let row = b + j * Int(ldb)
+        for column in 0..<width { transposedB[column * n + j] = row[column] }
+      }
+    }
+    cblas_sgemm(
+      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(n), Int32(width), alpha, a,
+      lda, transposedB, Int32(n), 0, c, Int32(n))
+  }
+
+  /// Runs `body(pair, scratch, transposed)` for each (sequence, head) pair, split across
+  /// threads, each thread with a scratch buffer of `scratchRows` blocks of `blockRows` rows of
+  /// logits and one of `transposed` rows of `columns` (for `productTransposed`). While the pairs
+  /// run in parallel, BLAS runs single-threaded inside each (the pairs already fill the cores).
   private static func forEachHead(
-    _ pairs: Int, columns: Int, scratchRows: Int = 1,
-    _ body: @escaping @Sendable (Int, UnsafeMutablePointer<Float>) -> Void
+    _ pairs: Int, columns: Int, blockRows: Int, scratchRows: Int = 1, transposed: Int,
+    _ body:
+      @escaping @Sendable (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) ->
+      Void
   ) {
     let threads = Swift.min(Threading.threadCount, pairs)
+    let logits = scratchRows * blockRows * columns
     Threading.withSingleThreadedBLAS(threads > 1) {
       parallelChunks(pairs, grain: 1) { range in
         var scratch: UnsafeMutablePointer<Float>?
@@ -163,9 +232,9 @@ extension Tensor {
         for pair in range {
           if scratch == nil {
             scratch = UnsafeMutablePointer<Float>.allocate(
-              capacity: scratchRows * attentionBlockRows * columns)
+              capacity: logits + transposed * columns)
           }
-          if let scratch { body(pair, scratch) }
+          if let scratch { body(pair, scratch, scratch + logits) }
         }
       }
     }

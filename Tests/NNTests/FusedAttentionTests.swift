@@ -5,11 +5,15 @@ import Testing
 
 /// The fused, blocked attention kernel against the composed ops it replaces, for shapes within
 /// one query block and across two (`Tensor.attentionBlockRows` is 512: the backward's first
-/// block writes k's and v's gradients, the second adds to them), and against finite
-/// differences.
+/// block writes k's and v's gradients, the second adds to them), with the logits' products
+/// through transposed keys (small blocks), through BLAS as they are (large), and one of each
+/// in one head (530 tokens of width 4), and against finite differences.
 @Suite("Fused attention", .timed)
 struct FusedAttentionTests {
-  @Test(arguments: [(1, 1, 4, 1), (2, 5, 8, 2), (3, 130, 16, 4), (1, 64, 12, 3), (2, 530, 8, 2)])
+  @Test(arguments: [
+    (1, 1, 4, 1), (2, 5, 8, 2), (3, 130, 16, 4), (1, 64, 12, 3), (2, 530, 8, 2),
+    (1, 600, 2, 2),
+  ])
   func fusedEqualsComposed(shape: (Int, Int, Int, Int)) throws {
     let (b, n, d, heads) = shape
     let attention = try Attention(d, heads: heads)
@@ -31,6 +35,36 @@ struct FusedAttentionTests {
     {
       expectClose(
         try #require(fusedGrad), try #require(parameter.grad), rtol: 1e-4, atol: 1e-6, name)
+    }
+  }
+
+  /// Every plan of blocks and products, whatever this machine's OpenBLAS takes: whole
+  /// sequences packed, 7-row blocks packed, 7-row blocks through transposed k and v (many
+  /// blocks, k and v transposed once per head) and whole sequences transposed, against the
+  /// composed ops, output and gradient.
+  @Test(arguments: [(2, 530, 8, 2), (3, 45, 12, 3)])
+  func everyPlanEqualsComposed(shape: (Int, Int, Int, Int)) throws {
+    let (b, n, d, heads) = shape
+    let hd = d / heads
+    let qkv = try sampleTensor([b, n, 3 * d], seed: 5)
+    let weights = try sampleTensor([b, n, d], seed: 6)
+    let x = qkv.detached().requiringGrad()
+    let packed = try x.reshaped([b, n, 3, heads, hd]).permuted([2, 0, 3, 1, 4])
+    let logits =
+      try packed[.index(0)].matmul(packed[.index(1)].transposed())
+      * Float(1 / Double(hd).squareRoot())
+    let composed = try logits.softmax(axis: -1).matmul(packed[.index(2)])
+      .permuted([0, 2, 1, 3]).reshaped([b, n, d])
+    try (composed * weights).sum().backward()
+    let plans: [(rows: Int, transposed: Bool)] = [(512, false), (7, false), (7, true), (n, true)]
+    for plan in plans {
+      let y = qkv.detached().requiringGrad()
+      let fused = try Tensor.packedAttention(y, heads: heads, scale: nil, plan: plan)
+      try (fused * weights).sum().backward()
+      expectClose(fused, composed, rtol: 1e-5, atol: 1e-6, "out \(shape) \(plan)")
+      expectClose(
+        try #require(y.grad), try #require(x.grad), rtol: 1e-4, atol: 1e-6,
+        "grad \(shape) \(plan)")
     }
   }
 

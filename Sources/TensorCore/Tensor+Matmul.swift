@@ -356,21 +356,29 @@ extension Tensor {
     let (inputs, outputs) = (w.shape[1], w.shape[0])
     let rows = x.count / Swift.max(inputs, 1)
     return Tensor(validShape: Array(x.shape.dropLast()) + [outputs]) { dst in
-      if let r {
-        let start = r.storage.base + r.offset
-        if let b {
-          // residual + bias in one pass
-          let source = b.storage.base + b.offset
-          for row in 0..<rows {
-            let (target, from) = (dst + row * outputs, start + row * outputs)
-            for j in 0..<outputs { target[j] = from[j] + source[j] }
-          }
-        } else {
-          dst.update(from: start, count: rows * outputs)
+      // C starts as the residual, the bias, or their sum: rows shared between the threads.
+      if r != nil || b != nil {
+        let target = SendablePointer(dst)
+        let residual = r.map {
+          SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
         }
-      } else if let b {
-        let source = b.storage.base + b.offset
-        for row in 0..<rows { (dst + row * outputs).update(from: source, count: outputs) }
+        let bias = b.map {
+          SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
+        }
+        parallelChunks(rows, grain: Swift.max(1, 32_768 / Swift.max(outputs, 1))) { range in
+          for row in range {
+            let to = target.base + row * outputs
+            switch (residual, bias) {
+            case let (residual?, bias?):
+              let from = residual.base + row * outputs
+              for j in 0..<outputs { to[j] = from[j] + bias.base[j] }
+            case let (residual?, nil):
+              to.update(from: residual.base + row * outputs, count: outputs)
+            case let (nil, bias?): to.update(from: bias.base, count: outputs)
+            case (nil, nil): break
+            }
+          }
+        }
       }
       let (source, beta): (UnsafeMutablePointer<Float>, Float) = (
         x.storage.base + x.offset, b == nil && r == nil ? 0 : 1

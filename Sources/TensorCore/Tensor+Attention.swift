@@ -203,9 +203,16 @@ extension Tensor {
     }
     if !written {
       written = true
+      // Row by row: contiguous loads, stores `n` apart (pointer steps: no overflow checks in
+      // the loop, which kept it scalar with a check per element).
+      var row = b
       for j in 0..<n {
-        let row = b + j * Int(ldb)
-        for column in 0..<width { transposedB[column * n + j] = row[column] }
+        var target = transposedB + j
+        for column in 0..<width {
+          target.pointee = row[column]
+          target += n
+        }
+        row += Int(ldb)
       }
     }
     cblas_sgemm(

@@ -164,8 +164,10 @@ package enum VectorMath {
     let ni = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
     // Two-part ln 2 keeps the reduced argument exact.
     // Polynomials use fused multiply-adds: one instruction per step, and correctly rounded,
-    // so the bits are the same on every machine.
-    var r = clamped - n * 0.693_359_375
+    // so the bits are the same on every machine. n·0.693359375 is exact (|n| ≤ 128 has 8
+    // significant bits, 355/512 has 9), so fusing it into the subtraction rounds once, as the
+    // subtraction alone did: the same bits in one instruction.
+    var r = clamped.addingProduct(-n, 0.693_359_375)
     r = r + n * 2.121_944_4e-4
     var p: Float = 1.987_569_15e-4
     p = (1.398_199_950_7e-3 as Float).addingProduct(p, r)

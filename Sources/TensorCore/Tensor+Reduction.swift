@@ -86,6 +86,41 @@ extension Kernels {
     }
   }
 
+  /// `out[j] = Σ_r x[r · stride + j]` for `columns` columns, each summed in double in row order
+  /// (a bias's gradient). Strips of 32 columns keep their sums in registers through all the rows
+  /// (an array of sums was loaded and stored again for every row); the order of the additions,
+  /// and so the bits, are the same.
+  package static func sumRowsInDouble(
+    _ x: UnsafePointer<Float>, rows: Int, stride: Int, columns: Int,
+    into out: UnsafeMutablePointer<Float>
+  ) {
+    var j0 = 0
+    while j0 + 32 <= columns {
+      var (a0, a1, a2, a3) = (
+        SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>(), SIMD8<Double>()
+      )
+      var row = UnsafeRawPointer(x + j0)
+      for _ in 0..<rows {
+        a0 += SIMD8<Double>(row.loadUnaligned(as: SIMD8<Float>.self))
+        a1 += SIMD8<Double>(row.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
+        a2 += SIMD8<Double>(row.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self))
+        a3 += SIMD8<Double>(row.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
+        row += stride * MemoryLayout<Float>.stride
+      }
+      for (k, sums) in [a0, a1, a2, a3].enumerated() {
+        for lane in 0..<8 { out[j0 + 8 * k + lane] = Float(sums[lane]) }
+      }
+      j0 += 32
+    }
+    guard j0 < columns else { return }
+    var sums = [Double](repeating: 0, count: columns - j0)
+    for r in 0..<rows {
+      let row = x + r * stride + j0
+      for j in 0..<sums.count { sums[j] += Double(row[j]) }
+    }
+    for j in 0..<sums.count { out[j0 + j] = Float(sums[j]) }
+  }
+
   /// Per-row reduction of a contiguous `[rows, n]` block into `out[rows]`, rows split across
   /// threads.
   package static func reduceRows(
@@ -136,12 +171,9 @@ extension Tensor {
         let d = SendablePointer(dst)
         let s = SendablePointer(src)
         parallelChunks(inner, grain: 64) { columns in
-          var acc = [Double](repeating: 0, count: columns.count)
-          for r in 0..<rows {
-            let row = s.base + r * inner + columns.lowerBound
-            for j in 0..<columns.count { acc[j] += Double(row[j]) }
-          }
-          for j in 0..<columns.count { d.base[columns.lowerBound + j] = Float(acc[j]) }
+          Kernels.sumRowsInDouble(
+            s.base + columns.lowerBound, rows: rows, stride: inner, columns: columns.count,
+            into: d.base + columns.lowerBound)
         }
       }
     } else if isContiguous, let last = reduced.last, last < rank - 1,

@@ -48,6 +48,22 @@ struct ReductionTests {
     #expect(try x.sum(axes: axes).shape == kept.map { shape[$0] })
   }
 
+  /// A sum over leading axes (a bias's gradient) adds each column's rows in double, in row
+  /// order: strips of 32 columns and the rest, against that sum written out (`ThreadingTests`
+  /// checks that two threads, splitting the columns, give the same bits).
+  @Test(arguments: [[37, 100], [3, 5, 64], [1000, 7], [2, 0, 40]])
+  func leadingAxisSumsAddRowsInDouble(shape: [Int]) throws {
+    let x = try sampleTensor(shape, seed: 22, scale: 1000)
+    let columns = shape.last!
+    let rows = x.count / Swift.max(columns, 1)
+    let values = x.scalars
+    let expected = (0..<columns).map { j in
+      Float((0..<rows).reduce(0.0) { $0 + Double(values[$1 * columns + j]) })
+    }
+    let axes = Array(0..<(shape.count - 1))
+    #expect(try x.sum(axes: axes).scalars.map(\.bitPattern) == expected.map(\.bitPattern))
+  }
+
   @Test func values() throws {
     let x = try Tensor(shape: [2, 3], scalars: [1, 5, 3, 4, 2, 6])
     #expect(try x.sum().scalars == [21])

@@ -116,17 +116,22 @@ public final class Attention: Module {
   /// The same attention from separate ops (permute, q·kᵀ·scale, softmax, ·v): the reference
   /// the fused kernel is tested against.
   public func composedAttention(_ x: Tensor) throws -> Tensor {
-    let (b, n, d) = (x.shape[0], x.shape[1], x.shape[2])
+    try proj(Attention.composed(qkv(x), heads: heads))
+  }
+
+  /// `Tensor.packedAttention` from separate ops: packed `qkv` `[B, N, 3D]` -> `[B, N, D]`.
+  public static func composed(_ qkv: Tensor, heads: Int) throws -> Tensor {
+    let (b, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
     let hd = d / heads
     // [B, N, 3, H, hd] -> [3, B, H, N, hd]
-    let packed = try qkv(x).reshaped([b, n, 3, heads, hd]).permuted([2, 0, 3, 1, 4])
+    let packed = try qkv.reshaped([b, n, 3, heads, hd]).permuted([2, 0, 3, 1, 4])
     let q = try packed[.index(0)]
     let k = try packed[.index(1)]
     let v = try packed[.index(2)]
     // logits = q·kᵀ · hd^-0.5 (the scale multiplies the logits, as the reference does)
     let logits = try q.matmul(k.transposed()) * Float(1 / Double(hd).squareRoot())
     let out = try logits.softmax(axis: -1).matmul(v)  // [B, H, N, hd]
-    return try proj(out.permuted([0, 2, 1, 3]).reshaped([b, n, d]))
+    return try out.permuted([0, 2, 1, 3]).reshaped([b, n, d])
   }
 }
 

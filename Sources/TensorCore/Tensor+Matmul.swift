@@ -366,16 +366,17 @@ extension Tensor {
           SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
         }
         parallelChunks(rows, grain: Swift.max(1, 32_768 / Swift.max(outputs, 1))) { range in
-          for row in range {
-            let to = target.base + row * outputs
-            switch (residual, bias) {
-            case let (residual?, bias?):
-              let from = residual.base + row * outputs
+          let start = range.lowerBound * outputs
+          if let residual, let bias {
+            for row in range {
+              let (to, from) = (target.base + row * outputs, residual.base + row * outputs)
               for j in 0..<outputs { to[j] = from[j] + bias.base[j] }
-            case let (residual?, nil):
-              to.update(from: residual.base + row * outputs, count: outputs)
-            case let (nil, bias?): to.update(from: bias.base, count: outputs)
-            case (nil, nil): break
+            }
+          } else if let residual {
+            (target.base + start).update(from: residual.base + start, count: range.count * outputs)
+          } else if let bias {
+            for row in range {
+              (target.base + row * outputs).update(from: bias.base, count: outputs)
             }
           }
         }

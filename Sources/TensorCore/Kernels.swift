@@ -61,22 +61,22 @@ package struct AffineFunction: UnaryFunction {
 
 /// Low-level loops over raw buffers. Shapes are validated by the ops that call them.
 package enum Kernels {
-  /// Copies a strided view into a contiguous row-major buffer.
+  /// Copies a strided view into a contiguous row-major buffer, split across threads.
   package static func copy(
     from source: UnsafeMutablePointer<Float>, shape: [Int], strides: [Int], offset: Int,
     to destination: UnsafeMutablePointer<Float>
   ) {
-    var written = 0
-    forEachRun(shape: shape, strides: [strides], offsets: [offset]) { offsets, runStrides, n in
-      let src = source + offsets[0]
-      let dst = destination + written
+    let (from, to) = (SendablePointer(source), SendablePointer(destination))
+    forEachRunInParallel(shape: shape, strides: [strides], offsets: [offset]) {
+      offsets, runStrides, n, position in
+      let src = from.base + offsets[0]
+      let dst = to.base + position
       let step = runStrides[0]
       if step == 1 {
         dst.update(from: src, count: n)
       } else {
         for j in 0..<n { dst[j] = src[j * step] }
       }
-      written += n
     }
   }
 

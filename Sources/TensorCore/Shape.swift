@@ -116,45 +116,99 @@ package func forEachRun(
   shape: [Int], strides: [[Int]], offsets: [Int],
   _ body: (_ offsets: [Int], _ runStrides: [Int], _ length: Int) -> Void
 ) {
-  let operands = strides.count
-  // Drop size-1 axes and merge neighbours that are contiguous for every operand.
-  var dims: [Int] = []
-  var dimStrides = [[Int]](repeating: [], count: operands)
-  for axis in 0..<shape.count where shape[axis] != 1 {
-    if let last = dims.last,
-      (0..<operands).allSatisfy({
-        dimStrides[$0][dims.count - 1] == strides[$0][axis] * shape[axis]
-      })
-    {
-      dims[dims.count - 1] = last * shape[axis]
-      for k in 0..<operands { dimStrides[k][dimStrides[k].count - 1] = strides[k][axis] }
-    } else {
-      dims.append(shape[axis])
-      for k in 0..<operands { dimStrides[k].append(strides[k][axis]) }
-    }
-  }
+  let runs = RunLayout(shape: shape, strides: strides)
   if shape.contains(0) { return }
-  if dims.isEmpty {
-    body(offsets, [Int](repeating: 0, count: operands), 1)
-    return
+  runs.walk(0..<runs.count, from: offsets) { offsets, steps, n, _ in body(offsets, steps, n) }
+}
+
+/// `forEachRun` with the runs split across threads (at least `grain` elements a thread), for
+/// copies and element-wise ops over strided or broadcast operands. `body` also receives the
+/// run's first element's row-major position, where its output goes.
+package func forEachRunInParallel(
+  shape: [Int], strides: [[Int]], offsets: [Int], grain: Int = 32_768,
+  _ body:
+    @escaping @Sendable (
+      _ offsets: [Int], _ runStrides: [Int], _ length: Int, _ position: Int
+    ) -> Void
+) {
+  let runs = RunLayout(shape: shape, strides: strides)
+  if shape.contains(0) { return }
+  parallelChunks(runs.count, grain: Swift.max(1, grain / Swift.max(runs.length, 1))) { range in
+    runs.walk(range, from: offsets, body)
   }
-  let inner = dims.count - 1
-  let runLength = dims[inner]
-  let runStrides = dimStrides.map { $0[inner] }
-  var counter = [Int](repeating: 0, count: inner)
-  var current = offsets
-  while true {
-    body(current, runStrides, runLength)
-    // Advance the outer counter (odometer), updating every operand's offset.
-    var axis = inner - 1
-    while axis >= 0 {
-      counter[axis] += 1
-      for k in 0..<operands { current[k] += dimStrides[k][axis] }
-      if counter[axis] < dims[axis] { break }
-      for k in 0..<operands { current[k] -= dimStrides[k][axis] * dims[axis] }
-      counter[axis] = 0
-      axis -= 1
+}
+
+/// The runs of `forEachRun`: the merged axes and each operand's strides along them.
+private struct RunLayout: Sendable {
+  /// The merged axes (size-1 axes dropped); the last one is the run.
+  let dims: [Int]
+  /// Each operand's stride along each merged axis.
+  let dimStrides: [[Int]]
+  let operands: Int
+
+  init(shape: [Int], strides: [[Int]]) {
+    operands = strides.count
+    // Drop size-1 axes and merge neighbours that are contiguous for every operand.
+    var dims: [Int] = []
+    var dimStrides = [[Int]](repeating: [], count: operands)
+    for axis in 0..<shape.count where shape[axis] != 1 {
+      if let last = dims.last,
+        (0..<operands).allSatisfy({
+          dimStrides[$0][dims.count - 1] == strides[$0][axis] * shape[axis]
+        })
+      {
+        dims[dims.count - 1] = last * shape[axis]
+        for k in 0..<operands { dimStrides[k][dimStrides[k].count - 1] = strides[k][axis] }
+      } else {
+        dims.append(shape[axis])
+        for k in 0..<operands { dimStrides[k].append(strides[k][axis]) }
+      }
     }
-    if axis < 0 { return }
+    self.dims = dims
+    self.dimStrides = dimStrides
+  }
+
+  /// Elements in a run (1 for a single element).
+  var length: Int { dims.last ?? 1 }
+  /// How many runs there are (1 for a single element).
+  var count: Int { dims.dropLast().reduce(1, *) }
+
+  /// Runs `body` for runs `range` (row-major run numbers), starting from operand `offsets`.
+  func walk(
+    _ range: Range<Int>, from offsets: [Int],
+    _ body: (_ offsets: [Int], _ runStrides: [Int], _ length: Int, _ position: Int) -> Void
+  ) {
+    guard !range.isEmpty else { return }
+    if dims.isEmpty {
+      body(offsets, [Int](repeating: 0, count: operands), 1, 0)
+      return
+    }
+    let inner = dims.count - 1
+    let runLength = dims[inner]
+    let runStrides = dimStrides.map { $0[inner] }
+    // The odometer at the range's first run.
+    var counter = [Int](repeating: 0, count: inner)
+    var current = offsets
+    var rest = range.lowerBound
+    for axis in stride(from: inner - 1, through: 0, by: -1) {
+      counter[axis] = rest % dims[axis]
+      rest /= dims[axis]
+      for k in 0..<operands { current[k] += counter[axis] * dimStrides[k][axis] }
+    }
+    var position = range.lowerBound * runLength
+    for _ in range {
+      body(current, runStrides, runLength, position)
+      position += runLength
+      // Advance the outer counter (odometer), updating every operand's offset.
+      var axis = inner - 1
+      while axis >= 0 {
+        counter[axis] += 1
+        for k in 0..<operands { current[k] += dimStrides[k][axis] }
+        if counter[axis] < dims[axis] { break }
+        for k in 0..<operands { current[k] -= dimStrides[k][axis] * dims[axis] }
+        counter[axis] = 0
+        axis -= 1
+      }
+    }
   }
 }

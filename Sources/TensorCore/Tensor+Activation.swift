@@ -8,15 +8,66 @@ extension Kernels {
   package static func softmaxRow(
     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int
   ) {
-    var peak = rowMax(x, n)
-    if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
-    for j in 0..<n { y[j] = VectorMath.expNonPositive(x[j] - peak) }
-    let scale = Float(1 / sum(y, n))
+    let scale = Float(1 / exponentiated(x, into: y, n).total)
     for j in 0..<n { y[j] *= scale }
   }
 
-  /// The largest of `n` contiguous floats, with 16 float lanes of partial maxima. NaNs are
-  /// not looked for: a NaN input turns the softmax row NaN through exp and the sum anyway.
+  /// `y = exp(x − max)` over one contiguous row (`y` may be `x`), softmax's numerators; returns
+  /// the maximum subtracted (0 for a row of infinities of one sign) and the sum of `y`: 16-lane
+  /// float partials per block of 4096, the last partial chunk padded with zeros, each block's
+  /// lanes added pairwise and the blocks in double precision. The pairwise lanes and the padded
+  /// chunk replace `sum`'s lane-by-lane reduction and scalar tail, a chain of dependent additions
+  /// that took as long as the exponentials on a 200-token row.
+  package static func exponentiated(
+    _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, _ n: Int
+  ) -> (peak: Float, total: Double) {
+    var peak = rowMax(x, n)
+    if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
+    // In place over one pointer: with two, LLVM leaves the loop scalar (twice as slow).
+    if UnsafePointer(y) != x { y.update(from: x, count: n) }
+    var total = 0.0
+    var start = 0
+    while start < n {
+      let end = Swift.min(n, start &+ 4096)
+      let (block, count) = (y + start, end &- start)
+      for j in 0..<count { block[j] = VectorMath.expNonPositive(block[j] - peak) }
+      var lanes = SIMD16<Float>(repeating: 0)
+      var i = start
+      while i &+ 16 <= end {
+        lanes += UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self)
+        i &+= 16
+      }
+      if i < end { lanes += partialChunk(y + i, end &- i, padding: 0) }
+      total += Double(pairwiseSum(lanes))
+      start = end
+    }
+    return (peak, total)
+  }
+
+  /// The first `count` (< 16) floats at `x`, the other lanes `padding`.
+  @inline(__always)
+  package static func partialChunk(_ x: UnsafePointer<Float>, _ count: Int, padding: Float)
+    -> SIMD16<Float>
+  {
+    var chunk = SIMD16<Float>(repeating: padding)
+    for lane in 0..<count { chunk[lane] = x[lane] }
+    return chunk
+  }
+
+  /// The sum of 16 lanes as halves added pairwise (8 + 8, 4 + 4, 2 + 2, 1 + 1): four dependent
+  /// vector additions instead of `laneSum`'s fifteen scalar ones.
+  @inline(__always)
+  package static func pairwiseSum(_ lanes: SIMD16<Float>) -> Float {
+    let eight = lanes.lowHalf + lanes.highHalf
+    let four = eight.lowHalf + eight.highHalf
+    let two = four.lowHalf + four.highHalf
+    return two[0] + two[1]
+  }
+
+  /// The largest of `n` contiguous floats, with 16 float lanes of partial maxima (the last
+  /// partial chunk padded with −∞) reduced pairwise; the maximum does not depend on the order.
+  /// NaNs are not looked for: a NaN input turns the softmax row NaN through exp and the sum
+  /// anyway.
   package static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var lanes = SIMD16<Float>(repeating: -.infinity)
     var i = 0
@@ -25,33 +76,36 @@ extension Kernels {
       lanes.replace(with: v, where: v .> lanes)
       i &+= 16
     }
-    // (`pointwiseMax` and `SIMD.max()` compile to a scalar loop through memory, ten times
-    // slower than this compare-and-blend and lane-by-lane reduction.)
-    var peak = lanes[0]
-    for lane in 1..<16 { peak = lanes[lane] > peak ? lanes[lane] : peak }
-    while i < n {
-      peak = x[i] > peak ? x[i] : peak
-      i &+= 1
+    if i < n {
+      let v = partialChunk(x + i, n &- i, padding: -.infinity)
+      lanes.replace(with: v, where: v .> lanes)
     }
-    return peak
+    // (`pointwiseMax` and `SIMD.max()` compile to a scalar loop through memory, ten times
+    // slower than this compare-and-blend.)
+    var eight = lanes.lowHalf
+    eight.replace(with: lanes.highHalf, where: lanes.highHalf .> eight)
+    var four = eight.lowHalf
+    four.replace(with: eight.highHalf, where: eight.highHalf .> four)
+    var two = four.lowHalf
+    two.replace(with: four.highHalf, where: four.highHalf .> two)
+    return two[1] > two[0] ? two[1] : two[0]
   }
 
-  /// The dot product of two contiguous rows, with 16 float lanes.
+  /// The dot product of two contiguous rows: 16 float lanes (the last partial chunk padded with
+  /// zeros) added pairwise.
   package static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
     var lanes = SIMD16<Float>(repeating: 0)
     var i = 0
-    while i + 16 <= n {
+    while i &+ 16 <= n {
       lanes +=
         UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self)
         * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
-      i += 16
+      i &+= 16
     }
-    var tail: Float = 0
-    while i < n {
-      tail += a[i] * b[i]
-      i += 1
+    if i < n {
+      lanes += partialChunk(a + i, n &- i, padding: 0) * partialChunk(b + i, n &- i, padding: 0)
     }
-    return laneSum(lanes) + tail
+    return pairwiseSum(lanes)
   }
 
   /// Runs `body(row)` for each of `rows` rows of `n` floats, split across threads.
@@ -132,10 +186,8 @@ extension Tensor {
     try rowwise(
       "log_softmax", axis: axis,
       forward: { x, y, n in
-        var peak = Kernels.rowMax(x, n)
-        if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
-        for j in 0..<n { y[j] = VectorMath.expNonPositive(x[j] - peak) }
-        let shift = peak + Float(Foundation.log(Kernels.sum(y, n)))
+        let (peak, total) = Kernels.exponentiated(x, into: y, n)
+        let shift = peak + Float(Foundation.log(total))
         for j in 0..<n { y[j] = x[j] - shift }
       },
       backward: { y, g, dx, n in

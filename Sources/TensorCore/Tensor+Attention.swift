@@ -91,10 +91,7 @@ extension Tensor {
             var inverse = [Float](repeating: 0, count: rows)
             for r in 0..<rows {
               let row = logits + r * n
-              var peak = Kernels.rowMax(row, n)
-              if !peak.isFinite { peak = peak.isNaN ? peak : 0 }
-              for j in 0..<n { row[j] = VectorMath.expNonPositive(row[j] - peak) }
-              let total = Kernels.sum(row, n)
+              let (peak, total) = Kernels.exponentiated(row, into: row, n)
               inverse[r] = Float(1 / total)
               if keepLogSumExp {
                 lsePointer.base[pair * n + r0 + r] = peak + Float(Foundation.log(total))

@@ -23,15 +23,14 @@ extension Tensor {
     let shape = try Shape.broadcast(a.shape, b.shape, op: op)
     let sa = Shape.broadcastStrides(shape: a.shape, strides: a.strides, to: shape)
     let sb = Shape.broadcastStrides(shape: b.shape, strides: b.strides, to: shape)
-    let pa = a.storage.base
-    let pb = b.storage.base
+    let (pa, pb) = (SendablePointer(a.storage.base), SendablePointer(b.storage.base))
     return Tensor(validShape: shape) { out in
-      var written = 0
-      forEachRun(shape: shape, strides: [sa, sb], offsets: [a.offset, b.offset]) {
-        offsets, steps, n in
-        let x = pa + offsets[0]
-        let y = pb + offsets[1]
-        let o = out + written
+      let target = SendablePointer(out)
+      forEachRunInParallel(shape: shape, strides: [sa, sb], offsets: [a.offset, b.offset]) {
+        offsets, steps, n, position in
+        let x = pa.base + offsets[0]
+        let y = pb.base + offsets[1]
+        let o = target.base + position
         switch (steps[0], steps[1]) {
         case (1, 1): for j in 0..<n { o[j] = f(x[j], y[j]) }
         case (1, 0):
@@ -44,7 +43,6 @@ extension Tensor {
           let (u, v) = (steps[0], steps[1])
           for j in 0..<n { o[j] = f(x[j * u], y[j * v]) }
         }
-        written += n
       }
     }
   }

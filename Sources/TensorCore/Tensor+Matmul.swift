@@ -137,16 +137,18 @@ package func sgemm(
 ) {
   Threading.prepare()
   let threads = Threading.threadCount
-  // Up to a few hundred MFLOP, one thread pool for everything: BLAS runs on one thread and
-  // SkelLab's workers share the product out by rows of C (or by columns when C has few rows), so
-  // BLAS's own threads never spin beside SkelLab's. Larger products go to BLAS's threads, which
-  // split them better. Each element of C is still one BLAS sum over all of k, so the bits do not
-  // depend on the split.
+  // From a megaflop up, one thread pool for everything: BLAS runs on one thread and SkelLab's
+  // workers share the product out by rows of C (or by columns when C has few rows), so BLAS's
+  // own threads never spin beside SkelLab's. Products above 2^28 FLOP went to BLAS's threads
+  // until the sixth session, when the shared pool measured faster for them too on the 2-core
+  // Xeon (`small` s2v 409 → 389 ms, MAMP 261 → 251, encode 125.5 → 122.5; `paper` MAMP 674 →
+  // 657, encode 433 → 418). Each element of C is still one BLAS sum over all of k, so the bits
+  // do not depend on the split.
   let work = 2 * m * n * k
   let (opA, opB) = (transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans)
   // (Inside a region that already runs BLAS on one thread per worker, such as the two
   // directions of a GRU layer, the product stays whole on the calling thread.)
-  guard threads > 1, work >= 1 << 20, work < 1 << 28, Swift.max(m, n) >= 2 * threads,
+  guard threads > 1, work >= 1 << 20, Swift.max(m, n) >= 2 * threads,
     openblas_get_num_threads() > 1
   else {
     cblas_sgemm(

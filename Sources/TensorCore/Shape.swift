@@ -111,10 +111,13 @@ package enum Shape {
 /// Visits every element of `shape` in row-major order, in runs along the innermost axis after
 /// merging axes that are contiguous for every operand. For each run, `body` receives each
 /// operand's element offset, each operand's stride along the run and the run length; the
-/// output index advances by the run length.
+/// output index advances by the run length. (Buffer pointers, valid during the call: arrays
+/// cost a retain and a release per run, which dominated copies with runs of 3 coordinates.)
 package func forEachRun(
   shape: [Int], strides: [[Int]], offsets: [Int],
-  _ body: (_ offsets: [Int], _ runStrides: [Int], _ length: Int) -> Void
+  _ body: (
+    _ offsets: UnsafeBufferPointer<Int>, _ runStrides: UnsafeBufferPointer<Int>, _ length: Int
+  ) -> Void
 ) {
   let runs = RunLayout(shape: shape, strides: strides)
   if shape.contains(0) { return }
@@ -128,7 +131,8 @@ package func forEachRunInParallel(
   shape: [Int], strides: [[Int]], offsets: [Int], grain: Int = 32_768,
   _ body:
     @escaping @Sendable (
-      _ offsets: [Int], _ runStrides: [Int], _ length: Int, _ position: Int
+      _ offsets: UnsafeBufferPointer<Int>, _ runStrides: UnsafeBufferPointer<Int>,
+      _ length: Int, _ position: Int
     ) -> Void
 ) {
   let runs = RunLayout(shape: shape, strides: strides)
@@ -142,30 +146,30 @@ package func forEachRunInParallel(
 private struct RunLayout: Sendable {
   /// The merged axes (size-1 axes dropped); the last one is the run.
   let dims: [Int]
-  /// Each operand's stride along each merged axis.
-  let dimStrides: [[Int]]
+  /// Operand k's stride along merged axis a at `k * dims.count + a`.
+  let dimStrides: [Int]
   let operands: Int
 
   init(shape: [Int], strides: [[Int]]) {
     operands = strides.count
     // Drop size-1 axes and merge neighbours that are contiguous for every operand.
     var dims: [Int] = []
-    var dimStrides = [[Int]](repeating: [], count: operands)
+    var merged = [[Int]](repeating: [], count: operands)
     for axis in 0..<shape.count where shape[axis] != 1 {
       if let last = dims.last,
         (0..<operands).allSatisfy({
-          dimStrides[$0][dims.count - 1] == strides[$0][axis] * shape[axis]
+          merged[$0][dims.count - 1] == strides[$0][axis] * shape[axis]
         })
       {
         dims[dims.count - 1] = last * shape[axis]
-        for k in 0..<operands { dimStrides[k][dimStrides[k].count - 1] = strides[k][axis] }
+        for k in 0..<operands { merged[k][merged[k].count - 1] = strides[k][axis] }
       } else {
         dims.append(shape[axis])
-        for k in 0..<operands { dimStrides[k].append(strides[k][axis]) }
+        for k in 0..<operands { merged[k].append(strides[k][axis]) }
       }
     }
     self.dims = dims
-    self.dimStrides = dimStrides
+    dimStrides = merged.flatMap { $0 }
   }
 
   /// Elements in a run (1 for a single element).
@@ -176,16 +180,21 @@ private struct RunLayout: Sendable {
   /// Runs `body` for runs `range` (row-major run numbers), starting from operand `offsets`.
   func walk(
     _ range: Range<Int>, from offsets: [Int],
-    _ body: (_ offsets: [Int], _ runStrides: [Int], _ length: Int, _ position: Int) -> Void
+    _ body: (
+      _ offsets: UnsafeBufferPointer<Int>, _ runStrides: UnsafeBufferPointer<Int>,
+      _ length: Int, _ position: Int
+    ) -> Void
   ) {
     guard !range.isEmpty else { return }
-    if dims.isEmpty {
-      body(offsets, [Int](repeating: 0, count: operands), 1, 0)
+    let rank = dims.count
+    if rank == 0 {
+      let zeros = [Int](repeating: 0, count: operands)
+      offsets.withUnsafeBufferPointer { o in zeros.withUnsafeBufferPointer { body(o, $0, 1, 0) } }
       return
     }
-    let inner = dims.count - 1
+    let inner = rank - 1
     let runLength = dims[inner]
-    let runStrides = dimStrides.map { $0[inner] }
+    let runStrides = (0..<operands).map { dimStrides[$0 * rank + inner] }
     // The odometer at the range's first run.
     var counter = [Int](repeating: 0, count: inner)
     var current = offsets
@@ -193,21 +202,31 @@ private struct RunLayout: Sendable {
     for axis in stride(from: inner - 1, through: 0, by: -1) {
       counter[axis] = rest % dims[axis]
       rest /= dims[axis]
-      for k in 0..<operands { current[k] += counter[axis] * dimStrides[k][axis] }
+      for k in 0..<operands { current[k] += counter[axis] * dimStrides[k * rank + axis] }
     }
-    var position = range.lowerBound * runLength
-    for _ in range {
-      body(current, runStrides, runLength, position)
-      position += runLength
-      // Advance the outer counter (odometer), updating every operand's offset.
-      var axis = inner - 1
-      while axis >= 0 {
-        counter[axis] += 1
-        for k in 0..<operands { current[k] += dimStrides[k][axis] }
-        if counter[axis] < dims[axis] { break }
-        for k in 0..<operands { current[k] -= dimStrides[k][axis] * dims[axis] }
-        counter[axis] = 0
-        axis -= 1
+    dims.withUnsafeBufferPointer { dims in
+      dimStrides.withUnsafeBufferPointer { dimStrides in
+        runStrides.withUnsafeBufferPointer { runStrides in
+          counter.withUnsafeMutableBufferPointer { counter in
+            current.withUnsafeMutableBufferPointer { current in
+              var position = range.lowerBound * runLength
+              for _ in range {
+                body(UnsafeBufferPointer(current), runStrides, runLength, position)
+                position += runLength
+                // Advance the outer counter (odometer), updating every operand's offset.
+                var axis = inner - 1
+                while axis >= 0 {
+                  counter[axis] += 1
+                  for k in 0..<operands { current[k] += dimStrides[k * rank + axis] }
+                  if counter[axis] < dims[axis] { break }
+                  for k in 0..<operands { current[k] -= dimStrides[k * rank + axis] * dims[axis] }
+                  counter[axis] = 0
+                  axis -= 1
+                }
+              }
+            }
+          }
+        }
       }
     }
   }

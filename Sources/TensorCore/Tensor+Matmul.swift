@@ -142,7 +142,7 @@ package func sgemm(
   // own threads never spin beside SkelLab's. Products above 2^28 FLOP went to BLAS's threads
   // until the sixth session, when the shared pool measured faster for them too on the 2-core
   // Xeon (`small` s2v 409 → 389 ms, MAMP 261 → 251, encode 125.5 → 122.5; `paper` MAMP 674 →
-  // 657, encode 433 → 418). Each element of C is still one BLAS sum over all of k, so the bits
+  // 657, encode 432 → 418). Each element of C is still one BLAS sum over all of k, so the bits
   // do not depend on the split.
   let work = 2 * m * n * k
   let (opA, opB) = (transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans)

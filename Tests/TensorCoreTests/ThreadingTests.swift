@@ -28,9 +28,43 @@ struct ThreadingTests {
     #expect(throws: TensorError.self) { try Threading.setThreadCount(0) }
   }
 
-  /// Mid-sized products are shared out by SkelLab's workers (rows of C, or columns when C has few
-  /// rows), each part one single-threaded BLAS call over all of k: the same bits as one thread,
-  /// for every transpose.
+  /// Strided copies and broadcast element-wise ops split their runs across threads, each
+  /// thread starting its odometer part-way through the axes: every element lands where the
+  /// index arithmetic says, for 1 to 3 threads.
+  @Test func stridedCopiesAndBroadcastsSplitTheirRuns() throws {
+    let before = Threading.threadCount
+    defer { try? Threading.setThreadCount(before) }
+    let (b, t, v, c) = (32, 64, 25, 3)
+    let x = try sampleTensor([b, t, v, c], seed: 86)
+    let row = try sampleTensor([1, t, 1, c], seed: 87)
+    let values = x.scalars
+    let rowValues = row.scalars
+    // [b, t, v, c] -> [b, v, t, c]: runs of 3 floats, 51,200 of them.
+    var permuted = [Float](repeating: 0, count: x.count)
+    // x + row, broadcast over b and v.
+    var added = [Float](repeating: 0, count: x.count)
+    for i in 0..<b {
+      for j in 0..<t {
+        for k in 0..<v {
+          for l in 0..<c {
+            let source = ((i * t + j) * v + k) * c + l
+            permuted[((i * v + k) * t + j) * c + l] = values[source]
+            added[source] = values[source] + rowValues[j * c + l]
+          }
+        }
+      }
+    }
+    for threads in [1, 2, 3] {
+      try Threading.setThreadCount(threads)
+      #expect(try x.permuted([0, 2, 1, 3]).contiguous().scalars == permuted, "\(threads) threads")
+      #expect(try (x + row).scalars == added, "\(threads) threads")
+      #expect(try (row + x).scalars == added, "\(threads) threads")
+    }
+  }
+
+  /// Products from a megaflop up are shared out by SkelLab's workers (rows of C, or columns when
+  /// C has few rows), each part one single-threaded BLAS call over all of k: the same bits as
+  /// one thread, for every transpose.
   @Test func sharedProductsGiveTheSameBitsAsOneThread() throws {
     let before = Threading.threadCount
     defer { try? Threading.setThreadCount(before) }

@@ -230,26 +230,64 @@ extension Tensor {
     var outShape = shape
     outShape[a] = resolved.count
     let source = contiguous()
+    let count = resolved.count
+    // Rows of the output, split across threads: each is one row of the input.
+    let grain = Swift.max(1, 32_768 / Swift.max(inner, 1))
     let out = Tensor(validShape: outShape) { dst in
-      let src = source.storage.base + source.offset
-      for o in 0..<outer {
-        for (j, r) in resolved.enumerated() {
-          (dst + (o * resolved.count + j) * inner).update(
-            from: src + (o * n + r) * inner, count: inner)
+      let (src, target) = (
+        SendablePointer(source.storage.base + source.offset), SendablePointer(dst)
+      )
+      parallelChunks(outer * count, grain: grain) { rows in
+        for row in rows {
+          let (o, j) = row.quotientAndRemainder(dividingBy: count)
+          (target.base + row * inner).update(
+            from: src.base + (o * n + resolved[j]) * inner, count: inner)
         }
       }
     }
     let inputShape = shape
+    // Whether no index repeats: then each input row takes at most one output row's gradient,
+    // and the rows can be written in any order, on any thread.
+    var seen = [Bool](repeating: false, count: n)
+    var distinct = true
+    for r in resolved {
+      if seen[r] { distinct = false }
+      seen[r] = true
+    }
     return Autograd.record("index_select", out, [self]) { g in
       let gc = g.contiguous()
       let dx = Tensor(validShape: inputShape) { dst in
-        dst.initialize(repeating: 0, count: outer * n * inner)
         let src = gc.storage.base + gc.offset
-        for o in 0..<outer {
-          for (j, r) in resolved.enumerated() {
-            let from = src + (o * resolved.count + j) * inner
-            let to = dst + (o * n + r) * inner
-            for i in 0..<inner { to[i] += from[i] }
+        guard distinct else {
+          dst.initialize(repeating: 0, count: outer * n * inner)
+          for o in 0..<outer {
+            for (j, r) in resolved.enumerated() {
+              let from = src + (o * count + j) * inner
+              let to = dst + (o * n + r) * inner
+              for i in 0..<inner { to[i] += from[i] }
+            }
+          }
+          return
+        }
+        // Each input row: 0 + its gradient row (0 + −0 is +0, as the addition into zeros
+        // gives), or 0 where no index names it.
+        var picked = [Int](repeating: -1, count: n)
+        for (j, r) in resolved.enumerated() { picked[r] = j }
+        let pickedBy = picked
+        let (from, target) = (
+          SendablePointer(UnsafeMutablePointer(mutating: src)), SendablePointer(dst)
+        )
+        parallelChunks(outer * n, grain: grain) { rows in
+          for row in rows {
+            let (o, r) = row.quotientAndRemainder(dividingBy: n)
+            let to = target.base + row * inner
+            let j = pickedBy[r]
+            if j < 0 {
+              to.initialize(repeating: 0, count: inner)
+            } else {
+              let gradient = from.base + (o * count + j) * inner
+              for i in 0..<inner { to[i] = 0 + gradient[i] }
+            }
           }
         }
       }

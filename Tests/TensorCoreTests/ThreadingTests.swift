@@ -62,6 +62,43 @@ struct ThreadingTests {
     }
   }
 
+  /// `index_select` gathers rows on every thread, and scatters its gradient on every thread when
+  /// no index repeats (each input row takes at most one gradient row); repeated indices add in
+  /// order on one thread. Every value as the index arithmetic says, −0 included (0 + −0 is +0).
+  @Test func indexSelectSplitsItsRows() throws {
+    let before = Threading.threadCount
+    defer { try? Threading.setThreadCount(before) }
+    let (outer, n, inner) = (6, 700, 40)
+    let x = try sampleTensor([outer, n, inner], seed: 88)
+    let g = try sampleTensor([outer, 500, inner], seed: 89)
+    let gValues = g.scalars.enumerated().map { $0.offset % 97 == 0 ? -0.0 : $0.element }
+    let gradient = try Tensor(shape: g.shape, scalars: gValues)
+    let distinct = (0..<500).map { ($0 * 7) % n }
+    let repeated = (0..<500).map { ($0 * 7) % 300 }
+    for indices in [distinct, repeated] {
+      var gathered = [Float]()
+      var scattered = [Float](repeating: 0, count: x.count)
+      let values = x.scalars
+      for o in 0..<outer {
+        for (j, r) in indices.enumerated() {
+          gathered += values[((o * n + r) * inner)..<((o * n + r + 1) * inner)]
+          for i in 0..<inner {
+            scattered[(o * n + r) * inner + i] += gValues[(o * 500 + j) * inner + i]
+          }
+        }
+      }
+      for threads in [1, 2, 3] {
+        try Threading.setThreadCount(threads)
+        let leaf = x.requiringGrad()
+        let y = try leaf.indexSelect(axis: 1, indices: indices)
+        #expect(y.scalars == gathered, "\(threads) threads")
+        try y.backward(gradient: gradient)
+        let dx = try #require(leaf.grad).scalars
+        #expect(dx.map(\.bitPattern) == scattered.map(\.bitPattern), "\(threads) threads")
+      }
+    }
+  }
+
   /// Products from a megaflop up are shared out by SkelLab's workers (rows of C, or columns when
   /// C has few rows), each part one single-threaded BLAS call over all of k: the same bits as
   /// one thread, for every transpose.

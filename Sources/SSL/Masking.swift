@@ -39,16 +39,35 @@ public enum Masking {
       throw TensorError("mask", "cannot keep \(keep) of \(scores.first?.count ?? 0) tokens")
     }
     let b = scores.count
-    var keepIndices = [Float]()
+    guard scores.allSatisfy({ $0.count == l }) else {
+      throw TensorError("mask", "every row of scores needs \(l) tokens")
+    }
+    var keepIndices = [Float](repeating: 0, count: b * keep)
     var restore = [Float](repeating: 0, count: b * l)
     var mask = [Float](repeating: 1, count: b * l)
-    for (row, s) in scores.enumerated() {
-      let shuffle = (0..<l).sorted { s[$0] != s[$1] ? s[$0] < s[$1] : $0 < $1 }
-      for (rank, token) in shuffle.enumerated() {
-        restore[row * l + token] = Float(rank)
-        if rank < keep {
-          keepIndices.append(Float(token))
-          mask[row * l + token] = 0
+    // Rows on every thread, each writing its own part of the three arrays. Sorting (score,
+    // token) pairs runs the same comparisons as sorting tokens by their scores, without an
+    // array lookup per comparison.
+    keepIndices.withUnsafeMutableBufferPointer { kept in
+      restore.withUnsafeMutableBufferPointer { ranks in
+        mask.withUnsafeMutableBufferPointer { hidden in
+          let (kept, ranks, hidden) = (
+            SendablePointer(kept.baseAddress!), SendablePointer(ranks.baseAddress!),
+            SendablePointer(hidden.baseAddress!)
+          )
+          parallelChunks(b, grain: Swift.max(1, 1024 / Swift.max(l, 1))) { rows in
+            for row in rows {
+              var order = scores[row].enumerated().map { ($0.element, $0.offset) }
+              order.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+              for (rank, (_, token)) in order.enumerated() {
+                ranks.base[row * l + token] = Float(rank)
+                if rank < keep {
+                  kept.base[row * keep + rank] = Float(token)
+                  hidden.base[row * l + token] = 0
+                }
+              }
+            }
+          }
         }
       }
     }

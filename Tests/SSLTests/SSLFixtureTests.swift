@@ -24,6 +24,40 @@ struct SSLFixtureTests {
     #expect(Masking.keepCount(tokens: 750, ratio: 0.75) == 187)
   }
 
+  /// The rows are sorted on every thread: the same masks at 1 and 2 threads, each the stable
+  /// argsort of its row (ties, here every third score, in token order).
+  @Test func masksFromScoresAreTheStableArgsortOnAnyThreadCount() throws {
+    let before = Threading.threadCount
+    defer { try? Threading.setThreadCount(before) }
+    var generator = RandomGenerator(seed: 90)
+    let scores = (0..<24).map { _ in
+      (0..<200).map { token in token % 3 == 0 ? 0.5 : generator.nextDouble() }
+    }
+    var keep = [Float]()
+    var restore = [Float]()
+    var hidden = [Float]()
+    for row in scores {
+      let order = row.indices.sorted { row[$0] != row[$1] ? row[$0] < row[$1] : $0 < $1 }
+      keep += order.prefix(19).map(Float.init)
+      var ranks = [Float](repeating: 0, count: 200)
+      var mask = [Float](repeating: 1, count: 200)
+      for (rank, token) in order.enumerated() {
+        ranks[token] = Float(rank)
+        if rank < 19 { mask[token] = 0 }
+      }
+      restore += ranks
+      hidden += mask
+    }
+    for threads in [1, 2] {
+      try Threading.setThreadCount(threads)
+      let mask = try Masking.fromScores(scores, keep: 19)
+      #expect(mask.keep.scalars == keep, "\(threads) threads")
+      #expect(mask.restore.scalars == restore, "\(threads) threads")
+      #expect(mask.mask.scalars == hidden, "\(threads) threads")
+    }
+    #expect(throws: TensorError.self) { try Masking.fromScores([[0.1, 0.2], [0.3]], keep: 1) }
+  }
+
   @Test func randomMaskingFromTheFixturesNoise() throws {
     let fixture = try Fixture("random_masking")
     let mask = try Masking.fromScores(rows(fixture.tensor("noise")), keep: 3)

@@ -98,35 +98,35 @@ public final class AdamW: Optimizer {
     let t = Double(stepCount)
     let correction1 = 1 - Foundation.pow(beta1, t)
     let correction2Root = (1 - Foundation.pow(beta2, t)).squareRoot()
+    // Every parameter's buffers first (the moments created or unshared, the parameter's own),
+    // then one update of all of them, shared between the threads.
+    var slices: [Kernels.AdamWSlice] = []
+    var gradients: [Tensor] = []
     for group in groups {
       let lr = learningRate * Double(group.learningRateScale)
       let shrink = Float(1 - lr * Double(group.weightDecay))
       let stepSize = Float(lr / correction1)
-      let (b1, b2) = (Float(beta1), Float(beta2))
-      let (root2, epsilon) = (Float(correction2Root), Float(eps))
       for (name, parameter) in zip(group.names, group.parameters) {
         guard let gradient = parameter.grad else { continue }
         let g = gradient.contiguous()
         var m = store.buffer(name, "exp_avg", like: parameter.value.shape)
         var v = store.buffer(name, "exp_avg_sq", like: parameter.value.shape)
         store.slots[name] = nil  // so the buffers are unshared and updated in place
-        g.withUnsafeBufferPointer { gs in
-          m.withUnsafeMutableBufferPointer { ms in
-            v.withUnsafeMutableBufferPointer { vs in
-              parameter.value.withUnsafeMutableBufferPointer { ps in
-                guard let gb = gs.baseAddress, let mb = ms.baseAddress, let vb = vs.baseAddress,
-                  let pb = ps.baseAddress
-                else { return }  // no elements
-                Kernels.adamW(
-                  parameter: pb, gradient: gb, average: mb, square: vb, count: ps.count,
-                  beta1: b1, beta2: b2, shrink: shrink, stepSize: stepSize, root2: root2,
-                  epsilon: epsilon)
-              }
-            }
-          }
-        }
+        let (average, square) = (m.ownedBuffer(), v.ownedBuffer())
+        let values = parameter.value.ownedBuffer()
         store.slots[name] = ["exp_avg": m, "exp_avg_sq": v]
+        gradients.append(g)
+        slices.append(
+          Kernels.AdamWSlice(
+            parameter: values, gradient: g.withUnsafeBufferPointer { $0.baseAddress! },
+            average: average, square: square, count: g.count, shrink: shrink,
+            stepSize: stepSize))
       }
+    }
+    withExtendedLifetime(gradients) {
+      Kernels.adamW(
+        slices, beta1: Float(beta1), beta2: Float(beta2), root2: Float(correction2Root),
+        epsilon: Float(eps))
     }
   }
 

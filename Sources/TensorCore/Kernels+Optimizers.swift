@@ -1,25 +1,52 @@
 extension Kernels {
-  /// AdamW's update of one parameter in place, each element in the order of operations of the
-  /// single loop it replaces: `m += (g − m)·(1 − β₁)`, `v = v·β₂ + (1 − β₂)·g·g`,
-  /// `p = p·shrink − stepSize·m / (√v / root2 + ε)`, with the same bits. Blocks of elements are
-  /// shared between the threads; in each block the three steps are passes of at most three
-  /// pointers, which vectorise (one loop over all four pointers stays scalar), over data still
-  /// in cache.
+  /// One parameter's buffers and factors for `adamW(_:beta1:beta2:root2:epsilon:)`.
+  package struct AdamWSlice: @unchecked Sendable {
+    let parameter: UnsafeMutablePointer<Float>
+    let gradient: UnsafePointer<Float>
+    let average: UnsafeMutablePointer<Float>
+    let square: UnsafeMutablePointer<Float>
+    let count: Int
+    let shrink: Float
+    let stepSize: Float
+
+    package init(
+      parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+      average: UnsafeMutablePointer<Float>, square: UnsafeMutablePointer<Float>, count: Int,
+      shrink: Float, stepSize: Float
+    ) {
+      (self.parameter, self.gradient, self.average, self.square) = (
+        parameter, gradient, average, square
+      )
+      (self.count, self.shrink, self.stepSize) = (count, shrink, stepSize)
+    }
+  }
+
+  /// AdamW's update of every parameter in place, each element in the order of operations of
+  /// the single loop it replaces: `m += (g − m)·(1 − β₁)`, `v = v·β₂ + (1 − β₂)·g·g`,
+  /// `p = p·shrink − stepSize·m / (√v / root2 + ε)`, with the same bits. The parameters'
+  /// blocks of 2,048 elements are shared between the threads together (a model's many small
+  /// tensors, each too small to split, ran one after another on the calling thread); in each
+  /// block the three steps are passes of at most three pointers, which vectorise (one loop
+  /// over all four pointers stays scalar), over data still in cache.
   package static func adamW(
-    parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
-    average: UnsafeMutablePointer<Float>, square: UnsafeMutablePointer<Float>, count: Int,
-    beta1: Float, beta2: Float, shrink: Float, stepSize: Float, root2: Float, epsilon: Float
+    _ slices: [AdamWSlice], beta1: Float, beta2: Float, root2: Float, epsilon: Float
   ) {
-    let (pp, pg, pm, pv) = (
-      SendablePointer(parameter), SendablePointer(UnsafeMutablePointer(mutating: gradient)),
-      SendablePointer(average), SendablePointer(square)
-    )
     let block = 2048
-    parallelChunks((count + block - 1) / block, grain: 16) { blocks in
-      let end = Swift.min(blocks.upperBound * block, count)
-      for start in stride(from: blocks.lowerBound * block, to: end, by: block) {
-        let n = Swift.min(block, end - start)
-        let (p, g, m, v) = (pp.base + start, pg.base + start, pm.base + start, pv.base + start)
+    var blocks: [(slice: Int, start: Int)] = []
+    for (k, slice) in slices.enumerated() {
+      for start in stride(from: 0, to: slice.count, by: block) { blocks.append((k, start)) }
+    }
+    let all = blocks
+    parallelChunks(all.count, grain: 16) { range in
+      for index in range {
+        let (k, start) = all[index]
+        let slice = slices[k]
+        let n = Swift.min(block, slice.count - start)
+        let (p, g, m, v) = (
+          slice.parameter + start, slice.gradient + start, slice.average + start,
+          slice.square + start
+        )
+        let (shrink, stepSize) = (slice.shrink, slice.stepSize)
         for i in 0..<n { m[i] += (g[i] - m[i]) * (1 - beta1) }
         for i in 0..<n { v[i] = v[i] * beta2 + (1 - beta2) * g[i] * g[i] }
         for i in 0..<n {

@@ -127,6 +127,15 @@ public struct Tensor: @unchecked Sendable {
     return try body(UnsafeMutableBufferPointer(start: storage.base, count: count))
   }
 
+  /// This tensor's buffer made its own, contiguous and whole (copied first when shared or
+  /// strided, as `withUnsafeMutableBufferPointer` does), as a pointer to its first element:
+  /// valid while this tensor value lives unchanged. For updates of many tensors in one
+  /// parallel pass (an optimiser's step).
+  package mutating func ownedBuffer() -> UnsafeMutablePointer<Float> {
+    withUnsafeMutableBufferPointer { _ in }
+    return storage.base
+  }
+
   /// The elements in row-major order.
   public var scalars: [Float] { withUnsafeBufferPointer { Array($0) } }
 

@@ -52,6 +52,43 @@ struct OptimizerFixtureTests {
     #expect(model.namedParameters().allSatisfy { $0.parameter.grad == nil })
   }
 
+  /// AdamW updates all parameters in one pass shared between the threads: many small tensors
+  /// (one empty, one of a single element, one crossing 2,048-element blocks), two groups, three
+  /// steps; the same bits on 1 and 2 threads, and a parameter without a gradient stays.
+  @Test func adamWGivesTheSameBitsOnAnyThreadCount() throws {
+    let before = Threading.threadCount
+    defer { try? Threading.setThreadCount(before) }
+    let sizes = [[0], [1], [5000]] + (0..<37).map { [3 + $0 * 41] }
+    func run(threads: Int) throws -> [[UInt32]] {
+      try Threading.setThreadCount(threads)
+      let parameters = try sizes.enumerated().map {
+        Parameter(try sampleTensor($0.element, seed: UInt64(100 + $0.offset)))
+      }
+      let names = parameters.indices.map { "p\($0)" }
+      let optimizer = try AdamW(
+        groups: [
+          ParameterGroup(
+            names: Array(names.prefix(20)), parameters: Array(parameters.prefix(20)),
+            weightDecay: 0.05),
+          ParameterGroup(
+            names: Array(names.dropFirst(20)), parameters: Array(parameters.dropFirst(20)),
+            weightDecay: 0, learningRateScale: 0.5),
+        ], learningRate: 1e-2, beta2: 0.95)
+      for step in 0..<3 {
+        for (k, parameter) in parameters.enumerated() where k != 7 {
+          parameter.grad = try sampleTensor(sizes[k], seed: UInt64(300 + 50 * step + k))
+        }
+        try optimizer.step()
+      }
+      #expect(parameters[7].value.scalars == (try sampleTensor(sizes[7], seed: 107)).scalars)
+      return parameters.map { $0.value.scalars.map(\.bitPattern) }
+        + optimizer.stateTensors().map { $0.tensor.scalars.map(\.bitPattern) }
+    }
+    let single = try run(threads: 1)
+    let shared = try run(threads: 2)
+    #expect(single == shared)
+  }
+
   @Test func sgdWithMomentumNesterovAndWeightDecay() throws {
     for nesterov in [false, true] {
       let model = Holder([("w", Tensor([1, -2]))])

@@ -144,14 +144,22 @@ extension Tensor {
     let innerSizes = tensors.map { $0.shape[a...].reduce(1, *) }
     let rowSize = innerSizes.reduce(0, +)
     let sources = tensors.map { $0.contiguous() }
+    // Rows of the output (one index of the leading axes) split across threads.
+    let starts = sources.map { SendablePointer($0.storage.base + $0.offset) }
     let out = Tensor(validShape: shape) { dst in
-      var column = 0
-      for (t, inner) in zip(sources, innerSizes) {
-        let src = t.storage.base + t.offset
-        for o in 0..<outer {
-          (dst + o * rowSize + column).update(from: src + o * inner, count: inner)
+      let target = SendablePointer(dst)
+      // (The sources must outlive the copies their raw pointers feed.)
+      withExtendedLifetime(sources) {
+        parallelChunks(outer, grain: Swift.max(1, 32_768 / Swift.max(rowSize, 1))) { rows in
+          for o in rows {
+            var column = 0
+            for (src, inner) in zip(starts, innerSizes) {
+              (target.base + o * rowSize + column).update(
+                from: src.base + o * inner, count: inner)
+              column += inner
+            }
+          }
         }
-        column += inner
       }
     }
     let sizes = tensors.map { $0.shape[a] }

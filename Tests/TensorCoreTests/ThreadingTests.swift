@@ -29,8 +29,8 @@ struct ThreadingTests {
   }
 
   /// Strided copies and broadcast element-wise ops split their runs across threads, each
-  /// thread starting its odometer part-way through the axes: every element lands where the
-  /// index arithmetic says, for 1 to 3 threads.
+  /// thread starting its odometer part-way through the axes, and `concat` its rows: every
+  /// element lands where the index arithmetic says, for 1 to 3 threads.
   @Test func stridedCopiesAndBroadcastsSplitTheirRuns() throws {
     let before = Threading.threadCount
     defer { try? Threading.setThreadCount(before) }
@@ -54,8 +54,17 @@ struct ThreadingTests {
         }
       }
     }
+    // concat([x, y], axis 1) with y [b, 5, v, c]: each row of x, then the row of y.
+    let y = try sampleTensor([b, 5, v, c], seed: 91)
+    var joined = [Float]()
+    let (xRow, yRow, yValues) = (t * v * c, 5 * v * c, y.scalars)
+    for i in 0..<b {
+      joined += values[(i * xRow)..<((i + 1) * xRow)]
+      joined += yValues[(i * yRow)..<((i + 1) * yRow)]
+    }
     for threads in [1, 2, 3] {
       try Threading.setThreadCount(threads)
+      #expect(try Tensor.concat([x, y], axis: 1).scalars == joined, "\(threads) threads")
       #expect(try x.permuted([0, 2, 1, 3]).contiguous().scalars == permuted, "\(threads) threads")
       #expect(try (x + row).scalars == added, "\(threads) threads")
       #expect(try (row + x).scalars == added, "\(threads) threads")

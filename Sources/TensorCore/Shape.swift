@@ -124,9 +124,10 @@ package func forEachRun(
   runs.walk(0..<runs.count, from: offsets) { offsets, steps, n, _ in body(offsets, steps, n) }
 }
 
-/// `forEachRun` with the runs split across threads (at least `grain` elements a thread), for
-/// copies and element-wise ops over strided or broadcast operands. `body` also receives the
-/// run's first element's row-major position, where its output goes.
+/// `forEachRun` with the runs split across threads (at least `grain` elements, or 2,048 runs, a
+/// thread: a run costs a call, which outweighs copying a few elements), for copies and
+/// element-wise ops over strided or broadcast operands. `body` also receives the run's first
+/// element's row-major position, where its output goes.
 package func forEachRunInParallel(
   shape: [Int], strides: [[Int]], offsets: [Int], grain: Int = 32_768,
   _ body:
@@ -137,7 +138,8 @@ package func forEachRunInParallel(
 ) {
   let runs = RunLayout(shape: shape, strides: strides)
   if shape.contains(0) { return }
-  parallelChunks(runs.count, grain: Swift.max(1, grain / Swift.max(runs.length, 1))) { range in
+  let runGrain = Swift.max(1, Swift.min(grain / Swift.max(runs.length, 1), 2048))
+  parallelChunks(runs.count, grain: runGrain) { range in
     runs.walk(range, from: offsets, body)
   }
 }

@@ -51,19 +51,20 @@ public enum Masking {
     keepIndices.withUnsafeMutableBufferPointer { kept in
       restore.withUnsafeMutableBufferPointer { ranks in
         mask.withUnsafeMutableBufferPointer { hidden in
+          // (Optional: an empty array, keeping no token or masking rows of none, has no base.)
           let (kept, ranks, hidden) = (
-            SendablePointer(kept.baseAddress!), SendablePointer(ranks.baseAddress!),
-            SendablePointer(hidden.baseAddress!)
+            kept.baseAddress.map(SendablePointer.init), ranks.baseAddress.map(SendablePointer.init),
+            hidden.baseAddress.map(SendablePointer.init)
           )
           parallelChunks(b, grain: Swift.max(1, 1024 / Swift.max(l, 1))) { rows in
             for row in rows {
               var order = scores[row].enumerated().map { ($0.element, $0.offset) }
               order.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
               for (rank, (_, token)) in order.enumerated() {
-                ranks.base[row * l + token] = Float(rank)
+                ranks?.base[row * l + token] = Float(rank)
                 if rank < keep {
-                  kept.base[row * keep + rank] = Float(token)
-                  hidden.base[row * l + token] = 0
+                  kept?.base[row * keep + rank] = Float(token)
+                  hidden?.base[row * l + token] = 0
                 }
               }
             }

@@ -246,15 +246,16 @@ extension Tensor {
       }
     }
     let inputShape = shape
-    // Whether no index repeats: then each input row takes at most one output row's gradient,
-    // and the rows can be written in any order, on any thread.
-    var seen = [Bool](repeating: false, count: n)
-    var distinct = true
-    for r in resolved {
-      if seen[r] { distinct = false }
-      seen[r] = true
-    }
     return Autograd.record("index_select", out, [self]) { g in
+      // Whether no index repeats: then each input row takes at most one output row's
+      // gradient, and the rows can be written in any order, on any thread.
+      var picked = [Int](repeating: -1, count: n)
+      var distinct = true
+      for (j, r) in resolved.enumerated() {
+        if picked[r] >= 0 { distinct = false }
+        picked[r] = j
+      }
+      let pickedBy = picked
       let gc = g.contiguous()
       let dx = Tensor(validShape: inputShape) { dst in
         let src = gc.storage.base + gc.offset
@@ -271,9 +272,6 @@ extension Tensor {
         }
         // Each input row: 0 + its gradient row (0 + −0 is +0, as the addition into zeros
         // gives), or 0 where no index names it.
-        var picked = [Int](repeating: -1, count: n)
-        for (j, r) in resolved.enumerated() { picked[r] = j }
-        let pickedBy = picked
         let (from, target) = (
           SendablePointer(UnsafeMutablePointer(mutating: src)), SendablePointer(dst)
         )

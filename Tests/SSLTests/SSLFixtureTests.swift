@@ -56,6 +56,10 @@ struct SSLFixtureTests {
       #expect(mask.mask.scalars == hidden, "\(threads) threads")
     }
     #expect(throws: TensorError.self) { try Masking.fromScores([[0.1, 0.2], [0.3]], keep: 1) }
+    let none = try Masking.fromScores([[0.2, 0.1], [0.3, 0.4]], keep: 0)
+    #expect(none.keep.shape == [2, 0])
+    #expect(none.restore.scalars == [1, 0, 0, 1])
+    #expect(none.mask.scalars == [1, 1, 1, 1])
   }
 
   @Test func randomMaskingFromTheFixturesNoise() throws {

@@ -118,7 +118,7 @@ public final class AdamW: Optimizer {
         gradients.append(g)
         slices.append(
           Kernels.AdamWSlice(
-            parameter: values, gradient: g.withUnsafeBufferPointer { $0.baseAddress! },
+            parameter: values, gradient: g.address.base,
             average: average, square: square, count: g.count, shrink: shrink,
             stepSize: stepSize))
       }

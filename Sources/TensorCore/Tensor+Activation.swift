@@ -151,7 +151,7 @@ extension Tensor {
     let n = x.shape.last ?? 1
     let rows = x.count / Swift.max(n, 1)
     let out = Tensor(validShape: x.shape) { dst in
-      let (src, d) = (SendablePointer(x.storage.base + x.offset), SendablePointer(dst))
+      let (src, d) = (x.address, SendablePointer(dst))
       Kernels.forEachRow(rows: rows, n: n) { r in forward(src.base + r * n, d.base + r * n, n) }
     }
     let y = out
@@ -159,7 +159,7 @@ extension Tensor {
       let gc = g.contiguous()
       let dx = Tensor(validShape: y.shape) { dst in
         let (py, pg, d) = (
-          SendablePointer(y.storage.base), SendablePointer(gc.storage.base + gc.offset),
+          SendablePointer(y.storage.base), gc.address,
           SendablePointer(dst)
         )
         Kernels.forEachRow(rows: rows, n: n) { r in
@@ -212,11 +212,11 @@ extension Tensor {
     let stats = TensorStorage(uninitializedCount: 2 * rows)  // mean, then 1/std, per row
     let out = Tensor(validShape: shape) { dst in
       let (px, py, ps) = (
-        SendablePointer(x.storage.base + x.offset), SendablePointer(dst),
+        x.address, SendablePointer(dst),
         SendablePointer(stats.base)
       )
-      let pw = w.map { SendablePointer($0.storage.base + $0.offset) }
-      let pb = b.map { SendablePointer($0.storage.base + $0.offset) }
+      let pw = w.map(\.address)
+      let pb = b.map(\.address)
       Kernels.forEachRow(rows: rows, n: d) { r in
         (ps.base[r], ps.base[rows + r]) = Kernels.layerNormRow(
           px.base + r * d, into: py.base + r * d, d, weight: pw?.base, bias: pb?.base, eps: eps)
@@ -228,10 +228,10 @@ extension Tensor {
     return Autograd.record("layer_norm", out, inputs) { g in
       let gc = g.contiguous()
       let (px, pg, ps) = (
-        SendablePointer(x.storage.base + x.offset), SendablePointer(gc.storage.base + gc.offset),
+        x.address, gc.address,
         SendablePointer(stats.base)
       )
-      let pw = w.map { SendablePointer($0.storage.base + $0.offset) }
+      let pw = w.map(\.address)
       let wantParameters = weight?.requiresGrad == true || bias?.requiresGrad == true
       // Rows go in fixed blocks; each block leaves its partial weight and bias gradients in
       // `partials`, added up afterwards in block order, so no result depends on the threads.

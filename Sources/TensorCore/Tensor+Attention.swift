@@ -67,8 +67,7 @@ extension Tensor {
     let out = logSumExp.withUnsafeMutableBufferPointer { lse in
       let lsePointer = SendablePointer(lse.baseAddress!)
       return Tensor(validShape: [b, n, d]) { dst in
-        let source = SendablePointer(
-          UnsafeMutablePointer(mutating: packed.storage.base + packed.offset))
+        let source = packed.address
         let target = SendablePointer(dst)
         forEachHead(
           b * heads, columns: n, blockRows: plan.rows, transposed: plan.transposed ? hd : 0
@@ -116,11 +115,9 @@ extension Tensor {
       // Every element is written: q's rows block by block, k's and v's by the first block's
       // products (beta 0), which later blocks add to.
       let dqkv = Tensor(validShape: [b, n, 3 * d]) { dst in
-        let source = SendablePointer(
-          UnsafeMutablePointer(mutating: packed.storage.base + packed.offset))
-        let outputs = SendablePointer(
-          UnsafeMutablePointer(mutating: saved.storage.base + saved.offset))
-        let gradients = SendablePointer(UnsafeMutablePointer(mutating: g.storage.base + g.offset))
+        let source = packed.address
+        let outputs = saved.address
+        let gradients = g.address
         let target = SendablePointer(dst)
         logSumExp.withUnsafeBufferPointer { lse in
           let lsePointer = SendablePointer(

@@ -141,11 +141,6 @@ extension Tensor {
   }
 }
 
-extension Tensor {
-  /// The first element's address, for the kernels below (a contiguous tensor's values).
-  fileprivate var address: SendablePointer<Float> { SendablePointer(storage.base + offset) }
-}
-
 /// The forward of one direction: states into columns `column ..< column + h` of `out`
 /// `[b, t, width]`; r of every frame into `saved` `[b, t, h]` when `everyFrame`, else of the
 /// current frame into `saved` `[b, h]`.

@@ -235,7 +235,7 @@ extension Tensor {
     let grain = Swift.max(1, 32_768 / Swift.max(inner, 1))
     let out = Tensor(validShape: outShape) { dst in
       let (src, target) = (
-        SendablePointer(source.storage.base + source.offset), SendablePointer(dst)
+        source.address, SendablePointer(dst)
       )
       parallelChunks(outer * count, grain: grain) { rows in
         for row in rows {

@@ -333,10 +333,7 @@ extension Tensor {
     bias b: Tensor?
   ) -> Tensor {
     let d = w.shape[1]
-    let (pw, pb) = (
-      SendablePointer(normWeight.storage.base + normWeight.offset),
-      SendablePointer(normBias.storage.base + normBias.offset)
-    )
+    let (pw, pb) = (normWeight.address, normBias.address)
     return product(x, weight: w, bias: b, adding: nil) { source, target, count in
       let (px, py) = (SendablePointer(source), SendablePointer(target))
       Kernels.forEachRow(rows: count, n: d) { r in
@@ -361,12 +358,8 @@ extension Tensor {
       // C starts as the residual, the bias, or their sum: rows shared between the threads.
       if r != nil || b != nil {
         let target = SendablePointer(dst)
-        let residual = r.map {
-          SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-        }
-        let bias = b.map {
-          SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-        }
+        let residual = r.map(\.address)
+        let bias = b.map(\.address)
         parallelChunks(rows, grain: Swift.max(1, 32_768 / Swift.max(outputs, 1))) { range in
           let start = range.lowerBound * outputs
           if let residual, let bias {

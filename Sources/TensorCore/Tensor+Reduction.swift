@@ -403,9 +403,7 @@ extension Tensor {
     let (b, l, d) = (shape[0], shape[1], shape[2])
     return Tensor(validShape: shape) { dst in
       let target = SendablePointer(dst)
-      let pointers = sources.map {
-        SendablePointer(UnsafeMutablePointer(mutating: $0.storage.base + $0.offset))
-      }
+      let pointers = sources.map(\.address)
       parallelChunks(b, grain: 1) { range in
         let sum = UnsafeMutablePointer<Double>.allocate(capacity: d)
         // The mean, then share/std, of each channel: the average's 1/K folds into the scale.

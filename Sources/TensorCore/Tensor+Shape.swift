@@ -145,7 +145,7 @@ extension Tensor {
     let rowSize = innerSizes.reduce(0, +)
     let sources = tensors.map { $0.contiguous() }
     // Rows of the output (one index of the leading axes) split across threads.
-    let starts = sources.map { SendablePointer($0.storage.base + $0.offset) }
+    let starts = sources.map(\.address)
     let out = Tensor(validShape: shape) { dst in
       let target = SendablePointer(dst)
       // (The sources must outlive the copies their raw pointers feed.)

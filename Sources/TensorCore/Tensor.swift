@@ -127,6 +127,10 @@ public struct Tensor: @unchecked Sendable {
     return try body(UnsafeMutableBufferPointer(start: storage.base, count: count))
   }
 
+  /// The first element's address, for kernels that read a contiguous tensor's values across
+  /// threads (valid while the tensor lives).
+  package var address: SendablePointer<Float> { SendablePointer(storage.base + offset) }
+
   /// This tensor's buffer made its own, contiguous and whole (copied first when shared or
   /// strided, as `withUnsafeMutableBufferPointer` does), as a pointer to its first element:
   /// valid while this tensor value lives unchanged. For updates of many tensors in one

@@ -42,33 +42,31 @@ public enum Masking {
     guard scores.allSatisfy({ $0.count == l }) else {
       throw TensorError("mask", "every row of scores needs \(l) tokens")
     }
+    // Each row's tokens in ascending score order, rows sorted on every thread. Sorting (score,
+    // token) pairs runs the same comparisons as sorting tokens by their scores, without an
+    // array lookup per comparison.
+    var order = [Int](repeating: 0, count: b * l)
+    order.withUnsafeMutableBufferPointer { buffer in
+      guard let base = buffer.baseAddress else { return }  // rows of no tokens
+      let sorted = SendablePointer(base)
+      parallelChunks(b, grain: Swift.max(1, 1024 / Swift.max(l, 1))) { rows in
+        for row in rows {
+          var pairs = scores[row].enumerated().map { ($0.element, $0.offset) }
+          pairs.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+          for (rank, (_, token)) in pairs.enumerated() { sorted.base[row * l + rank] = token }
+        }
+      }
+    }
     var keepIndices = [Float](repeating: 0, count: b * keep)
     var restore = [Float](repeating: 0, count: b * l)
     var mask = [Float](repeating: 1, count: b * l)
-    // Rows on every thread, each writing its own part of the three arrays. Sorting (score,
-    // token) pairs runs the same comparisons as sorting tokens by their scores, without an
-    // array lookup per comparison.
-    keepIndices.withUnsafeMutableBufferPointer { kept in
-      restore.withUnsafeMutableBufferPointer { ranks in
-        mask.withUnsafeMutableBufferPointer { hidden in
-          // (Optional: an empty array, keeping no token or masking rows of none, has no base.)
-          let (kept, ranks, hidden) = (
-            kept.baseAddress.map(SendablePointer.init), ranks.baseAddress.map(SendablePointer.init),
-            hidden.baseAddress.map(SendablePointer.init)
-          )
-          parallelChunks(b, grain: Swift.max(1, 1024 / Swift.max(l, 1))) { rows in
-            for row in rows {
-              var order = scores[row].enumerated().map { ($0.element, $0.offset) }
-              order.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
-              for (rank, (_, token)) in order.enumerated() {
-                ranks?.base[row * l + token] = Float(rank)
-                if rank < keep {
-                  kept?.base[row * keep + rank] = Float(token)
-                  hidden?.base[row * l + token] = 0
-                }
-              }
-            }
-          }
+    for row in 0..<b {
+      for rank in 0..<l {
+        let token = order[row * l + rank]
+        restore[row * l + token] = Float(rank)
+        if rank < keep {
+          keepIndices[row * keep + rank] = Float(token)
+          mask[row * l + token] = 0
         }
       }
     }

@@ -206,27 +206,23 @@ private struct RunLayout: Sendable {
       rest /= dims[axis]
       for k in 0..<operands { current[k] += counter[axis] * dimStrides[k * rank + axis] }
     }
-    dims.withUnsafeBufferPointer { dims in
-      dimStrides.withUnsafeBufferPointer { dimStrides in
-        runStrides.withUnsafeBufferPointer { runStrides in
-          counter.withUnsafeMutableBufferPointer { counter in
-            current.withUnsafeMutableBufferPointer { current in
-              var position = range.lowerBound * runLength
-              for _ in range {
-                body(UnsafeBufferPointer(current), runStrides, runLength, position)
-                position += runLength
-                // Advance the outer counter (odometer), updating every operand's offset.
-                var axis = inner - 1
-                while axis >= 0 {
-                  counter[axis] += 1
-                  for k in 0..<operands { current[k] += dimStrides[k * rank + axis] }
-                  if counter[axis] < dims[axis] { break }
-                  for k in 0..<operands { current[k] -= dimStrides[k * rank + axis] * dims[axis] }
-                  counter[axis] = 0
-                  axis -= 1
-                }
-              }
-            }
+    // Only what `body` receives goes through buffer pointers (an array argument costs a retain
+    // and a release per run).
+    runStrides.withUnsafeBufferPointer { runStrides in
+      current.withUnsafeMutableBufferPointer { current in
+        var position = range.lowerBound * runLength
+        for _ in range {
+          body(UnsafeBufferPointer(current), runStrides, runLength, position)
+          position += runLength
+          // Advance the outer counter (odometer), updating every operand's offset.
+          var axis = inner - 1
+          while axis >= 0 {
+            counter[axis] += 1
+            for k in 0..<operands { current[k] += dimStrides[k * rank + axis] }
+            if counter[axis] < dims[axis] { break }
+            for k in 0..<operands { current[k] -= dimStrides[k * rank + axis] * dims[axis] }
+            counter[axis] = 0
+            axis -= 1
           }
         }
       }

@@ -139,13 +139,14 @@ package enum Kernels {
 /// The C library's scalar `expf`/`erff` cost tens of nanoseconds per element and do not
 /// vectorise; these stay within a few ulp of them.
 package enum VectorMath {
-  /// e^x with a Cephes-style degree-6 polynomial after range reduction by ln 2
-  /// (max relative error about 2 ulp; 0 below -87.3, +inf above 88.72).
+  /// e^x with a degree-6 polynomial after range reduction by ln 2 (within 1 ulp of the
+  /// correctly rounded value; 0 below -87.3, +inf above 88.72).
   @inline(__always)
   package static func exp(_ x: Float) -> Float {
     let clamped = min(max(x, -87.33654), 88.72283)
-    let (y, ni) = reduced(clamped)
+    let (y, shifted) = reduced(clamped)
     // Scale by 2^n in two halves so that n = 128 (x near 88.7) and n = -126 stay finite.
+    let ni = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
     let half = ni >> 1
     let s1 = Float(bitPattern: UInt32(bitPattern: (half &+ 127) << 23))
     let s2 = Float(bitPattern: UInt32(bitPattern: (ni &- half &+ 127) << 23))
@@ -154,43 +155,46 @@ package enum VectorMath {
   }
 
   /// The range reduction and polynomial of `exp` and `expNonPositive`: n = round(x·log2 e)
-  /// and y = e^(x − n·ln 2), so that e^x = y·2^n.
+  /// and y = e^(x − n·ln 2), so that e^x = y·2^n. Returns y and n + 1.5·2^23, whose low
+  /// mantissa bits hold n (no float-to-int conversion, which traps on NaN and blocks
+  /// vectorising): shifted left by 23 they are n's exponent field.
+  ///
+  /// Every step is a fused multiply-add (one instruction, correctly rounded, so the bits are
+  /// the same on every machine): n from x·log2 e rounded once; x − n·ln 2 with ln 2 in two
+  /// parts, the first exact in the product (|n| ≤ 128 has 8 significant bits, 355/512 has 9);
+  /// then Horner's rule on a near-minimax polynomial of e^r for |r| ≤ ln 2 / 2 (Chebyshev fit,
+  /// error 2·10⁻⁹). Against e^x rounded from double precision, over every eighth float from 0 to
+  /// -87: at most 1 ulp apart, 0.007 ulp on average (the Cephes form it replaced, degree 7 with
+  /// the product rounded before the shift: 0.035 ulp, in 25 instructions a vector against 15).
   @inline(__always)
-  private static func reduced(_ clamped: Float) -> (y: Float, n: Int32) {
-    // Round x·log2(e) to an integer by adding 1.5·2^23: the integer lands in the low mantissa
-    // bits, so no float-to-int conversion (which traps on NaN and blocks vectorising) is needed.
-    let shifted = clamped * 1.442_695_04 + 12_582_912
+  private static func reduced(_ clamped: Float) -> (y: Float, shifted: Float) {
+    let shifted = (12_582_912 as Float).addingProduct(clamped, 1.442_695_04)
     let n = shifted - 12_582_912
-    let ni = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
-    // Two-part ln 2 keeps the reduced argument exact.
-    // Polynomials use fused multiply-adds: one instruction per step, and correctly rounded,
-    // so the bits are the same on every machine. n·0.693359375 is exact (|n| ≤ 128 has 8
-    // significant bits, 355/512 has 9), so fusing it into the subtraction rounds once, as the
-    // subtraction alone did: the same bits in one instruction.
     var r = clamped.addingProduct(-n, 0.693_359_375)
-    r = r + n * 2.121_944_4e-4
-    var p: Float = 1.987_569_15e-4
-    p = (1.398_199_950_7e-3 as Float).addingProduct(p, r)
-    p = (8.333_451_907_3e-3 as Float).addingProduct(p, r)
-    p = (4.166_579_589_4e-2 as Float).addingProduct(p, r)
-    p = (1.666_666_545_9e-1 as Float).addingProduct(p, r)
-    p = (5.000_000_120_1e-1 as Float).addingProduct(p, r)
-    return ((r + 1).addingProduct(p, r * r), ni)
+    r = r.addingProduct(-n, -2.121_944_4e-4)
+    var p: Float = 1.394_111_895_933_747_3e-3
+    p = (8.375_134_319_067_001e-3 as Float).addingProduct(p, r)
+    p = (4.166_635_125_875_473e-2 as Float).addingProduct(p, r)
+    p = (1.666_641_533_374_786_4e-1 as Float).addingProduct(p, r)
+    p = (0.5 as Float).addingProduct(p, r)
+    p = (1 as Float).addingProduct(p, r)
+    return ((1 as Float).addingProduct(p, r), shifted)
   }
 
   /// e^x for the arguments that cannot overflow: a softmax row after subtracting its maximum,
   /// the Gaussian density's -x²/2. The same polynomial as `exp`, but one exponent addition
-  /// replaces its two-step scaling and its overflow branch (1.5 to 1.8 times faster per
-  /// element). The bits equal `exp`'s from -86.6 (where 2^n stays normal) to 88; below -86.6
-  /// it gives 0 where `exp` gives at most 2.6e-38; above 88 it gives e^88, not `exp`'s growth
-  /// to infinity. A NaN stays NaN.
+  /// replaces its two-step scaling and its overflow branch, and one comparison serves the
+  /// clamp and the zero below it. The bits equal `exp`'s from -86.6 (where 2^n stays normal)
+  /// to 88; below -86.6 it gives 0 where `exp` gives at most 2.6e-38; above 88 it gives e^88,
+  /// not `exp`'s growth to infinity. A NaN stays NaN.
   @inline(__always)
   package static func expNonPositive(_ x: Float) -> Float {
-    let (y, ni) = reduced(min(max(x, -86.6), 88))
-    // y is in [0.7, 1.5) and n in [-125, 127]: adding n to the exponent field is exact.
-    let result = Float(
-      bitPattern: UInt32(bitPattern: Int32(bitPattern: y.bitPattern) &+ (ni << 23)))
-    return x < -86.6 ? 0 : result
+    let low = x < -86.6
+    let (y, shifted) = reduced(low ? -86.6 : min(x, 88))
+    // y is in [0.7, 1.5) and n in [-125, 127]: adding n to the exponent field is exact (the
+    // 1.5·2^23 in `shifted` leaves only n's bits once shifted left by 23).
+    let result = Float(bitPattern: y.bitPattern &+ (shifted.bitPattern << 23))
+    return low ? 0 : result
   }
 
   /// tanh(x): Cephes' odd polynomial x + x³·P(x²) below |x| = 0.625, and

@@ -70,7 +70,8 @@ extension Tensor {
         let source = packed.address
         let target = SendablePointer(dst)
         forEachHead(
-          b * heads, columns: n, blockRows: plan.rows, transposed: plan.transposed ? hd : 0
+          b * heads, columns: n, blockRows: plan.rows, extra: plan.rows,
+          transposed: plan.transposed ? hd : 0
         ) {
           pair, scratch, transposed in
           let (s, h) = (pair / heads, pair % heads)
@@ -87,7 +88,7 @@ extension Tensor {
               written: &kWritten)
             // Unnormalised probabilities; each output row is divided by its sum afterwards
             // (hd values instead of N).
-            var inverse = [Float](repeating: 0, count: rows)
+            let inverse = scratch + plan.rows * n
             for r in 0..<rows {
               let row = logits + r * n
               let (peak, total) = Kernels.exponentiated(row, into: row, n)
@@ -123,7 +124,7 @@ extension Tensor {
           let lsePointer = SendablePointer(
             UnsafeMutablePointer(mutating: lse.baseAddress ?? UnsafePointer(target.base)))
           forEachHead(
-            b * heads, columns: n, blockRows: plan.rows, scratchRows: 2,
+            b * heads, columns: n, blockRows: plan.rows, scratchRows: 2, extra: plan.rows,
             transposed: plan.transposed ? 2 * hd : 0
           ) {
             pair, scratch, transposed in
@@ -137,32 +138,33 @@ extension Tensor {
               let rows = Swift.min(plan.rows, n - r0)
               let p = scratch
               let dp = scratch + plan.rows * n
+              // dp = dO · vᵀ, then the probabilities again: p = alpha · q[r0..] · kᵀ
+              productTransposed(
+                rows: rows, n: n, width: hd, alpha: 1, dO + r0 * d, Int32(d), q + 2 * d,
+                Int32(3 * d), into: dp, transposedB: plan.transposed ? transposed + hd * n : nil,
+                written: &vWritten)
               productTransposed(
                 rows: rows, n: n, width: hd, alpha: alpha, q + r0 * 3 * d, Int32(3 * d),
                 q + d, Int32(3 * d), into: p, transposedB: plan.transposed ? transposed : nil,
                 written: &kWritten)
+              // δ = rowsum(dO ⊙ o) for the block's rows first: one sweep down the rows (they are
+              // d floats apart) that the prefetcher follows, not a row between exponentials.
+              let deltas = dp + plan.rows * n
               for r in 0..<rows {
-                let row = p + r * n
-                let shift = lsePointer.base[pair * n + r0 + r]
-                for j in 0..<n { row[j] = VectorMath.expNonPositive(row[j] - shift) }
+                deltas[r] = Kernels.dot(dO + (r0 + r) * d, o + (r0 + r) * d, hd)
+              }
+              // p = exp(logits − log-sum-exp) and dlogits = p ⊙ (dp − δ) · alpha in place of dp,
+              // in one pass over the block.
+              for r in 0..<rows {
+                Kernels.attentionGradientRow(
+                  p + r * n, dp + r * n, n, shift: lsePointer.base[pair * n + r0 + r],
+                  delta: deltas[r], alpha: alpha)
               }
               // dv (+)= pᵀ · dO
               let accumulate: Float = r0 == 0 ? 0 : 1
               cblas_sgemm(
                 CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(rows), 1, p,
                 Int32(n), dO + r0 * d, Int32(d), accumulate, dq + 2 * d, Int32(3 * d))
-              // dp = dO · vᵀ
-              productTransposed(
-                rows: rows, n: n, width: hd, alpha: 1, dO + r0 * d, Int32(d), q + 2 * d,
-                Int32(3 * d), into: dp, transposedB: plan.transposed ? transposed + hd * n : nil,
-                written: &vWritten)
-              // dlogits = p ⊙ (dp − rowsum(dO ⊙ o)) · alpha, in place of dp
-              for r in 0..<rows {
-                let delta = Kernels.dot(dO + (r0 + r) * d, o + (r0 + r) * d, hd)
-                let pr = p + r * n
-                let dr = dp + r * n
-                for j in 0..<n { dr[j] = pr[j] * (dr[j] - delta) * alpha }
-              }
               // dq[r0..] = dlogits · k;  dk (+)= dlogitsᵀ · q[r0..]
               cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(hd), Int32(n), 1,
@@ -216,16 +218,18 @@ extension Tensor {
 
   /// Runs `body(pair, scratch, transposed)` for each (sequence, head) pair, split across
   /// threads, each thread with a scratch buffer of `scratchRows` blocks of `blockRows` rows of
-  /// logits and one of `transposed` rows of `columns` (for `productTransposed`). While the pairs
+  /// logits then `extra` floats, and one of `transposed` rows of `columns` (for
+  /// `productTransposed`). While the pairs
   /// run in parallel, BLAS runs single-threaded inside each (the pairs already fill the cores).
   private static func forEachHead(
-    _ pairs: Int, columns: Int, blockRows: Int, scratchRows: Int = 1, transposed: Int,
+    _ pairs: Int, columns: Int, blockRows: Int, scratchRows: Int = 1, extra: Int = 0,
+    transposed: Int,
     _ body:
       @escaping @Sendable (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) ->
       Void
   ) {
     let threads = Swift.min(Threading.threadCount, pairs)
-    let logits = scratchRows * blockRows * columns
+    let logits = scratchRows * blockRows * columns + extra
     Threading.withSingleThreadedBLAS(threads > 1) {
       parallelChunks(pairs, grain: 1) { range in
         var scratch: UnsafeMutablePointer<Float>?
@@ -238,6 +242,23 @@ extension Tensor {
           if let scratch { body(pair, scratch, scratch + logits) }
         }
       }
+    }
+  }
+}
+
+extension Kernels {
+  /// One row of attention's backward over a block: `p[j] = exp(p[j] − shift)` (the probability
+  /// from its scaled logit and the row's log-sum-exp) and `dp[j] = p[j] · (dp[j] − delta) ·
+  /// alpha` (the logit's gradient from the probability's, δ being rowsum(dO ⊙ o)).
+  @inline(__always)
+  static func attentionGradientRow(
+    _ p: UnsafeMutablePointer<Float>, _ dp: UnsafeMutablePointer<Float>, _ n: Int,
+    shift: Float, delta: Float, alpha: Float
+  ) {
+    for j in 0..<n {
+      let probability = VectorMath.expNonPositive(p[j] - shift)
+      p[j] = probability
+      dp[j] = probability * (dp[j] - delta) * alpha
     }
   }
 }

@@ -24,10 +24,17 @@ struct FuzzTests {
     var random = RandomGenerator(seed: seed)
     let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
       .deletingLastPathComponent().appendingPathComponent("Golden").path
+    // The golden files' paths under /tmp (`save("/tmp/...")`, `fit(..., run="/tmp/...")`)
+    // move to this process's own folder: the golden suite runs those files at the same time,
+    // and two runs in one folder remove each other's temporary files.
+    let own = FileManager.default.temporaryDirectory
+      .appendingPathComponent("skellab-fuzz-\(ProcessInfo.processInfo.processIdentifier)").path
+    try FileManager.default.createDirectory(atPath: own, withIntermediateDirectories: true)
     let corpus = try FileManager.default.contentsOfDirectory(atPath: folder)
       .filter { $0.hasSuffix(".skl") }.sorted()
       .map {
         try String(contentsOfFile: (folder as NSString).appendingPathComponent($0), encoding: .utf8)
+          .replacingOccurrences(of: "\"/tmp/", with: "\"" + own + "/")
       }
     var result: [String] = []
     for index in 0..<count {

@@ -147,8 +147,8 @@ extension Tensor {
                 rows: rows, n: n, width: hd, alpha: alpha, q + r0 * 3 * d, Int32(3 * d),
                 q + d, Int32(3 * d), into: p, transposedB: plan.transposed ? transposed : nil,
                 written: &kWritten)
-              // δ = rowsum(dO ⊙ o) for the block's rows first: one sweep down the rows (they are
-              // d floats apart) that the prefetcher follows, not a row between exponentials.
+              // δ = rowsum(dO ⊙ o) for the block's rows first, in one sweep down the rows (d
+              // floats apart), not one short dot product between two rows of exponentials.
               let deltas = dp + plan.rows * n
               for r in 0..<rows {
                 deltas[r] = Kernels.dot(dO + (r0 + r) * d, o + (r0 + r) * d, hd)
@@ -219,8 +219,8 @@ extension Tensor {
   /// Runs `body(pair, scratch, transposed)` for each (sequence, head) pair, split across
   /// threads, each thread with a scratch buffer of `scratchRows` blocks of `blockRows` rows of
   /// logits then `extra` floats, and one of `transposed` rows of `columns` (for
-  /// `productTransposed`). While the pairs
-  /// run in parallel, BLAS runs single-threaded inside each (the pairs already fill the cores).
+  /// `productTransposed`). While the pairs run in parallel, BLAS runs single-threaded inside
+  /// each (the pairs already fill the cores).
   private static func forEachHead(
     _ pairs: Int, columns: Int, blockRows: Int, scratchRows: Int = 1, extra: Int = 0,
     transposed: Int,

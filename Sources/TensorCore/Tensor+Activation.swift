@@ -109,6 +109,21 @@ extension Kernels {
     return pairwiseSum(lanes)
   }
 
+  /// The sum of `n` contiguous floats in 16 float lanes (the last partial chunk padded with
+  /// zeros) added pairwise: a layer norm's row, whose mean through `sum` (double precision,
+  /// lanes added in order) cost a chain of dependent additions as long as the row's own work at
+  /// `tiny`'s 64 channels.
+  package static func rowSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var lanes = SIMD16<Float>(repeating: 0)
+    var i = 0
+    while i &+ 16 <= n {
+      lanes += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+      i &+= 16
+    }
+    if i < n { lanes += partialChunk(x + i, n &- i, padding: 0) }
+    return pairwiseSum(lanes)
+  }
+
   /// Runs `body(row)` for each of `rows` rows of `n` floats, split across threads.
   package static func forEachRow(rows: Int, n: Int, _ body: @escaping @Sendable (Int) -> Void) {
     parallelChunks(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { range in
@@ -323,7 +338,7 @@ extension Kernels {
     _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, _ d: Int,
     weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, eps: Float
   ) -> (mean: Float, rstd: Float) {
-    let mean = Float(sum(x, d) / Double(d))
+    let mean = rowSum(x, d) / Float(d)
     for j in 0..<d { y[j] = x[j] - mean }
     let variance = dot(y, y, d) / Float(d)
     let rstd = 1 / (variance + eps).squareRoot()
@@ -392,7 +407,7 @@ extension Kernels {
           } else {
             dr.update(from: gr, count: d)
           }
-          let a = Float(sum(dr, d)) / Float(d)
+          let a = rowSum(dr, d) / Float(d)
           let c = dot(dr, xhat, d) / Float(d)
           for j in 0..<d { dr[j] = s * (dr[j] - a - xhat[j] * c) }
         }

@@ -89,6 +89,23 @@ struct VectorMathTests {
     }
   }
 
+  /// A layer norm's row sum (16 float lanes added pairwise, the tail padded with zeros) is
+  /// within float rounding of the double-precision sum for every length around the lane width,
+  /// and exact on rows of small integers, whatever lane each lands in.
+  @Test func rowSumIsTheSum() throws {
+    var generator = SystemRandomNumberGenerator()
+    for n in Array(0...40) + [64, 255, 400, 1024] {
+      let values = (0..<n).map { _ in Float.random(in: -5...5, using: &generator) }
+      let exact = values.reduce(0.0) { $0 + Double($1) }
+      let magnitude = values.reduce(0.0) { $0 + Double(Swift.abs($1)) }
+      let ours = values.withUnsafeBufferPointer { Kernels.rowSum($0.baseAddress!, n) }
+      #expect(Swift.abs(Double(ours) - exact) <= 1e-6 * Swift.max(magnitude, 1), "n = \(n)")
+      let integers = (0..<n).map { Float($0 % 7) - 3 }
+      let integerSum = integers.withUnsafeBufferPointer { Kernels.rowSum($0.baseAddress!, n) }
+      #expect(integerSum == integers.reduce(0, +), "n = \(n), integers")
+    }
+  }
+
   /// tanh and the logistic function stay within a few float32 ulp (relative error, and an
   /// absolute floor for values near 0) of double-precision references over the whole range,
   /// including both sides of tanh's switch at |x| = 0.625.

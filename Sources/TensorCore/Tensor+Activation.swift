@@ -29,18 +29,10 @@ extension Kernels {
     var total = 0.0
     var start = 0
     while start < n {
-      let end = Swift.min(n, start &+ 4096)
-      let (block, count) = (y + start, end &- start)
+      let (block, count) = (y + start, Swift.min(4096, n &- start))
       for j in 0..<count { block[j] = VectorMath.expNonPositive(block[j] - peak) }
-      var lanes = SIMD16<Float>(repeating: 0)
-      var i = start
-      while i &+ 16 <= end {
-        lanes += UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self)
-        i &+= 16
-      }
-      if i < end { lanes += partialChunk(y + i, end &- i, padding: 0) }
-      total += Double(pairwiseSum(lanes))
-      start = end
+      total += Double(rowSum(block, count))
+      start &+= count
     }
     return (peak, total)
   }
@@ -110,9 +102,9 @@ extension Kernels {
   }
 
   /// The sum of `n` contiguous floats in 16 float lanes (the last partial chunk padded with
-  /// zeros) added pairwise: a layer norm's row, whose mean through `sum` (double precision,
-  /// lanes added in order) cost a chain of dependent additions as long as the row's own work at
-  /// `tiny`'s 64 channels.
+  /// zeros) added pairwise: each block of softmax's numerators, and a layer norm's row, whose
+  /// mean through `sum` (double precision, lanes added in order) cost a chain of dependent
+  /// additions as long as the row's own work at `tiny`'s 64 channels.
   package static func rowSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var lanes = SIMD16<Float>(repeating: 0)
     var i = 0

@@ -258,23 +258,20 @@ extension Tensor {
       let pickedBy = picked
       let gc = g.contiguous()
       let dx = Tensor(validShape: inputShape) { dst in
-        let src = gc.storage.base + gc.offset
+        let (from, target) = (gc.address, SendablePointer(dst))
         guard distinct else {
           dst.initialize(repeating: 0, count: outer * n * inner)
           for o in 0..<outer {
             for (j, r) in resolved.enumerated() {
-              let from = src + (o * count + j) * inner
+              let gradient = from.base + (o * count + j) * inner
               let to = dst + (o * n + r) * inner
-              for i in 0..<inner { to[i] += from[i] }
+              for i in 0..<inner { to[i] += gradient[i] }
             }
           }
           return
         }
         // Each input row: 0 + its gradient row (0 + −0 is +0, as the addition into zeros
         // gives), or 0 where no index names it.
-        let (from, target) = (
-          SendablePointer(UnsafeMutablePointer(mutating: src)), SendablePointer(dst)
-        )
         parallelChunks(outer * n, grain: grain) { rows in
           for row in rows {
             let (o, r) = row.quotientAndRemainder(dividingBy: n)

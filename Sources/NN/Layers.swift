@@ -47,7 +47,7 @@ public final class Linear: Module {
   }
 
   /// The weight and bias with their rows scaled by `scale` (none: as they are).
-  private func scaled(_ scale: Tensor?) throws -> (weight: Tensor, bias: Tensor?) {
+  func scaled(_ scale: Tensor?) throws -> (weight: Tensor, bias: Tensor?) {
     guard let scale else { return (weight.value, bias?.value) }
     return (try weight.value * scale.reshaped([-1, 1]), try bias.map { try $0.value * scale })
   }
@@ -151,11 +151,22 @@ public final class MLP: Module {
   public func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(gelu: fc1(x)) }
 
   /// `residual + scale ⊙ mlp(norm(x))`: the second product fused with the residual
-  /// connection, the norm's output recomputed in backward.
+  /// connection, the norm's output recomputed in backward. Without a gradient to record, the
+  /// whole MLP a chunk of rows at a time (`Tensor.normalizedMLP`), with the same bits.
   public func callAsFunction(
     normalizing x: Tensor, with norm: LayerNorm, scale: Tensor?, adding residual: Tensor
   ) throws -> Tensor {
-    try fc2(gelu: fc1(normalizing: x, with: norm), scale: scale, adding: residual)
+    let inputs = [x, residual, norm.weight.value, norm.bias.value, fc1.weight.value]
+    let optional = [fc1.bias?.value, fc2.weight.value, fc2.bias?.value, scale]
+    guard Autograd.isEnabled,
+      (inputs + optional.compactMap { $0 }).contains(where: \.requiresGrad)
+    else {
+      let (w, b) = try fc2.scaled(scale)
+      return try Tensor.normalizedMLP(
+        x, normWeight: norm.weight.value, normBias: norm.bias.value, eps: norm.eps,
+        weight1: fc1.weight.value, bias1: fc1.bias?.value, weight2: w, bias2: b, adding: residual)
+    }
+    return try fc2(gelu: fc1(normalizing: x, with: norm), scale: scale, adding: residual)
   }
 }
 

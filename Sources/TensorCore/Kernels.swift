@@ -103,6 +103,14 @@ package enum Kernels {
     }
   }
 
+  /// `x[i] = f(x[i])` over `count` contiguous elements on the calling thread (inside a
+  /// thread's share of a larger job).
+  package static func applySerially<F: UnaryFunction>(
+    _ x: UnsafeMutablePointer<Float>, count: Int, _ f: F
+  ) {
+    for i in 0..<count { x[i] = f(x[i]) }
+  }
+
   /// `out[i] = f(x[i], y[i])` over `count` contiguous elements, split across threads.
   package static func zip<F: BinaryFunction>(
     _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,

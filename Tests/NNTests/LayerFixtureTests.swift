@@ -38,6 +38,10 @@ struct LayerFixtureTests {
     let x = try fixture.tensor("x").requiringGrad()
     let out = try forward(x)
     expectClose(out, try fixture.tensor("out"), "\(name) out")
+    // Without gradients (inference: the MLP a chunk of rows at a time), the same bits.
+    let inference = try Autograd.noGrad { try forward(x.detached()) }
+    #expect(
+      inference.scalars.map(\.bitPattern) == out.scalars.map(\.bitPattern), "\(name) inference")
     try out.backward(gradient: fixture.tensor("grad_out"))
     expectClose(try #require(x.grad), try fixture.tensor("grad.x"), "\(name) grad.x")
     for (parameterName, parameter) in module.namedParameters() {

@@ -131,6 +131,42 @@ struct ActivationTests {
     #expect(x.scalars == (try sampleTensor([3, 37, 24], seed: 91, scale: 3)).scalars)
   }
 
+  /// The MLP run a chunk of rows at a time without gradients gives the bits of the norm,
+  /// `linear`, GELU and `linear` with the residual, composed: over several chunks a thread
+  /// and a short last one, with and without the biases; a residual of another shape is an
+  /// error that names both shapes.
+  @Test func normalizedMLPIsTheComposedOps() throws {
+    // Hidden 1,024: chunks of 512 rows; 2,201 rows make several chunks on any thread count.
+    let x = try sampleTensor([1, 2201, 32], seed: 120, scale: 2)
+    let (nw, nb) = (try sampleTensor([32], seed: 121), try sampleTensor([32], seed: 122))
+    let w1 = try sampleTensor([1024, 32], seed: 123)
+    let b1 = try sampleTensor([1024], seed: 124)
+    let w2 = try sampleTensor([24, 1024], seed: 125, scale: 0.1)
+    let b2 = try sampleTensor([24], seed: 126)
+    let residual = try sampleTensor([1, 2201, 24], seed: 127)
+    #expect(Tensor.mlpChunkRows(hidden: 1024) == 512)
+    func bits(_ t: Tensor) -> [UInt32] { t.scalars.map(\.bitPattern) }
+    for (first, second) in [(true, true), (false, true), (true, false), (false, false)] {
+      let (bias1, bias2) = (first ? b1 : nil, second ? b2 : nil)
+      let composed = try Tensor.linear(
+        Tensor.linear(x.layerNorm(weight: nw, bias: nb, eps: 1e-5), weight: w1, bias: bias1)
+          .gelu(), weight: w2, bias: bias2, adding: residual)
+      let fused = try Tensor.normalizedMLP(
+        x, normWeight: nw, normBias: nb, eps: 1e-5, weight1: w1, bias1: bias1, weight2: w2,
+        bias2: bias2, adding: residual)
+      #expect(fused.shape == [1, 2201, 24])
+      #expect(bits(fused) == bits(composed), "bias1 \(first), bias2 \(second)")
+    }
+    let wrong = try sampleTensor([1, 2201, 23], seed: 128)
+    let error = #expect(throws: TensorError.self) {
+      try Tensor.normalizedMLP(
+        x, normWeight: nw, normBias: nb, eps: 1e-5, weight1: w1, bias1: b1, weight2: w2,
+        bias2: b2, adding: wrong)
+    }
+    #expect(error?.description.contains("[1, 2201, 23]") == true)
+    #expect(error?.description.contains("[1, 2201, 24]") == true)
+  }
+
   /// Over several blocks of rows, `gelu_linear` gives the bits of GELU then `linear` for the
   /// output and the input's gradient, and the weight's gradient to rounding (its product is
   /// summed a block of rows at a time). In a backward that frees the graph, the input's gradient

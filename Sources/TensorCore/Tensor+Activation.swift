@@ -62,8 +62,32 @@ extension Kernels {
   /// NaNs are not looked for: a NaN input turns the softmax row NaN through exp and the sum
   /// anyway.
   package static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    var lanes = SIMD16<Float>(repeating: -.infinity)
+    // Four independent maxima over 64 floats at a time, so that no compare waits for the one
+    // before (one chain was a compare and a blend of latency per 16 floats).
+    var (a, b, c, lanes) = (
+      SIMD16<Float>(repeating: -.infinity), SIMD16<Float>(repeating: -.infinity),
+      SIMD16<Float>(repeating: -.infinity), SIMD16<Float>(repeating: -.infinity)
+    )
     var i = 0
+    while i &+ 64 <= n {
+      let raw = UnsafeRawPointer(x + i)
+      let (u, v) = (
+        raw.loadUnaligned(as: SIMD16<Float>.self),
+        raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+      )
+      let (w, z) = (
+        raw.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
+        raw.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+      )
+      a.replace(with: u, where: u .> a)
+      b.replace(with: v, where: v .> b)
+      c.replace(with: w, where: w .> c)
+      lanes.replace(with: z, where: z .> lanes)
+      i &+= 64
+    }
+    a.replace(with: b, where: b .> a)
+    c.replace(with: a, where: a .> c)
+    lanes.replace(with: c, where: c .> lanes)
     while i &+ 16 <= n {
       let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
       lanes.replace(with: v, where: v .> lanes)

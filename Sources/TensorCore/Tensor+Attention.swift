@@ -1,4 +1,5 @@
 import CBLAS
+import CSystem
 import Foundation
 
 // Fused, blocked multi-head self-attention straight from the packed `qkv` projection.
@@ -203,6 +204,13 @@ extension Tensor {
       // the loop, which kept it scalar with a check per element).
       var row = b
       for j in 0..<n {
+        // The rows are `ldb` floats apart in a buffer far larger than the caches: ask for the
+        // rows 8 ahead now, so that their loads do not stall the loop.
+        if j + 8 < n {
+          let ahead = row + 8 * Int(ldb)
+          skellab_prefetch(ahead)
+          skellab_prefetch(ahead + width - 1)
+        }
         var target = transposedB + j
         for column in 0..<width {
           target.pointee = row[column]

@@ -72,11 +72,12 @@ struct VectorMathTests {
     #expect(VectorMath.expNonPositive(0) == 1)
   }
 
-  /// The 16-lane maximum equals a plain scan for every length around the lane width, with
-  /// -inf entries and the largest value in the tail or in any lane.
+  /// The 16-lane maximum equals a plain scan for every length around the lane width and the
+  /// four-vector stride (64), with -inf entries and the largest value in the tail, in any lane
+  /// or in any of the four partial maxima.
   @Test func rowMaxIsTheLargest() throws {
     var generator = SystemRandomNumberGenerator()
-    for n in Array(0...40) + [255, 400, 401] {
+    for n in Array(0...40) + [63, 64, 65, 79, 127, 128, 129, 200, 255, 400, 401] {
       for position in 0..<Swift.max(n, 1) {
         var values = (0..<n).map { _ in Float.random(in: -5...5, using: &generator) }
         if n > 0 {

@@ -8,6 +8,10 @@ int skellab_pin_current_thread(int cpu);
 /// The CPU the calling thread is running on, or -1 where that cannot be known.
 int skellab_current_cpu(void);
 
+/// Asks the CPU to bring the cache line at `address` into its caches ahead of a read (GCC's
+/// and Clang's `__builtin_prefetch`, which Swift cannot call). A hint: nothing faults.
+static inline void skellab_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 /// Opens a pseudo-terminal pair: returns the master descriptor and writes the slave's path
 /// into `name` (`size` bytes). Returns -1 on failure. (The REPL tests drive skellab with it.)
 int skellab_open_pty(char *name, unsigned long size);

@@ -47,7 +47,7 @@ public final class Linear: Module {
   }
 
   /// The weight and bias with their rows scaled by `scale` (none: as they are).
-  func scaled(_ scale: Tensor?) throws -> (weight: Tensor, bias: Tensor?) {
+  package func scaled(_ scale: Tensor?) throws -> (weight: Tensor, bias: Tensor?) {
     guard let scale else { return (weight.value, bias?.value) }
     return (try weight.value * scale.reshaped([-1, 1]), try bias.map { try $0.value * scale })
   }
@@ -214,9 +214,35 @@ public final class Block: Module {
       if let gamma2 { m = try m * gamma2.value }
       return try h + dropPath(m)
     }
+    // Without a gradient to record, the whole block a sequence at a time, in cache.
+    if x.rank == 3,
+      Tensor.blockBySequences(
+        batch: x.shape[0], tokens: x.shape[1], width: x.shape[2], heads: attn.heads),
+      !Autograd.isEnabled || !recording(x)
+    {
+      return try Tensor.transformerBlock(x, inferenceParameters())
+    }
     // Without drop path, LayerScale and the residual additions fold into the output products.
     let h = try attn(normalizing: x, with: norm1, scale: gamma1?.value, adding: x)
     return try mlp(normalizing: h, with: norm2, scale: gamma2?.value, adding: h)
+  }
+}
+
+extension Block {
+  /// Whether a forward over `x` would record a gradient for it or for any parameter.
+  private func recording(_ x: Tensor) -> Bool {
+    x.requiresGrad || namedParameters().contains { $0.1.value.requiresGrad }
+  }
+
+  /// The block's parameters for `Tensor.transformerBlock`, LayerScale folded into the
+  /// projection's and fc2's rows as the composed path folds it.
+  private func inferenceParameters() throws -> BlockParameters {
+    let (proj, fc2) = (try attn.proj.scaled(gamma1?.value), try mlp.fc2.scaled(gamma2?.value))
+    return BlockParameters(
+      norm1: (norm1.weight.value, norm1.bias.value, norm1.eps),
+      qkv: (attn.qkv.weight.value, attn.qkv.bias?.value), proj: proj,
+      norm2: (norm2.weight.value, norm2.bias.value, norm2.eps),
+      fc1: (mlp.fc1.weight.value, mlp.fc1.bias?.value), fc2: fc2, heads: attn.heads)
   }
 }
 

@@ -76,38 +76,10 @@ extension Tensor {
         ) {
           pair, scratch, transposed in
           let (s, h) = (pair / heads, pair % heads)
-          let q = source.base + s * n * 3 * d + h * hd
-          let o = target.base + s * n * d + h * hd
-          var (r0, kWritten) = (0, false)
-          while r0 < n {
-            let rows = Swift.min(plan.rows, n - r0)
-            let logits = scratch
-            // logits[rows, N] = alpha · q[r0..] · kᵀ
-            productTransposed(
-              rows: rows, n: n, width: hd, alpha: alpha, q + r0 * 3 * d, Int32(3 * d),
-              q + d, Int32(3 * d), into: logits, transposedB: plan.transposed ? transposed : nil,
-              written: &kWritten)
-            // Unnormalised probabilities; each output row is divided by its sum afterwards
-            // (hd values instead of N).
-            let inverse = scratch + plan.rows * n
-            for r in 0..<rows {
-              let row = logits + r * n
-              let (peak, total) = Kernels.exponentiated(row, into: row, n)
-              inverse[r] = Float(1 / total)
-              if keepLogSumExp {
-                lsePointer.base[pair * n + r0 + r] = peak + Float(Foundation.log(total))
-              }
-            }
-            // out[r0.., head h] = p · v
-            cblas_sgemm(
-              CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(hd), Int32(n), 1,
-              logits, Int32(n), q + 2 * d, Int32(3 * d), 0, o + r0 * d, Int32(d))
-            for r in 0..<rows {
-              let row = o + (r0 + r) * d
-              for j in 0..<hd { row[j] *= inverse[r] }
-            }
-            r0 += rows
-          }
+          attentionHead(
+            source.base + s * n * 3 * d + h * hd, into: target.base + s * n * d + h * hd, n: n,
+            d: d, hd: hd, alpha: alpha, plan: plan, scratch: scratch, transposed: transposed,
+            logSumExp: keepLogSumExp ? lsePointer.base + pair * n : nil)
         }
       }
     }
@@ -179,6 +151,48 @@ extension Tensor {
         }
       }
       return [dqkv]
+    }
+  }
+
+  /// One head of one sequence: `o = softmax(alpha · q·kᵀ) · v` by blocks of `plan.rows`
+  /// queries, q, k and v read in place from the packed projection (`q` points at the head's
+  /// first query: rows `3d` floats apart, k `d` and v `2d` floats after), the output written
+  /// at `o` (rows `d` apart). `scratch` holds a block of logits and one float a row;
+  /// `transposed` (`[hd, n]`) the copy of k the plan asks for. With `logSumExp`, each row's
+  /// log-sum-exp for the backward.
+  static func attentionHead(
+    _ q: UnsafeMutablePointer<Float>, into o: UnsafeMutablePointer<Float>, n: Int, d: Int,
+    hd: Int, alpha: Float, plan: (rows: Int, transposed: Bool),
+    scratch: UnsafeMutablePointer<Float>, transposed: UnsafeMutablePointer<Float>,
+    logSumExp: UnsafeMutablePointer<Float>?
+  ) {
+    var (r0, kWritten) = (0, false)
+    while r0 < n {
+      let rows = Swift.min(plan.rows, n - r0)
+      let logits = scratch
+      // logits[rows, N] = alpha · q[r0..] · kᵀ
+      productTransposed(
+        rows: rows, n: n, width: hd, alpha: alpha, q + r0 * 3 * d, Int32(3 * d), q + d,
+        Int32(3 * d), into: logits, transposedB: plan.transposed ? transposed : nil,
+        written: &kWritten)
+      // Unnormalised probabilities; each output row is divided by its sum afterwards (hd
+      // values instead of N).
+      let inverse = scratch + plan.rows * n
+      for r in 0..<rows {
+        let row = logits + r * n
+        let (peak, total) = Kernels.exponentiated(row, into: row, n)
+        inverse[r] = Float(1 / total)
+        if let logSumExp { logSumExp[r0 + r] = peak + Float(Foundation.log(total)) }
+      }
+      // out[r0.., head h] = p · v
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(hd), Int32(n), 1, logits,
+        Int32(n), q + 2 * d, Int32(3 * d), 0, o + r0 * d, Int32(d))
+      for r in 0..<rows {
+        let row = o + (r0 + r) * d
+        for j in 0..<hd { row[j] *= inverse[r] }
+      }
+      r0 += rows
     }
   }
 

@@ -305,9 +305,13 @@ extension Tensor {
           let normed = UnsafeMutablePointer<Float>.allocate(capacity: chunk * (d + hidden))
           defer { normed.deallocate() }
           let activation = normed + chunk * d
+          // Chunks of even size: a short last one could fall under OpenBLAS's small-matrix
+          // limit, whose kernels may round differently from the packed ones.
+          let pieces = (range.count + chunk - 1) / chunk
+          let even = (range.count + Swift.max(pieces, 1) - 1) / Swift.max(pieces, 1)
           var first = range.lowerBound
           while first < range.upperBound {
-            let count = Swift.min(chunk, range.upperBound - first)
+            let count = Swift.min(even, range.upperBound - first)
             for r in 0..<count {
               _ = Kernels.layerNormRow(
                 px.base + (first + r) * d, into: normed + r * d, d, weight: pnw.base,

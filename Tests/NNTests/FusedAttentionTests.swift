@@ -78,3 +78,45 @@ struct FusedAttentionTests {
     }
   }
 }
+
+/// A transformer block run a sequence at a time without gradients (`Tensor.transformerBlock`)
+/// against the composed forward that records them: the same bits, with and without LayerScale,
+/// over sequences whose attention takes several query blocks and whose MLP takes several
+/// chunks; and when it is chosen.
+@Suite("Block by sequences", .timed)
+struct BlockBySequencesTests {
+  @Test(arguments: [(3, 300, 32, 4, false), (2, 530, 32, 2, true), (1, 7, 8, 2, true)])
+  func blockBySequencesEqualsComposed(shape: (Int, Int, Int, Int, Bool)) throws {
+    let (b, n, d, heads, layerScale) = shape
+    let block = try Block(d, heads: heads, mlpRatio: 32, layerScale: layerScale ? 0.5 : nil)
+    try randomize(block, seed: UInt64(n))
+    let x = try sampleTensor([b, n, d], seed: 11, scale: 2).requiringGrad()
+    let composed = try block(x)
+    let proj = try block.attn.proj.scaled(block.gamma1?.value)
+    let fc2 = try block.mlp.fc2.scaled(block.gamma2?.value)
+    let parameters = BlockParameters(
+      norm1: (block.norm1.weight.value, block.norm1.bias.value, block.norm1.eps),
+      qkv: (block.attn.qkv.weight.value, block.attn.qkv.bias?.value), proj: proj,
+      norm2: (block.norm2.weight.value, block.norm2.bias.value, block.norm2.eps),
+      fc1: (block.mlp.fc1.weight.value, block.mlp.fc1.bias?.value), fc2: fc2, heads: heads)
+    let fused = try Autograd.noGrad { try Tensor.transformerBlock(x.detached(), parameters) }
+    #expect(fused.shape == [b, n, d])
+    #expect(fused.scalars.map(\.bitPattern) == composed.scalars.map(\.bitPattern))
+    // Through the module without gradients: whichever path it takes, the same bits.
+    let inference = try Autograd.noGrad { try block(x.detached()) }
+    #expect(inference.scalars.map(\.bitPattern) == composed.scalars.map(\.bitPattern))
+    // A weight of the wrong shape is an error that names it.
+    var wrong = parameters
+    wrong.fc1 = (try sampleTensor([d * 32, d + 1], seed: 3), nil)
+    let error = #expect(throws: TensorError.self) {
+      try Tensor.transformerBlock(x.detached(), wrong)
+    }
+    #expect(error?.description.contains("fc1 weight [\(d * 32), \(d + 1)]") == true)
+  }
+
+  @Test func sequencesNeedAThreadEachAndLongRows() {
+    #expect(!Tensor.blockBySequences(batch: 64, tokens: 200, width: 64, heads: 4))
+    #expect(!Tensor.blockBySequences(batch: 0, tokens: 400, width: 128, heads: 4))
+    #expect(!Tensor.blockBySequences(batch: 64, tokens: 400, width: 128, heads: 3))
+  }
+}

@@ -95,10 +95,7 @@ extension Tensor {
     let hd = d / p.heads
     let alpha = Float(1 / Double(hd).squareRoot())
     let plan = attentionPlan(n: n, width: hd)
-    // Chunks of even size: a short last chunk could fall under OpenBLAS's small-matrix limit,
-    // whose kernels may round differently from the packed ones that the whole product takes.
-    let chunks = (n + mlpChunkRows(hidden: hidden) - 1) / mlpChunkRows(hidden: hidden)
-    let chunk = Swift.max(1, (n + Swift.max(chunks, 1) - 1) / Swift.max(chunks, 1))
+    let chunk = MLPChunk.evenChunkRows(n, atMost: mlpChunkRows(hidden: hidden))
     func pointers(_ layer: (Tensor, Tensor?)) -> (SendablePointer<Float>, SendablePointer<Float>?) {
       (layer.0.address, layer.1?.address)
     }
@@ -111,8 +108,11 @@ extension Tensor {
     }
     let ((wQKV, bQKV), (wProj, bProj)) = (pointers(layers[0]), pointers(layers[1]))
     let ((w1, b1), (w2, b2)) = (pointers(layers[2]), pointers(layers[3]))
-    let (n1w, n1b, n2w, n2b) = (kept[0].address, kept[1].address, kept[2].address, kept[3].address)
-    let (eps1, eps2, heads) = (p.norm1.eps, p.norm2.eps, p.heads)
+    let (n1w, n1b) = (kept[0].address, kept[1].address)
+    let (eps1, heads) = (p.norm1.eps, p.heads)
+    let mlp = MLPChunk(
+      d: d, hidden: hidden, outputs: d, eps: p.norm2.eps, normWeight: kept[2].address,
+      normBias: kept[3].address, weight1: w1, bias1: b1, weight2: w2, bias2: b2)
     let source = x.detached().contiguous()
     let threads = Swift.min(Threading.threadCount, b)
     // Per thread: the normalised rows, q | k | v, the attention's output, a block of logits and
@@ -162,31 +162,14 @@ extension Tensor {
             sgemm(
               transA: false, transB: true, m: n, n: d, k: d, a: attention, lda: d,
               b: wProj.base, ldb: d, c: ys, ldc: d, beta: 1)
-            // h + fc2(gelu(fc1(norm2(h)))), over h's own rows, a chunk at a time (each chunk's
-            // rows are normalised before they take the MLP's output).
+            // h + fc2(gelu(fc1(norm2(h)))), over h's own rows, a chunk at a time.
             var first = 0
             while first < n {
               let count = Swift.min(chunk, n - first)
               let rows = ys + first * d
-              for r in 0..<count {
-                _ = Kernels.layerNormRow(
-                  rows + r * d, into: normalized + r * d, d, weight: n2w.base, bias: n2b.base,
-                  eps: eps2)
-                if let b1 { (activation + r * hidden).update(from: b1.base, count: hidden) }
-              }
-              sgemm(
-                transA: false, transB: true, m: count, n: hidden, k: d, a: normalized, lda: d,
-                b: w1.base, ldb: d, c: activation, ldc: hidden, beta: b1 == nil ? 0 : 1)
-              Kernels.applySerially(activation, count: count * hidden, GeluFunction())
-              if let b2 {
-                for r in 0..<count {
-                  let row = rows + r * d
-                  for j in 0..<d { row[j] = row[j] + b2.base[j] }
-                }
-              }
-              sgemm(
-                transA: false, transB: true, m: count, n: d, k: hidden, a: activation,
-                lda: hidden, b: w2.base, ldb: hidden, c: rows, ldc: d, beta: 1)
+              mlp.run(
+                rows: count, x: rows, residual: rows, into: rows, normalized: normalized,
+                activation: activation)
               first += count
             }
           }

@@ -296,50 +296,31 @@ extension Tensor {
     let threads = Swift.min(Threading.threadCount, Swift.max(1, rows / 64))
     let chunk = Swift.min(
       mlpChunkRows(hidden: hidden), Swift.max(1, (rows + threads - 1) / threads))
-    return Tensor(validShape: outShape) { dst in
+    let mlp = MLPChunk(
+      d: d, hidden: hidden, outputs: outputs, eps: eps, normWeight: nw.address,
+      normBias: nb.address, weight1: w1.address, bias1: b1?.address, weight2: w2.address,
+      bias2: b2?.address)
+    let out = Tensor(validShape: outShape) { dst in
       let (px, pr, py) = (source.address, skip.address, SendablePointer(dst))
-      let (pnw, pnb, pw1, pw2) = (nw.address, nb.address, w1.address, w2.address)
-      let (pb1, pb2) = (b1?.address, b2?.address)
       Threading.withSingleThreadedBLAS(threads > 1) {
         parallelChunks(rows, grain: Swift.max(1, (rows + threads - 1) / threads)) { range in
           let normed = UnsafeMutablePointer<Float>.allocate(capacity: chunk * (d + hidden))
           defer { normed.deallocate() }
-          let activation = normed + chunk * d
-          // Chunks of even size: a short last one could fall under OpenBLAS's small-matrix
-          // limit, whose kernels may round differently from the packed ones.
-          let pieces = (range.count + chunk - 1) / chunk
-          let even = (range.count + Swift.max(pieces, 1) - 1) / Swift.max(pieces, 1)
+          let even = MLPChunk.evenChunkRows(range.count, atMost: chunk)
           var first = range.lowerBound
           while first < range.upperBound {
             let count = Swift.min(even, range.upperBound - first)
-            for r in 0..<count {
-              _ = Kernels.layerNormRow(
-                px.base + (first + r) * d, into: normed + r * d, d, weight: pnw.base,
-                bias: pnb.base, eps: eps)
-              let row = activation + r * hidden
-              if let pb1 { row.update(from: pb1.base, count: hidden) }
-            }
-            sgemm(
-              transA: false, transB: true, m: count, n: hidden, k: d, a: normed, lda: d,
-              b: pw1.base, ldb: d, c: activation, ldc: hidden, beta: pb1 == nil ? 0 : 1)
-            Kernels.applySerially(activation, count: count * hidden, GeluFunction())
-            let out = py.base + first * outputs
-            for r in 0..<count {
-              let (to, from) = (out + r * outputs, pr.base + (first + r) * outputs)
-              if let pb2 {
-                for j in 0..<outputs { to[j] = from[j] + pb2.base[j] }
-              } else {
-                to.update(from: from, count: outputs)
-              }
-            }
-            sgemm(
-              transA: false, transB: true, m: count, n: outputs, k: hidden, a: activation,
-              lda: hidden, b: pw2.base, ldb: hidden, c: out, ldc: outputs, beta: 1)
+            mlp.run(
+              rows: count, x: px.base + first * d, residual: pr.base + first * outputs,
+              into: py.base + first * outputs, normalized: normed,
+              activation: normed + chunk * d)
             first += count
           }
         }
       }
     }
+    withExtendedLifetime((nw, nb, w1, w2, b1, b2)) {}
+    return out
   }
 
   /// The gradients of `layer_norm_linear` (`layerNorm(x) · weightᵀ`) for x, the norm's weight
@@ -645,5 +626,61 @@ extension Tensor {
       if hasResidual { grads.append(gc) }
       return grads
     }
+  }
+}
+
+/// A transformer MLP with its norm and residual connection over raw rows, a chunk of rows at a
+/// time (`Tensor.normalizedMLP`, `Tensor.transformerBlock`): `out = residual + fc2(gelu(fc1(
+/// norm(x))))` with the biases, where `out` may be `residual` itself.
+struct MLPChunk: Sendable {
+  let d: Int
+  let hidden: Int
+  let outputs: Int
+  let eps: Float
+  let normWeight: SendablePointer<Float>
+  let normBias: SendablePointer<Float>
+  let weight1: SendablePointer<Float>
+  let bias1: SendablePointer<Float>?
+  let weight2: SendablePointer<Float>
+  let bias2: SendablePointer<Float>?
+
+  /// Rows of chunks of even size, at most `limit`, over `rows` rows: a short last chunk could
+  /// fall under OpenBLAS's small-matrix limit, whose kernels may round differently from the
+  /// packed ones the whole product takes.
+  static func evenChunkRows(_ rows: Int, atMost limit: Int) -> Int {
+    let chunks = Swift.max(1, (rows + Swift.max(limit, 1) - 1) / Swift.max(limit, 1))
+    return Swift.max(1, (rows + chunks - 1) / chunks)
+  }
+
+  /// `rows` rows: x's (`d` floats apart) normalised into `normalized`, fc1 into `activation`
+  /// (which starts as fc1's bias), GELU in place, and fc2 added to the output rows (`outputs`
+  /// floats apart), which start as the residual plus fc2's bias. Each row is normalised before
+  /// its output is written, so `out` may be the rows of `x` when x is the residual.
+  func run(
+    rows count: Int, x: UnsafePointer<Float>, residual: UnsafePointer<Float>,
+    into out: UnsafeMutablePointer<Float>, normalized: UnsafeMutablePointer<Float>,
+    activation: UnsafeMutablePointer<Float>
+  ) {
+    for r in 0..<count {
+      _ = Kernels.layerNormRow(
+        x + r * d, into: normalized + r * d, d, weight: normWeight.base, bias: normBias.base,
+        eps: eps)
+      if let bias1 { (activation + r * hidden).update(from: bias1.base, count: hidden) }
+    }
+    sgemm(
+      transA: false, transB: true, m: count, n: hidden, k: d, a: normalized, lda: d,
+      b: weight1.base, ldb: d, c: activation, ldc: hidden, beta: bias1 == nil ? 0 : 1)
+    Kernels.applySerially(activation, count: count * hidden, GeluFunction())
+    for r in 0..<count {
+      let (to, from) = (out + r * outputs, residual + r * outputs)
+      if let bias2 {
+        for j in 0..<outputs { to[j] = from[j] + bias2.base[j] }
+      } else if UnsafePointer(to) != from {
+        to.update(from: from, count: outputs)
+      }
+    }
+    sgemm(
+      transA: false, transB: true, m: count, n: outputs, k: hidden, a: activation,
+      lda: hidden, b: weight2.base, ldb: hidden, c: out, ldc: outputs, beta: 1)
   }
 }

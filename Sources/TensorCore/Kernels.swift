@@ -98,8 +98,7 @@ package enum Kernels {
   {
     let data = SendablePointer(x)
     parallelChunks(count) { range in
-      let p = data.base
-      for i in range { p[i] = f(p[i]) }
+      applySerially(data.base + range.lowerBound, count: range.count, f)
     }
   }
 
@@ -109,6 +108,28 @@ package enum Kernels {
     _ x: UnsafeMutablePointer<Float>, count: Int, _ f: F
   ) {
     for i in 0..<count { x[i] = f(x[i]) }
+  }
+
+  /// The rows a product with beta = 1 then adds to, on the calling thread: each of `rows` rows
+  /// of `width` floats at `target` starts as the same row of `residual` plus `bias`, or as
+  /// either alone; it stays as it is where `residual` is `target` itself and there is no bias.
+  package static func startRows(
+    _ target: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+    residual: UnsafePointer<Float>?, bias: UnsafePointer<Float>?
+  ) {
+    switch (residual, bias) {
+    case (let residual?, let bias?):
+      for row in 0..<rows {
+        let (to, from) = (target + row * width, residual + row * width)
+        for j in 0..<width { to[j] = from[j] + bias[j] }
+      }
+    case (let residual?, nil):
+      if residual != UnsafePointer(target) { target.update(from: residual, count: rows * width) }
+    case (nil, let bias?):
+      for row in 0..<rows { (target + row * width).update(from: bias, count: width) }
+    case (nil, nil):
+      break
+    }
   }
 
   /// `out[i] = f(x[i], y[i])` over `count` contiguous elements, split across threads.

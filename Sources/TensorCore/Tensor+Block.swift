@@ -140,8 +140,9 @@ extension Tensor {
               _ = Kernels.layerNormRow(
                 xs + r * d, into: normalized + r * d, d, weight: n1w.base, bias: n1b.base,
                 eps: eps1)
-              if let bQKV { (qkv + r * 3 * d).update(from: bQKV.base, count: 3 * d) }
             }
+            Kernels.startRows(
+              qkv, rows: n, width: 3 * d, residual: nil, bias: bQKV.map { UnsafePointer($0.base) })
             sgemm(
               transA: false, transB: true, m: n, n: 3 * d, k: d, a: normalized, lda: d,
               b: wQKV.base, ldb: d, c: qkv, ldc: 3 * d, beta: bQKV == nil ? 0 : 1)
@@ -151,14 +152,8 @@ extension Tensor {
                 plan: plan, scratch: logitsBlock, transposed: transposed, logSumExp: nil)
             }
             // h = x + attention · projᵀ + bias
-            for r in 0..<n {
-              let (to, from) = (ys + r * d, xs + r * d)
-              if let bProj {
-                for j in 0..<d { to[j] = from[j] + bProj.base[j] }
-              } else {
-                to.update(from: from, count: d)
-              }
-            }
+            Kernels.startRows(
+              ys, rows: n, width: d, residual: xs, bias: bProj.map { UnsafePointer($0.base) })
             sgemm(
               transA: false, transB: true, m: n, n: d, k: d, a: attention, lda: d,
               b: wProj.base, ldb: d, c: ys, ldc: d, beta: 1)

@@ -428,18 +428,10 @@ extension Tensor {
         let bias = b.map(\.address)
         parallelChunks(rows, grain: Swift.max(1, 32_768 / Swift.max(outputs, 1))) { range in
           let start = range.lowerBound * outputs
-          if let residual, let bias {
-            for row in range {
-              let (to, from) = (target.base + row * outputs, residual.base + row * outputs)
-              for j in 0..<outputs { to[j] = from[j] + bias.base[j] }
-            }
-          } else if let residual {
-            (target.base + start).update(from: residual.base + start, count: range.count * outputs)
-          } else if let bias {
-            for row in range {
-              (target.base + row * outputs).update(from: bias.base, count: outputs)
-            }
-          }
+          Kernels.startRows(
+            target.base + start, rows: range.count, width: outputs,
+            residual: residual.map { UnsafePointer($0.base + start) },
+            bias: bias.map { UnsafePointer($0.base) })
         }
       }
       let (source, beta): (UnsafeMutablePointer<Float>, Float) = (
@@ -665,20 +657,17 @@ struct MLPChunk: Sendable {
       _ = Kernels.layerNormRow(
         x + r * d, into: normalized + r * d, d, weight: normWeight.base, bias: normBias.base,
         eps: eps)
-      if let bias1 { (activation + r * hidden).update(from: bias1.base, count: hidden) }
     }
+    Kernels.startRows(
+      activation, rows: count, width: hidden, residual: nil,
+      bias: bias1.map { UnsafePointer($0.base) })
     sgemm(
       transA: false, transB: true, m: count, n: hidden, k: d, a: normalized, lda: d,
       b: weight1.base, ldb: d, c: activation, ldc: hidden, beta: bias1 == nil ? 0 : 1)
     Kernels.applySerially(activation, count: count * hidden, GeluFunction())
-    for r in 0..<count {
-      let (to, from) = (out + r * outputs, residual + r * outputs)
-      if let bias2 {
-        for j in 0..<outputs { to[j] = from[j] + bias2.base[j] }
-      } else if UnsafePointer(to) != from {
-        to.update(from: from, count: outputs)
-      }
-    }
+    Kernels.startRows(
+      out, rows: count, width: outputs, residual: residual,
+      bias: bias2.map { UnsafePointer($0.base) })
     sgemm(
       transA: false, transB: true, m: count, n: outputs, k: hidden, a: activation,
       lda: hidden, b: weight2.base, ldb: hidden, c: out, ldc: outputs, beta: 1)

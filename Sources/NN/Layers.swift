@@ -156,10 +156,9 @@ public final class MLP: Module {
   public func callAsFunction(
     normalizing x: Tensor, with norm: LayerNorm, scale: Tensor?, adding residual: Tensor
   ) throws -> Tensor {
-    let inputs = [x, residual, norm.weight.value, norm.bias.value, fc1.weight.value]
-    let optional = [fc1.bias?.value, fc2.weight.value, fc2.bias?.value, scale]
     guard Autograd.isEnabled,
-      (inputs + optional.compactMap { $0 }).contains(where: \.requiresGrad)
+      x.requiresGrad || residual.requiresGrad || scale?.requiresGrad == true
+        || hasGradientParameters || norm.hasGradientParameters
     else {
       let (w, b) = try fc2.scaled(scale)
       return try Tensor.normalizedMLP(
@@ -218,7 +217,7 @@ public final class Block: Module {
     if x.rank == 3,
       Tensor.blockBySequences(
         batch: x.shape[0], tokens: x.shape[1], width: x.shape[2], heads: attn.heads),
-      !Autograd.isEnabled || !recording(x)
+      !Autograd.isEnabled || !(x.requiresGrad || hasGradientParameters)
     {
       return try Tensor.transformerBlock(x, inferenceParameters())
     }
@@ -229,11 +228,6 @@ public final class Block: Module {
 }
 
 extension Block {
-  /// Whether a forward over `x` would record a gradient for it or for any parameter.
-  private func recording(_ x: Tensor) -> Bool {
-    x.requiresGrad || namedParameters().contains { $0.1.value.requiresGrad }
-  }
-
   /// The block's parameters for `Tensor.transformerBlock`, LayerScale folded into the
   /// projection's and fc2's rows as the composed path folds it.
   private func inferenceParameters() throws -> BlockParameters {

@@ -93,6 +93,13 @@ open class Module {
     return result
   }
 
+  /// Whether any parameter of this module or of its descendants records a gradient (a forward
+  /// through it builds a graph), without building `namedParameters`' names.
+  package var hasGradientParameters: Bool {
+    parameters.contains { $0.1.value.requiresGrad }
+      || children.contains { $0.1.hasGradientParameters }
+  }
+
   /// Every buffer with its dotted name.
   public func namedBuffers(prefix: String = "") -> [(name: String, buffer: Buffer)] {
     var result = buffers.map { (name: prefix + $0.0, buffer: $0.1) }
